@@ -1,0 +1,114 @@
+"""lmsweb: the administrators' side of a compliance-training LMS."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from contextlib import contextmanager
+from contextvars import ContextVar
+
+from flask import Flask, has_request_context, request
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+
+from . import config as config_module
+from .extensions import csrf, db, htmx, login_manager, mail, migrate
+
+# Navigation of the admin pages: shown only for endpoints that exist.
+NAVIGATION = (
+    ("users.index", "Users"),
+    ("courses.index", "Courses"),
+    ("org.groups", "Groups"),
+    ("org.locations", "Locations"),
+    ("dashboard.index", "Dashboard"),
+    ("outbox.index", "Email log"),
+    ("audit_log.index", "Audit"),
+)
+
+_immediate: ContextVar[bool] = ContextVar("sqlite_immediate", default=False)
+
+
+@contextmanager
+def sqlite_write_transaction():
+    """Outside a request (CLI, workers): start SQLite transactions with BEGIN IMMEDIATE."""
+    token = _immediate.set(True)
+    try:
+        yield
+    finally:
+        _immediate.reset(token)
+
+
+@event.listens_for(Engine, "connect")
+def _sqlite_on_connect(dbapi_connection, _record):
+    if isinstance(dbapi_connection, sqlite3.Connection):
+        # We emit BEGIN ourselves (below): pysqlite's lazy BEGIN breaks check-then-write.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA foreign_keys = ON")
+        cursor.execute("PRAGMA journal_mode = WAL")
+        cursor.execute("PRAGMA synchronous = NORMAL")
+        cursor.execute("PRAGMA busy_timeout = 20000")
+        cursor.close()
+
+
+@event.listens_for(Engine, "begin")
+def _sqlite_on_begin(connection):
+    if connection.dialect.name != "sqlite":
+        return
+    # A POST writes: take the write lock up front so a count checked is a count kept,
+    # and two writers never deadlock upgrading shared locks.
+    writing = _immediate.get() or (
+        has_request_context() and request.method not in ("GET", "HEAD", "OPTIONS")
+    )
+    connection.exec_driver_sql("BEGIN IMMEDIATE" if writing else "BEGIN")
+
+
+def create_app(test_config: dict | None = None) -> Flask:
+    """Build the application: configuration, extensions, blueprints, CLI."""
+    app = Flask(__name__, instance_path=os.environ.get("LMSWEB_INSTANCE") or None)
+    os.makedirs(app.instance_path, exist_ok=True)
+    app.config.from_mapping(config_module.from_environment(app.instance_path))
+    if test_config:
+        app.config.update(test_config)
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=os.path.join(os.path.dirname(__file__), "..", "migrations"))
+    login_manager.init_app(app)
+    mail.init_app(app)
+    csrf.init_app(app)
+    htmx.init_app(app)
+
+    from . import auth_session, errors, security
+
+    security.init_app(app)
+    auth_session.init_app(app)
+    errors.init_app(app)
+
+    from .blueprints import (
+        audit_log,
+        auth,
+        courses,
+        dashboard,
+        learner,
+        org,
+        outbox,
+        users,
+    )
+
+    for module in (auth, users, courses, org, dashboard, outbox, audit_log, learner):
+        app.register_blueprint(module.bp)
+
+    from .cli import lms
+
+    app.cli.add_command(lms)
+
+    app.jinja_env.globals["has_endpoint"] = lambda endpoint: endpoint in app.view_functions
+
+    @app.context_processor
+    def navigation():
+        return {
+            "navigation": [(ep, label) for ep, label in NAVIGATION if ep in app.view_functions],
+            "org_name": app.config["ORG_NAME"],
+        }
+
+    return app

@@ -1,0 +1,8 @@
+"""The Users page and everything done to users; one module per concern, one blueprint."""
+
+from flask import Blueprint
+
+bp = Blueprint("users", __name__, url_prefix="/admin/users")
+
+# Imported for their routes, after `bp` exists.
+from . import actions, archive, assignments, bulk, edit, export, imports, listing  # noqa: E402,F401

@@ -1,0 +1,3 @@
+"""Users: imports (routes are registered on the shared blueprint)."""
+
+from . import bp  # noqa: F401

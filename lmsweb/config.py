@@ -1,0 +1,102 @@
+"""Settings from environment variables, with safe defaults.
+
+Every setting the README documents is read here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from datetime import timedelta
+from pathlib import Path
+
+
+def _bool(name: str, default: bool = False) -> bool:
+    value = os.environ.get(name)
+    if value is None or value.strip() == "":
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _int(name: str, default: int) -> int:
+    value = os.environ.get(name, "").strip()
+    try:
+        return int(value) if value else default
+    except ValueError as exc:
+        raise RuntimeError(f"{name} must be a whole number, got {value!r}") from exc
+
+
+def _list(name: str) -> list[str]:
+    return [item for item in os.environ.get(name, "").replace(",", " ").split() if item]
+
+
+def load_secret_key(instance_path: str) -> str:
+    """SECRET_KEY from the environment, else one generated once into instance/."""
+    key = os.environ.get("SECRET_KEY", "").strip()
+    if key:
+        return key
+    path = Path(instance_path) / "secret_key"
+    if path.exists():
+        return path.read_text().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(48)
+    # Created with 0600 so the key is readable by the service account only.
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(key)
+    return key
+
+
+def normalise_database_url(url: str) -> str:
+    """Accept the common `postgres://` and `postgresql://` spellings; use psycopg 3."""
+    if url.startswith("postgres://"):
+        url = "postgresql://" + url[len("postgres://") :]
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url[len("postgresql://") :]
+    return url
+
+
+def from_environment(instance_path: str) -> dict:
+    """The configuration mapping for `app.config`."""
+    database_url = os.environ.get("DATABASE_URL", "").strip() or (
+        "sqlite:///" + str(Path(instance_path) / "lmsweb.sqlite3")
+    )
+    cross_site = _bool("CROSS_SITE_COOKIES")
+    secure_cookies = _bool("SECURE_COOKIES", default=cross_site)
+    return {
+        "SECRET_KEY": load_secret_key(instance_path),
+        "SQLALCHEMY_DATABASE_URI": normalise_database_url(database_url),
+        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
+        "ORG_NAME": os.environ.get("ORG_NAME", "Example Organisation"),
+        "PUBLIC_BASE_URL": os.environ.get("PUBLIC_BASE_URL", "").strip().rstrip("/"),
+        # Mail: with no MAIL_SERVER the outbox worker writes messages to the log.
+        "MAIL_SERVER": os.environ.get("MAIL_SERVER", "").strip() or None,
+        "MAIL_PORT": _int("MAIL_PORT", 25),
+        "MAIL_USE_TLS": _bool("MAIL_USE_TLS"),
+        "MAIL_USE_SSL": _bool("MAIL_USE_SSL"),
+        "MAIL_USERNAME": os.environ.get("MAIL_USERNAME") or None,
+        "MAIL_PASSWORD": os.environ.get("MAIL_PASSWORD") or None,
+        "MAIL_DEFAULT_SENDER": os.environ.get("MAIL_DEFAULT_SENDER", "lmsweb@localhost"),
+        "MAIL_MAX_ATTEMPTS": _int("MAIL_MAX_ATTEMPTS", 5),
+        "ACTIVATION_MAX_AGE_DAYS": _int("ACTIVATION_MAX_AGE_DAYS", 7),
+        # Embedding in portals.
+        "FRAME_ANCESTORS": _list("FRAME_ANCESTORS"),
+        "CROSS_SITE_COOKIES": cross_site,
+        "EMBED_MODE": _bool("EMBED_MODE"),
+        "PROXY_COUNT": _int("PROXY_COUNT", 0),
+        "URL_PREFIX": os.environ.get("URL_PREFIX", "").strip().rstrip("/"),
+        # Sessions and cookies.
+        "SESSION_COOKIE_NAME": "lmsweb_session",
+        "SESSION_COOKIE_HTTPONLY": True,
+        "SESSION_COOKIE_SECURE": secure_cookies,
+        "SESSION_COOKIE_SAMESITE": "None" if cross_site else "Lax",
+        "REMEMBER_COOKIE_SECURE": secure_cookies,
+        "REMEMBER_COOKIE_HTTPONLY": True,
+        "PERMANENT_SESSION_LIFETIME": timedelta(minutes=_int("SESSION_MAX_AGE_MINUTES", 720)),
+        "SESSION_IDLE_MINUTES": _int("SESSION_IDLE_MINUTES", 60),
+        # Uploads.
+        "MAX_CONTENT_LENGTH": _int("MAX_UPLOAD_MB", 10) * 1024 * 1024,
+        "IMPORT_MAX_ROWS": _int("IMPORT_MAX_ROWS", 100_000),
+        "WTF_CSRF_TIME_LIMIT": None,
+        "WTF_CSRF_SSL_STRICT": False,
+    }

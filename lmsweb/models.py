@@ -1,0 +1,255 @@
+"""The domain model. Training data is append-only: see the triggers in the first migration."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from typing import Any
+
+from flask_login import UserMixin
+from sqlalchemy import (
+    JSON,
+    CheckConstraint,
+    Column,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Table,
+    Text,
+    func,
+    text,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from .extensions import db
+
+
+def utcnow() -> datetime:
+    """Naive UTC, stored the same way on SQLite and PostgreSQL."""
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+ROLES = ("learner", "admin")
+STATUSES = ("pending", "active", "archived")
+ASSIGNMENT_STATES = ("assigned", "in_progress", "completed")
+EMAIL_STATUSES = ("queued", "sending", "sent", "failed")
+
+user_groups = Table(
+    "user_groups",
+    db.metadata,
+    Column("user_id", ForeignKey("users.id", ondelete="RESTRICT"), primary_key=True),
+    Column("group_id", ForeignKey("groups.id", ondelete="RESTRICT"), primary_key=True, index=True),
+)
+
+
+class Location(db.Model):
+    __tablename__ = "locations"
+    __table_args__ = (Index("uq_locations_name_lower", func.lower(text("name")), unique=True),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(120))
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+    def __repr__(self) -> str:
+        return f"<Location {self.name!r}>"
+
+
+class Group(db.Model):
+    __tablename__ = "groups"
+    __table_args__ = (Index("uq_groups_name_lower", func.lower(text("name")), unique=True),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(120))
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+    def __repr__(self) -> str:
+        return f"<Group {self.name!r}>"
+
+
+class User(UserMixin, db.Model):
+    __tablename__ = "users"
+    __table_args__ = (
+        Index("uq_users_email_lower", func.lower(text("email")), unique=True),
+        CheckConstraint("role IN ('learner', 'admin')", name="role"),
+        CheckConstraint("status IN ('pending', 'active', 'archived')", name="status"),
+        Index("ix_users_status_role_name", "status", "role", "last_name", "first_name", "id"),
+        Index("ix_users_name", "last_name", "first_name", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(254))
+    # The organisation's own user/employee ID; text, so leading zeros survive.
+    employee_id: Mapped[str | None] = mapped_column(String(64), unique=True)
+    first_name: Mapped[str] = mapped_column(String(100))
+    last_name: Mapped[str] = mapped_column(String(100))
+    role: Mapped[str] = mapped_column(String(16), default="learner")
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    location_id: Mapped[int | None] = mapped_column(
+        ForeignKey("locations.id", ondelete="RESTRICT"), index=True
+    )
+    password_hash: Mapped[str | None] = mapped_column(String(255))
+    # Bumped on sign-out, password change, role change and archive: older sessions end.
+    session_version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)
+    approved_at: Mapped[datetime | None] = mapped_column(DateTime)
+    notified_at: Mapped[datetime | None] = mapped_column(DateTime)
+    activated_at: Mapped[datetime | None] = mapped_column(DateTime)
+    last_login_at: Mapped[datetime | None] = mapped_column(DateTime)
+    archived_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+    location: Mapped[Location | None] = relationship()
+    groups: Mapped[list[Group]] = relationship(secondary=user_groups, order_by=lambda: Group.name)
+
+    @property
+    def name(self) -> str:
+        return f"{self.first_name} {self.last_name}".strip()
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "admin"
+
+    @property
+    def is_active(self) -> bool:  # Flask-Login: archived users cannot sign in
+        return self.status != "archived"
+
+    def get_id(self) -> str:
+        return f"{self.id}:{self.session_version}"
+
+    def end_sessions(self) -> None:
+        """Invalidate every session signed in as this user."""
+        self.session_version = (self.session_version or 1) + 1
+
+    def __repr__(self) -> str:
+        return f"<User {self.id} {self.email!r}>"
+
+
+class Course(db.Model):
+    __tablename__ = "courses"
+    __table_args__ = (
+        CheckConstraint("seats_total >= 0", name="seats_total_nonnegative"),
+        CheckConstraint("seats_reserved >= 0", name="seats_reserved_nonnegative"),
+        CheckConstraint("seats_used >= 0", name="seats_used_nonnegative"),
+        CheckConstraint("seats_reserved + seats_used <= seats_total", name="seats_within_total"),
+        CheckConstraint("default_due_days > 0", name="default_due_days_positive"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(32), unique=True)
+    title: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str] = mapped_column(Text, default="")
+    launch_url: Mapped[str] = mapped_column(String(500), default="")
+    default_due_days: Mapped[int] = mapped_column(Integer, default=30)
+    seats_total: Mapped[int] = mapped_column(Integer, default=0)
+    seats_reserved: Mapped[int] = mapped_column(Integer, default=0)
+    seats_used: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+    @property
+    def seats_available(self) -> int:
+        return max(self.seats_total - self.seats_reserved - self.seats_used, 0)
+
+    def __repr__(self) -> str:
+        return f"<Course {self.code!r}>"
+
+
+class CourseAssignment(db.Model):
+    """A training record. Never deleted; archiving sets `archived_at`."""
+
+    __tablename__ = "course_assignments"
+    __table_args__ = (
+        CheckConstraint("state IN ('assigned', 'in_progress', 'completed')", name="state"),
+        # At most one unarchived assignment per user and course.
+        Index(
+            "uq_course_assignments_open",
+            "user_id",
+            "course_id",
+            unique=True,
+            sqlite_where=text("archived_at IS NULL"),
+            postgresql_where=text("archived_at IS NULL"),
+        ),
+        Index("ix_course_assignments_course_state", "course_id", "state"),
+        Index("ix_course_assignments_due_date", "due_date"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"), index=True)
+    course_id: Mapped[int] = mapped_column(ForeignKey("courses.id", ondelete="RESTRICT"))
+    assigned_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"))
+    assigned_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    due_date: Mapped[date | None] = mapped_column(Date)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime)
+    completed_at: Mapped[datetime | None] = mapped_column(DateTime)
+    score: Mapped[int | None] = mapped_column(Integer)
+    state: Mapped[str] = mapped_column(String(16), default="assigned")
+    archived_at: Mapped[datetime | None] = mapped_column(DateTime)
+    # Why the record was archived: unassigned, user_archived or activity_archived.
+    archive_reason: Mapped[str | None] = mapped_column(String(32))
+
+    user: Mapped[User] = relationship(foreign_keys=[user_id])
+    course: Mapped[Course] = relationship()
+
+    @property
+    def started(self) -> bool:
+        return self.state != "assigned"
+
+    @property
+    def overdue(self) -> bool:
+        return (
+            self.state != "completed"
+            and self.archived_at is None
+            and self.due_date is not None
+            and self.due_date < utcnow().date()
+        )
+
+
+class OutboundEmail(db.Model):
+    """The outbox: written in the request's transaction, sent later by `flask lms send-mail`."""
+
+    __tablename__ = "outbound_emails"
+    __table_args__ = (
+        CheckConstraint("status IN ('queued', 'sending', 'sent', 'failed')", name="status"),
+        Index("ix_outbound_emails_status_next", "status", "next_attempt_at"),
+        Index("ix_outbound_emails_user_kind", "user_id", "kind", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"))
+    recipient: Mapped[str] = mapped_column(String(254))
+    kind: Mapped[str] = mapped_column(String(32))
+    subject: Mapped[str] = mapped_column(String(255))
+    body_text: Mapped[str] = mapped_column(Text)
+    body_html: Mapped[str] = mapped_column(Text, default="")
+    status: Mapped[str] = mapped_column(String(16), default="queued")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+    user: Mapped[User | None] = relationship()
+
+
+class AuditEvent(db.Model):
+    """Append-only: the database refuses UPDATE and DELETE on this table."""
+
+    __tablename__ = "audit_events"
+    __table_args__ = (
+        Index("ix_audit_events_target_user", "target_user_id", "id"),
+        Index("ix_audit_events_actor", "actor_id", "id"),
+        Index("ix_audit_events_action", "action", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    actor_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"))
+    action: Mapped[str] = mapped_column(String(64))
+    target_type: Mapped[str] = mapped_column(String(32), default="")
+    target_id: Mapped[int | None] = mapped_column(Integer)
+    target_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"))
+    summary: Mapped[str] = mapped_column(Text, default="")
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)
+
+    actor: Mapped[User | None] = relationship(foreign_keys=[actor_id])
+    target_user: Mapped[User | None] = relationship(foreign_keys=[target_user_id])

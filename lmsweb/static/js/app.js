@@ -1,0 +1,108 @@
+// lmsweb's own script: toasts, dialogs and focus. No inline script anywhere (strict CSP).
+(function () {
+  "use strict";
+
+  var toasts = function () { return document.getElementById("toasts"); };
+
+  function showToast(message, level) {
+    var region = toasts();
+    if (!region || !message) return;
+    var item = document.createElement("div");
+    item.className = "toast toast--" + (level || "info");
+    item.textContent = message;
+    region.appendChild(item);
+    window.setTimeout(function () { item.remove(); }, level === "error" ? 12000 : 6000);
+  }
+  window.lmsToast = showToast;
+
+  // Flash messages rendered with the page fade out like toasts.
+  document.addEventListener("DOMContentLoaded", function () {
+    var region = toasts();
+    if (!region) return;
+    Array.prototype.forEach.call(region.children, function (item) {
+      window.setTimeout(function () { item.remove(); }, 8000);
+    });
+  });
+
+  document.body && init();
+  if (!document.body) document.addEventListener("DOMContentLoaded", init);
+
+  function init() {
+    document.body.addEventListener("showToast", function (event) {
+      var detail = event.detail || {};
+      showToast(detail.message || detail.value, detail.level);
+    });
+
+    // htmx does not swap errors (422 aside): say what happened instead of failing silently.
+    document.body.addEventListener("htmx:responseError", function (event) {
+      var xhr = event.detail.xhr;
+      var text = (xhr && xhr.getResponseHeader("Content-Type") || "").indexOf("text/plain") === 0
+        ? xhr.responseText : "";
+      showToast(text || "That did not work (error " + (xhr ? xhr.status : "?") + "). Nothing was changed.", "error");
+    });
+    document.body.addEventListener("htmx:sendError", function () {
+      showToast("The server could not be reached. Check your connection and try again.", "error");
+    });
+
+    // A thin busy bar for requests that take longer than ~200 ms (CSS delays it).
+    var busy = document.getElementById("busy");
+    var inFlight = 0;
+    document.body.addEventListener("htmx:beforeRequest", function () {
+      inFlight += 1; if (busy) busy.classList.add("is-busy");
+    });
+    document.body.addEventListener("htmx:afterRequest", function () {
+      inFlight = Math.max(0, inFlight - 1);
+      if (busy && inFlight === 0) busy.classList.remove("is-busy");
+    });
+
+    // Dialogs: content swapped into #dialog-root opens as a modal <dialog>.
+    var opener = null;
+    document.body.addEventListener("htmx:beforeRequest", function (event) {
+      var target = event.detail.target;
+      if (target && target.id === "dialog-root") opener = event.detail.elt;
+    });
+    document.body.addEventListener("htmx:afterSettle", function (event) {
+      var target = event.detail.target;
+      if (!target) return;
+      if (target.id === "dialog-root") {
+        var dialog = target.querySelector("dialog");
+        if (dialog && !dialog.open) openDialog(dialog);
+        return;
+      }
+      // After a swap, put focus somewhere sensible if the focused element went away.
+      var focusTarget = target.querySelector("[data-focus-after-swap]") ||
+        (document.activeElement === document.body ? target : null);
+      if (focusTarget) {
+        if (!focusTarget.hasAttribute("tabindex") && !/^(A|BUTTON|INPUT|SELECT|TEXTAREA)$/.test(focusTarget.tagName)) {
+          focusTarget.setAttribute("tabindex", "-1");
+        }
+        focusTarget.focus({ preventScroll: false });
+      }
+    });
+
+    function openDialog(dialog) {
+      var returnTo = opener && opener.id ? opener.id : null;
+      dialog.addEventListener("close", function () {
+        var back = (returnTo && document.getElementById(returnTo)) || opener;
+        dialog.remove();
+        if (back && document.body.contains(back)) back.focus();
+      }, { once: true });
+      dialog.showModal();
+      var first = dialog.querySelector("[autofocus], input:not([type=hidden]):not([disabled]), select, textarea, button:not([data-close-dialog])");
+      if (first) first.focus();
+    }
+
+    document.body.addEventListener("closeDialog", function () {
+      var dialog = document.querySelector("#dialog-root dialog[open]");
+      if (dialog) dialog.close();
+    });
+
+    document.addEventListener("click", function (event) {
+      var closer = event.target.closest("[data-close-dialog]");
+      if (closer) {
+        var dialog = closer.closest("dialog");
+        if (dialog) { event.preventDefault(); dialog.close(); }
+      }
+    });
+  }
+})();
