@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from sqlalchemy import Select, select
+from sqlalchemy import Select, or_, select
 from werkzeug.datastructures import MultiDict
 
-from .models import User
+from .models import User, user_groups
 
 PER_PAGE_CHOICES = (25, 50, 100)
 DEFAULT_STATUSES = ("pending", "active")
@@ -57,4 +57,18 @@ def filtered_users(filters: UserFilters) -> Select[tuple[User]]:
         query = query.where(User.role.in_(filters.role))
     if filters.location:
         query = query.where(User.location_id.in_(filters.location))
+    if filters.group:
+        members = select(user_groups.c.user_id).where(user_groups.c.group_id.in_(filters.group))
+        query = query.where(User.id.in_(members))
+    if filters.q:
+        # Simple substring match; the Users-list work replaces it with an indexed strategy.
+        pattern = f"%{filters.q.lower()}%"
+        query = query.where(
+            or_(
+                User.first_name.ilike(pattern),
+                User.last_name.ilike(pattern),
+                User.email.ilike(pattern),
+                User.employee_id.ilike(pattern),
+            )
+        )
     return query
