@@ -153,7 +153,9 @@ def change_seats(course_id: int):
     htmx = request.headers.get("HX-Request") == "true"
     form = SeatsForm()
     if not form.validate_on_submit():
-        message = " ".join(form.add.errors) or "Enter a whole number."
+        message = "Enter a whole number of licenses to add (negative to remove)."
+        if form.add.data is not None and form.add.errors:
+            message = " ".join(form.add.errors)
         if htmx:
             return render("courses/_row.html", status=422, course=course, seats_error=message)
         flash(message, "error")
