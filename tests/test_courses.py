@@ -83,3 +83,44 @@ def test_add_and_lower_seats_never_below_in_use(app, admin_client, make):
 
 def test_learners_cannot_see_courses(learner_client):
     assert learner_client.get("/admin/courses").status_code == 403
+
+
+def _queries(app, client, url: str) -> int:
+    from sqlalchemy import event
+
+    from lmsweb.extensions import db
+
+    statements = []
+
+    def record(conn, cursor, statement, *args):
+        statements.append(statement)
+
+    with app.app_context():
+        engine = db.engine
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        assert client.get(url).status_code == 200
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    return len(statements)
+
+
+def test_page_queries_do_not_grow_with_the_number_of_rows(app, admin_client, make):
+    user = make.user()
+    for _ in range(2):
+        course = make.course(seats=3)
+        make.assignment(user, course)
+    group = make.group()
+    pages = [
+        "/admin/courses",
+        "/admin/groups",
+        "/admin/locations",
+        f"/admin/users/{user.id}/courses",
+    ]
+    few = {url: _queries(app, admin_client, url) for url in pages}
+    for _ in range(10):
+        course = make.course(seats=3)
+        make.assignment(user, course)
+        make.user(groups=[group], location_id=make.location().id)
+    many = {url: _queries(app, admin_client, url) for url in pages}
+    assert many == few
