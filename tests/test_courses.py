@@ -124,3 +124,19 @@ def test_page_queries_do_not_grow_with_the_number_of_rows(app, admin_client, mak
         make.user(groups=[group], location_id=make.location().id)
     many = {url: _queries(app, admin_client, url) for url in pages}
     assert many == few
+
+
+def test_edit_course_details_audited_and_code_unique(app, admin_client, make):
+    course = make.course("OLD-1", seats=4, title="Old title")
+    make.course("TAKEN-1")
+    url = f"/admin/courses/{course.id}/edit"
+    page = admin_client.get(url)
+    assert "<h1>Edit OLD-1</h1>" in page.text and 'name="seats"' not in page.text
+    data = {"code": "NEW-1", "title": "New title", "default_due_days": "10", "seats": "999"}
+    assert admin_client.post(url, data=data).status_code == 303
+    saved = get(app, Course, course.id)
+    assert (saved.code, saved.title, saved.default_due_days) == ("NEW-1", "New title", 10)
+    assert saved.seats_total == 4  # the pool is not edited here
+    assert count(app, AuditEvent, AuditEvent.action == "course.update") == 1
+    clash = admin_client.post(url, data={**data, "code": "taken-1"})
+    assert clash.status_code == 422 and "already exists" in clash.text

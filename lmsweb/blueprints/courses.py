@@ -188,3 +188,44 @@ def change_seats(course_id: int):
         return toast(render("courses/_row.html", course=course), message)
     flash(message, "success")
     return see_other(url_for("courses.index"))
+
+
+class CourseEditForm(CourseForm):
+    seats = None  # the pool changes through change_seats, never by overwriting it
+
+
+@bp.route("/<int:course_id>/edit", methods=["GET", "POST"])
+def edit_course(course_id: int):
+    """Edit a course's catalogue entry (code, title, description, launch link, due period)."""
+    course = _load(course_id)
+    form = CourseEditForm(obj=course)
+    if request.method == "GET":
+        return render("courses/edit.html", form=form, course=course)
+    valid = form.validate_on_submit()
+    if valid and db.session.scalar(
+        select(Course.id).where(
+            func.lower(Course.code) == form.code.data.lower(), Course.id != course.id
+        )
+    ):
+        form.code.errors.append("A course with that code already exists.")
+        valid = False
+    if not valid:
+        return render("courses/edit.html", status=422, form=form, course=course)
+    fields = ("code", "title", "description", "launch_url", "default_due_days")
+    changes = {
+        name: {"from": getattr(course, name), "to": getattr(form, name).data or ""}
+        for name in fields
+        if (getattr(form, name).data or "") != (getattr(course, name) or "")
+    }
+    for name, change in changes.items():
+        setattr(course, name, change["to"])
+    if changes:
+        audit.record(
+            "course.update",
+            target=course,
+            summary=f"Edited course {course.code}: {', '.join(changes)}",
+            details=changes,
+        )
+    db.session.commit()
+    flash(f"Saved {course.code}." if changes else f"{course.code} is unchanged.", "success")
+    return see_other(url_for("courses.index"))
