@@ -179,8 +179,27 @@ def change_due_date(assignment: CourseAssignment, due_date: date | None) -> None
 
 
 def add_seats(course: Course, count: int) -> None:
-    """Add (or, with a negative count, remove) seats; never below what is in use."""
-    set_seats_total(course, course.seats_total + count)
+    """Add (or, with a negative count, remove) seats; never below what is in use.
+
+    Relative and conditional in one UPDATE: two administrators changing the same pool at
+    once (PostgreSQL, READ COMMITTED) both count, and the total never drops below use.
+    """
+    result = db.session.execute(
+        update(Course)
+        .where(
+            Course.id == course.id,
+            Course.seats_total + count >= 0,
+            Course.seats_reserved + Course.seats_used <= Course.seats_total + count,
+        )
+        .values(seats_total=Course.seats_total + count)
+        .execution_options(synchronize_session=False)
+    )
+    _expire(course.id)
+    if result.rowcount != 1:
+        raise DomainError(
+            f"{course.code} has {course.seats_reserved + course.seats_used} licenses assigned "
+            f"or in use; the total ({course.seats_total}) cannot go below that."
+        )
 
 
 def set_seats_total(course: Course, total: int) -> None:

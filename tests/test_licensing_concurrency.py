@@ -97,3 +97,27 @@ def test_forty_concurrent_assigns_take_exactly_the_seven_free_seats(app, admin_c
     check = app.test_cli_runner().invoke(args=["lms", "check"])
     assert check.exit_code == 0, check.output
     assert "no drift" in check.output
+
+
+def test_concurrent_seat_changes_are_not_lost(app, admin_client, make):
+    """Relative UPDATEs: 10 administrators adding 3 licenses at once add 30."""
+    course = make.course("GROW-1", seats=5)
+    clients = _clients(app, admin_client, 10)
+    barrier = threading.Barrier(len(clients))
+    statuses: list[int] = []
+
+    def grow(client) -> None:
+        barrier.wait()
+        statuses.append(
+            client.post(
+                f"/admin/courses/{course.id}/seats", data={"add": "3"}, headers=HX
+            ).status_code
+        )
+
+    threads = [threading.Thread(target=grow, args=(c,)) for c in clients]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert statuses == [200] * len(clients)
+    assert get(app, Course, course.id).seats_total == 5 + 3 * len(clients)

@@ -160,7 +160,6 @@ def change_seats(course_id: int):
             return render("courses/_row.html", status=422, course=course, seats_error=message)
         flash(message, "error")
         return see_other(url_for("courses.index"))
-    before = course.seats_total
     try:
         licensing.add_seats(course, form.add.data)
     except licensing.DomainError as error:
@@ -170,7 +169,7 @@ def change_seats(course_id: int):
         flash(error.message, "error")
         return see_other(url_for("courses.index"))
     db.session.refresh(course)
-    change = course.seats_total - before
+    change = form.add.data
     verb = "Added" if change >= 0 else "Removed"
     message = (
         f"{verb} {abs(change)} {'license' if abs(change) == 1 else 'licenses'} "
@@ -181,7 +180,7 @@ def change_seats(course_id: int):
         "course.seats",
         target=course,
         summary=message,
-        details={"from": before, "to": course.seats_total},
+        details={"change": change, "total": course.seats_total},
     )
     db.session.commit()
     if htmx:
