@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import date
 
 from sqlalchemy import case, func, select, update
+from sqlalchemy.exc import IntegrityError
 
 from .extensions import db
 from .models import Course, CourseAssignment, User, utcnow
@@ -103,18 +104,26 @@ def assign(
     """Assign a course, taking one seat. Raises DomainError when it cannot be done."""
     if user.status == "archived":
         raise DomainError(f"{user.name} is archived; restore them before assigning courses.")
+    already = DomainError(f"{user.name} is already assigned {course.code}.")
     if open_assignment(user, course) is not None:
-        raise DomainError(f"{user.name} is already assigned {course.code}.")
-    take_seats(course)
-    assignment = CourseAssignment(
-        user_id=user.id,
-        course_id=course.id,
-        assigned_by_id=actor.id if actor else None,
-        due_date=due_date,
-        state="assigned",
-    )
-    db.session.add(assignment)
-    db.session.flush()
+        raise already
+    try:
+        # A savepoint: if a concurrent request assigned the same course a moment ago, the
+        # unique index refuses the row and the seat taken here is given back with it.
+        with db.session.begin_nested():
+            take_seats(course)
+            assignment = CourseAssignment(
+                user_id=user.id,
+                course_id=course.id,
+                assigned_by_id=actor.id if actor else None,
+                due_date=due_date,
+                state="assigned",
+            )
+            db.session.add(assignment)
+            db.session.flush()
+    except IntegrityError:
+        _expire(course.id)
+        raise already from None
     return assignment
 
 

@@ -121,3 +121,31 @@ def test_concurrent_seat_changes_are_not_lost(app, admin_client, make):
         t.join()
     assert statuses == [200] * len(clients)
     assert get(app, Course, course.id).seats_total == 5 + 3 * len(clients)
+
+
+def test_double_submitted_assign_takes_one_seat(app, admin_client, make):
+    """Five identical requests at once (a double click, a retry): one record, one seat."""
+    course = make.course("TWICE-1", seats=5)
+    user = make.user()
+    clients = _clients(app, admin_client, 5)
+    barrier = threading.Barrier(len(clients))
+    statuses: list[int] = []
+
+    def assign(client) -> None:
+        barrier.wait()
+        response = client.post(
+            f"/admin/users/{user.id}/courses",
+            data={"action": "assign", "course": course.id},
+            headers=HX,
+        )
+        statuses.append(response.status_code)
+
+    threads = [threading.Thread(target=assign, args=(c,)) for c in clients]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(statuses) == [200, 409, 409, 409, 409]
+    pool = get(app, Course, course.id)
+    assert (pool.seats_reserved, pool.seats_available) == (1, 4)
+    assert count(app, CourseAssignment, CourseAssignment.user_id == user.id) == 1
