@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import date
 
 from sqlalchemy import case, func, select, update
+from sqlalchemy.exc import IntegrityError
 
 from .extensions import db
 from .models import Course, CourseAssignment, User, utcnow
@@ -103,18 +104,26 @@ def assign(
     """Assign a course, taking one seat. Raises DomainError when it cannot be done."""
     if user.status == "archived":
         raise DomainError(f"{user.name} is archived; restore them before assigning courses.")
+    already = DomainError(f"{user.name} is already assigned {course.code}.")
     if open_assignment(user, course) is not None:
-        raise DomainError(f"{user.name} is already assigned {course.code}.")
-    take_seats(course)
-    assignment = CourseAssignment(
-        user_id=user.id,
-        course_id=course.id,
-        assigned_by_id=actor.id if actor else None,
-        due_date=due_date,
-        state="assigned",
-    )
-    db.session.add(assignment)
-    db.session.flush()
+        raise already
+    try:
+        # A savepoint: if a concurrent request assigned the same course a moment ago, the
+        # unique index refuses the row and the seat taken here is given back with it.
+        with db.session.begin_nested():
+            take_seats(course)
+            assignment = CourseAssignment(
+                user_id=user.id,
+                course_id=course.id,
+                assigned_by_id=actor.id if actor else None,
+                due_date=due_date,
+                state="assigned",
+            )
+            db.session.add(assignment)
+            db.session.flush()
+    except IntegrityError:
+        _expire(course.id)
+        raise already from None
     return assignment
 
 
@@ -179,8 +188,27 @@ def change_due_date(assignment: CourseAssignment, due_date: date | None) -> None
 
 
 def add_seats(course: Course, count: int) -> None:
-    """Add (or, with a negative count, remove) seats; never below what is in use."""
-    set_seats_total(course, course.seats_total + count)
+    """Add (or, with a negative count, remove) seats; never below what is in use.
+
+    Relative and conditional in one UPDATE: two administrators changing the same pool at
+    once (PostgreSQL, READ COMMITTED) both count, and the total never drops below use.
+    """
+    result = db.session.execute(
+        update(Course)
+        .where(
+            Course.id == course.id,
+            Course.seats_total + count >= 0,
+            Course.seats_reserved + Course.seats_used <= Course.seats_total + count,
+        )
+        .values(seats_total=Course.seats_total + count)
+        .execution_options(synchronize_session=False)
+    )
+    _expire(course.id)
+    if result.rowcount != 1:
+        raise DomainError(
+            f"{course.code} has {course.seats_reserved + course.seats_used} licenses assigned "
+            f"or in use; the total ({course.seats_total}) cannot go below that."
+        )
 
 
 def set_seats_total(course: Course, total: int) -> None:
