@@ -236,8 +236,11 @@ def need(condition: bool, reason: str) -> None:
 
 
 def ensure_vnu() -> Path:
-    """The vnu.jar of the pinned vnu-jar npm package, installed into tools/vnu on first use."""
-    if not VNU_JAR.exists():
+    """The vnu.jar of the pinned vnu-jar npm package, installed into tools/vnu on first use
+    (and again when VNU_VERSION changes)."""
+    manifest = VNU_JAR.parents[2] / "package.json"
+    installed = json.loads(manifest.read_text()).get("version") if manifest.exists() else None
+    if not VNU_JAR.exists() or installed != VNU_VERSION:
         npm = shutil.which("npm")
         if npm is None:
             raise FileNotFoundError("npm is needed to install vnu-jar")

@@ -10,6 +10,7 @@ checked. The light theme runs at a desktop width, the dark theme in a 360 px por
 from __future__ import annotations
 
 import pytest
+from flask import Blueprint, render_template_string
 
 from tests.a11y_support import ERROR_PAGES, page_list, seed_pages
 from tests.browser.a11y import (
@@ -22,7 +23,7 @@ from tests.browser.a11y import (
     requests_done,
     wait_for_htmx,
 )
-from tests.browser.conftest import sign_in
+from tests.browser.conftest import screenshot, sign_in
 from tests.conftest import PASSWORD
 
 pytestmark = pytest.mark.browser
@@ -31,6 +32,8 @@ pytestmark = pytest.mark.browser
 SWAP_LINKS = 'main [data-hx-get]:not([data-hx-target="#dialog-root"])'
 # Row actions that POST and swap the row (approve, notify, restore, ...).
 ROW_ACTIONS = "main tbody [data-hx-post]"
+# Screenshots for the README of the dark theme in a portal column (docs/screenshots).
+DARK_SCREENSHOTS = {"users.index": "users-dark-360px", "learner.training": "my-training-dark-360px"}
 
 
 def check_dialogs(page, where: str) -> list[str]:
@@ -87,9 +90,48 @@ def test_no_serious_axe_violations_on_any_page_or_dialog(
                 continue
             where = f"{check} [{scheme}, {width}px]"
             problems += axe_violations(page, where)
+            if scheme == "dark" and check.endpoint in DARK_SCREENSHOTS:
+                screenshot(page, DARK_SCREENSHOTS[check.endpoint])
             problems += check_dialogs(page, where)
             problems += check_swaps(page, url, where)
             checked += 1
         context.close()
     assert checked >= 5
     assert not problems, f"{len(problems)} accessibility problems:\n\n" + "\n\n".join(problems)
+
+
+PROBE_PAGE = """{% extends "base.html" %}{% block content %}<h1>Probe</h1>
+<button type="button" id="probe-open" class="btn" data-hx-get="/admin/a11y-probe/dialog"
+  data-hx-target="#dialog-root">Open the dialog</button>
+<button type="button" class="btn" data-hx-get="/admin/a11y-probe/swap"
+  data-hx-target="#probe-out">Load more</button>
+<div id="probe-out"></div>{% endblock %}"""
+
+
+def test_the_checks_look_inside_open_dialogs_and_swapped_content(browser, live_server, app, make):
+    """The checks are only as good as what they reach: a flaw that shows only in an open
+    dialog, or only after an htmx swap, is reported."""
+    probe = Blueprint("a11y_probe", __name__, url_prefix="/admin/a11y-probe")
+    probe.add_url_rule("", "page", lambda: render_template_string(PROBE_PAGE))
+    probe.add_url_rule(
+        "/dialog",
+        "dialog",
+        lambda: (
+            '<dialog aria-labelledby="probe-title"><h2 id="probe-title">Probe</h2>'
+            '<input type="text" name="unlabelled"></dialog>'
+        ),
+    )
+    probe.add_url_rule("/swap", "swap", lambda: '<img src="/static/favicon.svg">')
+    app.register_blueprint(probe)
+    admin = make.admin()
+    context = browser.new_context()
+    context.add_init_script(HTMX_PROBE)
+    page = context.new_page()
+    sign_in(page, live_server, admin.email, PASSWORD)
+    page.goto(f"{live_server}/admin/a11y-probe")
+    assert axe_violations(page, "probe") == []
+    in_dialog = check_dialogs(page, "probe")
+    after_swap = check_swaps(page, f"{live_server}/admin/a11y-probe", "probe")
+    context.close()
+    assert len(in_dialog) == 1 and "label" in in_dialog[0], in_dialog
+    assert len(after_swap) == 1 and "image-alt" in after_swap[0], after_swap
