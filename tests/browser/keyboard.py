@@ -60,10 +60,12 @@ def is_focused(locator) -> bool:
 
 
 def tab_to(page, locator, *, backwards: bool = False, check_visible: bool = True) -> int:
-    """Press Tab (or Shift+Tab) until `locator` has focus, asserting a visible focus indicator
-    on every stop; returns the number of presses. Fails when it is never reached."""
+    """Press Tab (or Shift+Tab) until `locator` has focus (unless it has already), asserting
+    a visible focus indicator on every stop; the number of presses. Fails if never reached."""
     target = locator.first
     target.wait_for(state="visible")
+    if is_focused(target):
+        return 0
     for n in range(1, MAX_TABS + 1):
         page.keyboard.press("Shift+Tab" if backwards else "Tab")
         if check_visible and focused(page) is not None:

@@ -72,6 +72,10 @@
         if (dialog && !dialog.open) openDialog(dialog);
         return;
       }
+      // An outerHTML swap replaced the target: its successor has the same id (a row).
+      if (!document.body.contains(target) && target.id) {
+        target = document.getElementById(target.id) || target;
+      }
       // After a swap, put focus somewhere sensible if the focused element went away.
       var focusTarget = target.querySelector("[data-focus-after-swap]") ||
         (document.activeElement === document.body ? target : null);
