@@ -64,7 +64,7 @@ SAMPLES: dict[str, Sample] = {
     ],
     "auth.reset_password": lambda s: [
         ("valid link", {"token": s.tokens["reset"]}, 200),
-        ("used link", {"token": "not-a-valid-token"}, 410),
+        ("forged link", {"token": "not-a-valid-token"}, 410),
     ],
     "users.detail": lambda s: {"user_id": s.user_id},
     "users.edit": lambda s: {"user_id": s.user_id},
@@ -145,8 +145,11 @@ def page_list(app: Flask, seeds: Seeds, extra: Iterable[PageCheck] = ()) -> list
     return [*pages, *extra]
 
 
-# The error page, reached through a URL no rule matches.
-ERROR_PAGES = (PageCheck("error", "/admin/no-such-page", "admin", "404 page", 404),)
+# The error page: a URL no rule matches, and an admin page a learner may not see.
+ERROR_PAGES = (
+    PageCheck("error", "/admin/no-such-page", "admin", "404 page", 404),
+    PageCheck("error", "/admin/users", "learner", "403 page", 403),
+)
 
 
 def seed_pages(app: Flask, make, users: int = 300) -> Seeds:

@@ -57,6 +57,7 @@ def check_swaps(page, url: str, where: str) -> list[str]:
             before = requests_done(page)
             page.locator(selector).nth(int(n)).click()
             wait_for_htmx(page, before)
+            page.wait_for_load_state()  # an HX-Redirect answer loads another page
             problems += axe_violations(page, f"{where} after htmx {key}")
             page.goto(url)
     return problems
