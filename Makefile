@@ -6,7 +6,7 @@ HOST ?= 127.0.0.1
 PORT ?= 5000
 export FLASK_APP := app
 
-.PHONY: run test lint format bench clean
+.PHONY: run test lint format bench clean vnu
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,7 +25,17 @@ run: $(VENV)/.installed
 	$(BIN)/flask lms setup
 	$(BIN)/flask lms serve --host $(HOST) --port $(PORT)
 
-test: $(VENV)/.installed-test
+# The Nu HTML Checker (vnu-jar from npm, run with Java) for tests/test_html_validity.py;
+# installed into tools/vnu when java and npm are present (the test skips without them).
+VNU_JAR := tools/vnu/node_modules/vnu-jar/build/dist/vnu.jar
+HAVE_JAVA_NPM := $(and $(shell command -v java),$(shell command -v npm))
+
+$(VNU_JAR): tests/a11y_support.py | $(VENV)/.installed-test
+	$(BIN)/python -m tests.a11y_support && touch $@
+
+vnu: $(VNU_JAR)
+
+test: $(VENV)/.installed-test $(if $(HAVE_JAVA_NPM),$(VNU_JAR))
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed-test
@@ -40,4 +50,4 @@ bench: $(VENV)/.installed-test
 	$(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .pytest_cache tools

@@ -47,12 +47,15 @@
     // A thin busy bar for requests that take longer than ~200 ms (CSS delays it).
     var busy = document.getElementById("busy");
     var inFlight = 0;
-    document.body.addEventListener("htmx:beforeRequest", function () {
+    // The region being replaced says so to assistive technology while it loads.
+    document.body.addEventListener("htmx:beforeRequest", function (event) {
       inFlight += 1; if (busy) busy.classList.add("is-busy");
+      if (event.detail.target) event.detail.target.setAttribute("aria-busy", "true");
     });
-    document.body.addEventListener("htmx:afterRequest", function () {
+    document.body.addEventListener("htmx:afterRequest", function (event) {
       inFlight = Math.max(0, inFlight - 1);
       if (busy && inFlight === 0) busy.classList.remove("is-busy");
+      if (event.detail.target) event.detail.target.removeAttribute("aria-busy");
     });
 
     // Dialogs: content swapped into #dialog-root opens as a modal <dialog>.
@@ -68,6 +71,10 @@
         var dialog = target.querySelector("dialog");
         if (dialog && !dialog.open) openDialog(dialog);
         return;
+      }
+      // An outerHTML swap replaced the target: its successor has the same id (a row).
+      if (!document.body.contains(target) && target.id) {
+        target = document.getElementById(target.id) || target;
       }
       // After a swap, put focus somewhere sensible if the focused element went away.
       var focusTarget = target.querySelector("[data-focus-after-swap]") ||
