@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
-from sqlalchemy import Select, and_, case, func, select
+from sqlalchemy import Select, and_, func, select
 from sqlalchemy.orm import joinedload
 
 from .extensions import db
@@ -31,8 +31,12 @@ def today() -> date:
 
 
 def _open():
-    """Unarchived and not completed: the records that can be overdue or due."""
-    return and_(CourseAssignment.archived_at.is_(None), CourseAssignment.state != "completed")
+    """Unarchived and not completed: the records that can be overdue or due. (Spelled as
+    IN, not !=, so the covering index on (archived_at, state, due_date) serves it.)"""
+    return and_(
+        CourseAssignment.archived_at.is_(None),
+        CourseAssignment.state.in_(("assigned", "in_progress")),
+    )
 
 
 def users_by_status() -> dict[str, int]:
@@ -67,28 +71,30 @@ class Summary:
 
 
 def summary() -> Summary:
-    """Everything above the records table, in three small queries."""
+    """Everything above the records table; each figure is read from a covering index."""
     now = today()
     soon = now + timedelta(days=DUE_SOON_DAYS)
     courses = list(db.session.scalars(select(Course).order_by(Course.code)))
     figures = {c.id: CourseFigures(c) for c in courses}
-    is_open = _open()
-    due = CourseAssignment.due_date
-    rows = db.session.execute(
-        select(
-            CourseAssignment.course_id,
-            func.count(),
-            func.sum(case((CourseAssignment.state == "completed", 1), else_=0)),
-            func.sum(case((and_(is_open, due < now), 1), else_=0)),
-            func.sum(case((and_(is_open, due >= now, due <= soon), 1), else_=0)),
-        )
-        .where(CourseAssignment.archived_at.is_(None))
-        .group_by(CourseAssignment.course_id)
+    a = CourseAssignment
+    per_state = db.session.execute(
+        select(a.course_id, a.state, func.count())
+        .where(a.archived_at.is_(None))
+        .group_by(a.course_id, a.state)
     )
-    for course_id, assigned, completed, overdue, due_soon in rows:
-        f = figures[course_id]
-        f.assigned, f.completed = assigned, int(completed or 0)
-        f.overdue, f.due_soon = int(overdue or 0), int(due_soon or 0)
+    for course_id, state, n in per_state:
+        figures[course_id].assigned += n
+        if state == "completed":
+            figures[course_id].completed = n
+    for attribute, due in (
+        ("overdue", a.due_date < now),
+        ("due_soon", a.due_date.between(now, soon)),
+    ):
+        rows = db.session.execute(
+            select(a.course_id, func.count()).where(_open(), due).group_by(a.course_id)
+        )
+        for course_id, n in rows:
+            setattr(figures[course_id], attribute, n)
     result = Summary(users=users_by_status(), courses=list(figures.values()))
     result.overdue = sum(f.overdue for f in result.courses)
     result.due_soon = sum(f.due_soon for f in result.courses)
@@ -143,22 +149,65 @@ def records_query(filters: RecordFilters) -> Select[tuple[CourseAssignment]]:
     return query.order_by(CourseAssignment.id.desc())
 
 
-def records_page(filters: RecordFilters, per_page: int = PER_PAGE):
+@dataclass
+class Page:
+    """One page of training records and where it is in the whole."""
+
+    items: list[CourseAssignment]
+    page: int
+    per_page: int
+    total: int
+
+    @property
+    def pages(self) -> int:
+        return max(1, -(-self.total // self.per_page))
+
+    @property
+    def has_prev(self) -> bool:
+        return self.page > 1
+
+    @property
+    def has_next(self) -> bool:
+        return self.page < self.pages
+
+    @property
+    def prev_num(self) -> int:
+        return self.page - 1
+
+    @property
+    def next_num(self) -> int:
+        return self.page + 1
+
+
+def records_page(filters: RecordFilters, per_page: int = PER_PAGE) -> Page:
     """One page of records (users, locations and courses loaded with them) and the total."""
     query = records_query(filters)
     total = db.session.scalar(select(func.count()).select_from(query.order_by(None).subquery()))
-    pagination = db.paginate(
-        query.options(
-            joinedload(CourseAssignment.user).joinedload(User.location),
-            joinedload(CourseAssignment.course),
-        ),
-        page=filters.page,
-        per_page=per_page,
-        error_out=False,
-        count=False,
+    # The page's ids first (from an index, no joins), then only those rows with what they show:
+    # joining before the LIMIT would join every matching record.
+    ids = list(
+        db.session.scalars(
+            query.with_only_columns(CourseAssignment.id)
+            .limit(per_page)
+            .offset((filters.page - 1) * per_page)
+        )
     )
-    pagination.total = total
-    return pagination
+    items = (
+        list(
+            db.session.scalars(
+                select(CourseAssignment)
+                .options(
+                    joinedload(CourseAssignment.user).joinedload(User.location),
+                    joinedload(CourseAssignment.course),
+                )
+                .where(CourseAssignment.id.in_(ids))
+                .order_by(CourseAssignment.id.desc())
+            )
+        )
+        if ids
+        else []
+    )
+    return Page(items=items, page=filters.page, per_page=per_page, total=total)
 
 
 EXPORT_HEADERS = (
