@@ -258,3 +258,13 @@ def test_archive_domain_function_on_mixed_records(appctx, mixed):
     assert plan.seats_returned == {"GDPR-1": 1}
     lifecycle.archive(user, "user")
     assert lifecycle.archive_plan(user).unstarted == []
+
+
+def test_an_administrator_cannot_archive_their_own_account(app, admin_client, admin):
+    dialog = admin_client.get(f"/admin/users/{admin.id}/archive", headers=HX).text
+    assert 'value="user"' not in dialog
+    response = admin_client.post(
+        f"/admin/users/{admin.id}/archive", data={"mode": "user"}, headers=HX
+    )
+    assert response.status_code == 409 and "your own account" in response.text
+    assert get(app, User, admin.id).status == "active"

@@ -5,6 +5,7 @@ from __future__ import annotations
 from urllib.parse import parse_qsl, urlsplit
 
 from flask import abort, flash, make_response, request, url_for
+from flask_login import current_user
 from flask_wtf import FlaskForm
 from werkzeug.datastructures import MultiDict
 from wtforms import HiddenField, StringField
@@ -117,6 +118,8 @@ def archive(user_id: int):
         )
     mode = form.mode.data
     try:
+        if mode == "user" and user.id == current_user.id:
+            raise DomainError("You cannot archive your own account.")
         plan = lifecycle.archive(user, mode)
     except DomainError as exc:
         db.session.rollback()
