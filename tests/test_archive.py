@@ -227,6 +227,7 @@ def test_bad_input_and_broken_rules_change_nothing(app, admin_client, mixed, mak
     user = mixed["user"]
     invalid = admin_client.post(f"/admin/users/{user.id}/archive", data={"mode": "x"}, headers=HX)
     assert invalid.status_code == 422 and "Choose what to archive." in invalid.text
+    assert invalid.headers["HX-Retarget"] == "#dialog-root"
     assert get(app, User, user.id).status == "active"
     assert count(app, CourseAssignment, CourseAssignment.archived_at.is_not(None)) == 0
     archived = make.user(status="archived")

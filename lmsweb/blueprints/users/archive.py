@@ -108,7 +108,7 @@ def archive(user_id: int):
     next_url = _current_list_url(form.next.data)
     if not form.validate():
         plan = lifecycle.archive_plan(user)
-        return render(
+        response = render(
             "users/archive.html",
             "users/_archive_dialog.html",
             status=422,
@@ -116,6 +116,10 @@ def archive(user_id: int):
             plan=plan,
             form=form,
         )
+        # The dialog's form targets the row; its errors belong in the dialog.
+        response.headers["HX-Retarget"] = "#dialog-root"
+        response.headers["HX-Reswap"] = "innerHTML"
+        return response
     mode = form.mode.data
     try:
         if mode == "user" and user.id == current_user.id:
