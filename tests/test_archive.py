@@ -93,6 +93,10 @@ def test_archive_user_returns_unstarted_seats_and_keeps_started_ones(
         record = get(app, CourseAssignment, mixed[key].id)
         assert record.archived_at is not None and record.archive_reason == "user_archived"
     assert get(app, CourseAssignment, mixed["completed"].id).state == "completed"
+    # They appear on the dashboard as archived records, with the reason.
+    dashboard = admin_client.get("/admin/dashboard?archived=yes&q=mixed", headers=HX).text
+    assert "3 training records" in dashboard
+    assert dashboard.count("badge--archived") == 3 and "user archived" in dashboard
     event = db_event(app, "user.archive")
     assert event.details["seats_returned"] == {"GDPR-1": 1}
     assert sorted(event.details["archived_started"]) == sorted(
