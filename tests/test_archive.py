@@ -239,6 +239,11 @@ def test_bad_input_and_broken_rules_change_nothing(app, admin_client, mixed, mak
         f"/admin/users/{archived.id}/archive", data={"mode": "user"}, headers=HX
     )
     assert again.status_code == 409 and "already archived" in again.text
+    idle = make.user()
+    nothing = admin_client.post(
+        f"/admin/users/{idle.id}/archive", data={"mode": "activity"}, headers=HX
+    )
+    assert nothing.status_code == 409 and "no open training records" in nothing.text
     not_archived = admin_client.post(f"/admin/users/{user.id}/restore", headers=HX)
     assert not_archived.status_code == 409
     assert (

@@ -124,6 +124,8 @@ def archive(user_id: int):
     try:
         if mode == "user" and user.id == current_user.id:
             raise DomainError("You cannot archive your own account.")
+        if mode == "activity" and not lifecycle.open_assignments(user):
+            raise DomainError(f"{user.name} has no open training records to archive.")
         plan = lifecycle.archive(user, mode)
     except DomainError as exc:
         db.session.rollback()
