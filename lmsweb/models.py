@@ -76,6 +76,7 @@ class User(UserMixin, db.Model):
         CheckConstraint("status IN ('pending', 'active', 'archived')", name="status"),
         Index("ix_users_status_role_name", "status", "role", "last_name", "first_name", "id"),
         Index("ix_users_name", "last_name", "first_name", "id"),
+        Index("ix_users_status", "status"),  # the dashboard's counts (0002_dashboard)
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -171,6 +172,9 @@ class CourseAssignment(db.Model):
         ),
         Index("ix_course_assignments_course_state", "course_id", "state"),
         Index("ix_course_assignments_due_date", "due_date"),
+        # The dashboard's figures (migration 0002_dashboard).
+        Index("ix_course_assignments_open_course", "archived_at", "course_id", "state", "due_date"),
+        Index("ix_course_assignments_open_due", "archived_at", "state", "due_date", "course_id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -1,5 +1,144 @@
-"""Admin area: dashboard."""
+"""Admin area: the dashboard (figures at a glance) and the training records, with export."""
 
-from flask import Blueprint
+from __future__ import annotations
+
+import tempfile
+
+from flask import Blueprint, Response, make_response, request
+from flask_wtf import FlaskForm
+from sqlalchemy import select
+from wtforms import IntegerField, SearchField, SelectField
+from wtforms.fields.choices import SelectChoice
+from wtforms.validators import NumberRange, Optional
+
+from .. import reports
+from ..extensions import db
+from ..models import Course, Group, Location, utcnow
+from ..rendering import render, wants_partial
+from ..xlsx import write_workbook
 
 bp = Blueprint("dashboard", __name__, url_prefix="/admin/dashboard")
+
+
+class RecordFilterForm(FlaskForm):
+    """The training-records filters: a GET form, so every filter is in the URL."""
+
+    class Meta:
+        csrf = False
+
+    q = SearchField("Search user", filters=[lambda v: (v or "").strip()[:100]])
+    course = SelectField("Course", choices=[], default="")
+    location = SelectField("Location", choices=[], default="")
+    group = SelectField("Group", choices=[], default="")
+    state = SelectField(
+        "State",
+        choices=[SelectChoice("", "Any state")]
+        + [SelectChoice(k, v) for k, v in reports.RECORD_STATES.items()],
+        default="",
+    )
+    archived = SelectField(
+        "Archived",
+        choices=[
+            SelectChoice("", "Archived or not"),
+            SelectChoice("no", "Not archived"),
+            SelectChoice("yes", "Archived only"),
+        ],
+        default="",
+    )
+    page = IntegerField("Page", validators=[Optional(), NumberRange(min=1)], default=1)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.course.choices = [SelectChoice("", "All courses")] + [
+            SelectChoice(str(c.id), f"{c.code} {c.title}")
+            for c in db.session.scalars(select(Course).order_by(Course.code))
+        ]
+        self.location.choices = [SelectChoice("", "All locations")] + [
+            SelectChoice(str(x.id), x.name)
+            for x in db.session.scalars(select(Location).order_by(Location.name))
+        ]
+        self.group.choices = [SelectChoice("", "All groups")] + [
+            SelectChoice(str(g.id), g.name)
+            for g in db.session.scalars(select(Group).order_by(Group.name))
+        ]
+
+    def to_filters(self) -> reports.RecordFilters:
+        def number(value: str | None) -> int | None:
+            return int(value) if value else None
+
+        return reports.RecordFilters(
+            q=self.q.data or "",
+            course=number(self.course.data),
+            location=number(self.location.data),
+            group=number(self.group.data),
+            state=self.state.data or "",
+            archived=self.archived.data or "",
+            page=self.page.data or 1,
+        )
+
+    def query_args(self, **overrides) -> dict[str, str]:
+        """The filters as URL parameters (empty ones left out), for links and the export."""
+        args = {
+            name: str(self[name].data)
+            for name in ("q", "course", "location", "group", "state", "archived")
+            if self[name].data
+        }
+        args.update({k: str(v) for k, v in overrides.items()})
+        return args
+
+
+def _filter_form() -> RecordFilterForm:
+    return RecordFilterForm(formdata=request.args, meta={"csrf": False})
+
+
+@bp.route("")
+def index():
+    """Figures at a glance, then the training records (the records partial to htmx)."""
+    form = _filter_form()
+    valid = form.validate()
+    pagination = reports.records_page(form.to_filters()) if valid else None
+    context = {"form": form, "pagination": pagination, "today": reports.today()}
+    if not wants_partial():
+        context.update(summary=reports.summary(), due_soon_days=reports.DUE_SOON_DAYS)
+    status = 200 if valid else 422
+    return render("dashboard/index.html", "dashboard/_records.html", status, **context)
+
+
+@bp.route("/records.xlsx")
+def export_records():
+    """The training records matching the dashboard's filters, as an Excel workbook."""
+    form = _filter_form()
+    if not form.validate():
+        errors = "; ".join(
+            f"{form[name].label.text}: {' '.join(e)}" for name, e in form.errors.items()
+        )
+        return make_response(
+            f"Invalid filters: {errors}", 422, {"Content-Type": "text/plain; charset=utf-8"}
+        )
+    spool = tempfile.SpooledTemporaryFile(max_size=8 * 1024 * 1024)  # noqa: SIM115 - chunks() closes it
+    write_workbook(
+        spool,
+        "Training records",
+        reports.EXPORT_HEADERS,
+        reports.export_rows(form.to_filters()),
+        widths=[16, 14, 30, 12, 16, 10, 12, 32, 12, 17, 11, 17, 17, 7, 8, 17, 22],
+    )
+    size = spool.tell()
+    spool.seek(0)
+
+    def chunks():
+        try:
+            while chunk := spool.read(64 * 1024):
+                yield chunk
+        finally:
+            spool.close()
+
+    name = f"training-records-{utcnow():%Y-%m-%d}.xlsx"
+    return Response(
+        chunks(),
+        mimetype="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+        headers={
+            "Content-Disposition": f'attachment; filename="{name}"',
+            "Content-Length": str(size),
+        },
+    )

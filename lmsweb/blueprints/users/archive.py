@@ -1,3 +1,185 @@
-"""Users: archive (routes are registered on the shared blueprint)."""
+"""Users: archive (the user, or only their course activity) and restore."""
 
-from . import bp  # noqa: F401
+from __future__ import annotations
+
+from urllib.parse import parse_qsl, urlsplit
+
+from flask import abort, flash, make_response, request, url_for
+from flask_login import current_user
+from flask_wtf import FlaskForm
+from werkzeug.datastructures import MultiDict
+from wtforms import HiddenField, StringField
+from wtforms.validators import AnyOf, InputRequired
+
+from ... import audit, lifecycle
+from ...extensions import db
+from ...licensing import DomainError
+from ...models import User
+from ...rendering import render, see_other, toast, wants_partial
+from ...user_queries import parse_filters
+from ..auth import safe_next
+from . import bp
+
+MODES = {"user": "Archive user", "activity": "Archive course activity only"}
+
+
+class ArchiveForm(FlaskForm):
+    mode = StringField(
+        "What to archive",
+        validators=[
+            InputRequired(message="Choose what to archive."),
+            AnyOf(list(MODES), message="Choose what to archive."),
+        ],
+    )
+    next = HiddenField()
+
+
+class RestoreForm(FlaskForm):
+    next = HiddenField()
+
+
+def _load_user(user_id: int) -> User:
+    user = db.session.get(User, user_id)
+    if user is None:
+        abort(404)
+    return user
+
+
+def list_url(*candidates: str | None) -> str:
+    """The Users list (with its filters) to go back to: the first same-site list URL."""
+    index = url_for("users.index")
+    for candidate in candidates:
+        target = safe_next(candidate)
+        if target and urlsplit(target).path == index:
+            return target
+    return index
+
+
+def _current_list_url(form_next: str | None = None) -> str:
+    current = request.headers.get("HX-Current-URL", "")
+    parts = urlsplit(current)
+    same_site = parts.netloc == request.host
+    current_path = (parts.path + (f"?{parts.query}" if parts.query else "")) if same_site else None
+    return list_url(form_next, request.args.get("next"), current_path)
+
+
+def _list_shows(next_url: str, user: User) -> bool:
+    """Does the list at `next_url` show users with this user's status?"""
+    query = urlsplit(next_url).query
+    filters = parse_filters(MultiDict(parse_qsl(query, keep_blank_values=True)))
+    return user.status in filters.status
+
+
+def seats_phrase(plan: lifecycle.ArchivePlan) -> str:
+    """e.g. "2 seats returned (GDPR-101: 1, HS-200: 1)"."""
+    returned = plan.seats_returned
+    total = sum(returned.values())
+    if not total:
+        return "no seats returned"
+    per_course = ", ".join(f"{code}: {n}" for code, n in sorted(returned.items()))
+    return f"{total} {'seat' if total == 1 else 'seats'} returned ({per_course})"
+
+
+def _row_response(user: User, next_url: str, message: str):
+    """htmx: the re-rendered row, or nothing when the list hides the user now; plus a toast."""
+    if _list_shows(next_url, user):
+        response = render("users/_row.html", user=user, next_url=next_url)
+    else:
+        response = make_response("", 200)
+    return toast(response, message, closeDialog=True)
+
+
+@bp.route("/<int:user_id>/archive", methods=["GET"])
+def confirm_archive(user_id: int):
+    """Show what archiving this user would do, with the two choices."""
+    user = _load_user(user_id)
+    plan = lifecycle.archive_plan(user)
+    form = ArchiveForm(formdata=None, next=_current_list_url())
+    return render(
+        "users/archive.html", "users/_archive_dialog.html", user=user, plan=plan, form=form
+    )
+
+
+@bp.route("/<int:user_id>/archive", methods=["POST"])
+def archive(user_id: int):
+    """Archive the user (mode=user) or only their open course activity (mode=activity)."""
+    user = _load_user(user_id)
+    form = ArchiveForm()
+    next_url = _current_list_url(form.next.data)
+    if not form.validate():
+        plan = lifecycle.archive_plan(user)
+        response = render(
+            "users/archive.html",
+            "users/_archive_dialog.html",
+            status=422,
+            user=user,
+            plan=plan,
+            form=form,
+        )
+        # The dialog's form targets the row; its errors belong in the dialog.
+        response.headers["HX-Retarget"] = "#dialog-root"
+        response.headers["HX-Reswap"] = "innerHTML"
+        return response
+    mode = form.mode.data
+    try:
+        if mode == "user" and user.id == current_user.id:
+            raise DomainError("You cannot archive your own account.")
+        if mode == "activity" and not lifecycle.open_assignments(user):
+            raise DomainError(f"{user.name} has no open training records to archive.")
+        plan = lifecycle.archive(user, mode)
+    except DomainError as exc:
+        db.session.rollback()
+        if wants_partial():
+            return make_response(exc.message, 409, {"Content-Type": "text/plain; charset=utf-8"})
+        flash(exc.message, "error")
+        return see_other(next_url)
+    kept = len(plan.started)
+    what = f"Archived {user.name}" if mode == "user" else f"Archived {user.name}'s course activity"
+    message = (
+        f"{what}: {len(plan.unstarted)} unstarted "
+        f"{'course' if len(plan.unstarted) == 1 else 'courses'} archived, {seats_phrase(plan)}; "
+        f"{kept} started {'record keeps its seat' if kept == 1 else 'records keep their seats'}."
+    )
+    audit.record(
+        "user.archive" if mode == "user" else "user.archive_activity",
+        target=user,
+        summary=message,
+        details={
+            "mode": mode,
+            "archived_unstarted": [a.id for a in plan.unstarted],
+            "archived_started": [a.id for a in plan.started],
+            "seats_returned": dict(plan.seats_returned),
+            "status": user.status,
+        },
+    )
+    db.session.commit()
+    if wants_partial():
+        return _row_response(user, next_url, message)
+    flash(message, "success")
+    return see_other(next_url)
+
+
+@bp.route("/<int:user_id>/restore", methods=["POST"])
+def restore(user_id: int):
+    """Restore an archived user to active; their archived records stay archived."""
+    user = _load_user(user_id)
+    form = RestoreForm()
+    next_url = _current_list_url(form.next.data)
+    if not lifecycle.restore(user):
+        message = f"{user.name} is not archived."
+        if wants_partial():
+            return make_response(message, 409, {"Content-Type": "text/plain; charset=utf-8"})
+        flash(message, "error")
+        return see_other(next_url)
+    message = f"Restored {user.name}: active again; their archived training records stay archived."
+    audit.record(
+        "user.restore",
+        target=user,
+        summary=message,
+        details={"status": {"from": "archived", "to": user.status}},
+    )
+    db.session.commit()
+    if wants_partial():
+        return _row_response(user, next_url, message)
+    flash(message, "success")
+    return see_other(next_url)

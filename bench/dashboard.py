@@ -1,0 +1,127 @@
+"""The dashboard at 100,000 users: p50/p95 of the full page and of filtered record pages.
+
+The database is built once under bench/.data/ (seed_demo, ~250k training records) and
+reused. Set BENCH_DATABASE_URL to measure another database (e.g. PostgreSQL); it is
+seeded when it has no users.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import statistics
+import time
+from pathlib import Path
+
+USERS = int(os.environ.get("BENCH_USERS", "100000"))
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "30"))
+DATA = Path(__file__).resolve().parent / ".data"
+EMAIL = "bench.admin@example.com"
+PASSWORD = "bench-admin-password-1"  # noqa: S105 - a throwaway local benchmark database
+
+
+def _app():
+    from lmsweb import create_app
+
+    url = os.environ.get("BENCH_DATABASE_URL") or f"sqlite:///{DATA / f'dashboard-{USERS}.sqlite3'}"
+    DATA.mkdir(exist_ok=True)
+    os.environ.setdefault("LMSWEB_INSTANCE", str(DATA / "instance"))
+    return create_app(
+        {
+            "SQLALCHEMY_DATABASE_URI": url,
+            "SECRET_KEY": "bench-secret-key",
+            "WTF_CSRF_ENABLED": False,
+            "MAIL_SERVER": None,
+        }
+    )
+
+
+def _prepare(app) -> None:
+    from flask_migrate import upgrade
+    from sqlalchemy import func, select
+    from werkzeug.security import generate_password_hash
+
+    from lmsweb.extensions import db
+    from lmsweb.models import User
+    from lmsweb.seed import seed_demo
+
+    with app.app_context():
+        upgrade()
+        if not db.session.scalar(select(func.count()).select_from(User)):
+            started = time.perf_counter()
+            counts = seed_demo(USERS)
+            db.session.add(
+                User(
+                    email=EMAIL,
+                    first_name="Bench",
+                    last_name="Admin",
+                    role="admin",
+                    status="active",
+                    password_hash=generate_password_hash(PASSWORD),
+                )
+            )
+            db.session.commit()
+            print(
+                f"seeded {counts['users']} users, {counts['assignments']} records "
+                f"in {time.perf_counter() - started:.1f} s"
+            )
+        db.session.remove()
+
+
+def _sign_in(app):
+    client = app.test_client()
+    response = client.post("/login", data={"email": EMAIL, "password": PASSWORD})
+    assert response.status_code == 303, response.status_code
+    return client
+
+
+def _measure(client, url: str, headers=None) -> tuple[float, float, str]:
+    times = []
+    text = ""
+    for _ in range(ROUNDS + 2):
+        started = time.perf_counter()
+        response = client.get(url, headers=headers or {})
+        times.append((time.perf_counter() - started) * 1000)
+        assert response.status_code == 200, (url, response.status_code)
+        text = response.text
+    times = sorted(times[2:])  # the first two warm the caches
+    p50 = statistics.median(times)
+    p95 = times[min(len(times) - 1, round(0.95 * len(times)) - 1)]
+    return p50, p95, text
+
+
+def main() -> None:
+    app = _app()
+    _prepare(app)
+    client = _sign_in(app)
+    hx = {"HX-Request": "true", "HX-Target": "records"}
+    with app.app_context():
+        from sqlalchemy import select
+
+        from lmsweb.extensions import db
+        from lmsweb.models import Course, Group, Location
+
+        course = db.session.scalar(select(Course.id).order_by(Course.id))
+        location = db.session.scalar(select(Location.id).order_by(Location.id))
+        group = db.session.scalar(select(Group.id).order_by(Group.id))
+        db.session.remove()
+    cases = [
+        ("full page, no filter", "/admin/dashboard", None),
+        ("records: overdue", "/admin/dashboard?state=overdue", hx),
+        ("records: archived", "/admin/dashboard?archived=yes", hx),
+        (
+            "records: course + not started",
+            f"/admin/dashboard?course={course}&state=not_started",
+            hx,
+        ),
+        ("records: location + group", f"/admin/dashboard?location={location}&group={group}", hx),
+        ("records: search 'son'", "/admin/dashboard?q=son", hx),
+        ("records: page 2000", "/admin/dashboard?page=2000", hx),
+    ]
+    print(f"{USERS} users, {ROUNDS} requests each (in-process test client, warm caches)")
+    print(f"{'case':34} {'p50 ms':>8} {'p95 ms':>8}  rows")
+    for label, url, headers in cases:
+        p50, p95, text = _measure(client, url, headers)
+        found = re.search(r'id="records-count">([\d]+)', text)
+        print(f"{label:34} {p50:8.1f} {p95:8.1f}  {found.group(1) if found else '?'}")
+    print("goal: full page p95 < 200 ms")

@@ -1,0 +1,296 @@
+"""The dashboard's figures and the training-records query.
+
+One function (`records_query`) turns validated filters into a `Select`; the dashboard's
+table and its Excel export both use it, so they always agree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+
+from sqlalchemy import Select, and_, func, select
+from sqlalchemy.orm import joinedload
+
+from .extensions import db
+from .models import STATUSES, Course, CourseAssignment, Location, User, utcnow
+from .user_queries import UserFilters, filtered_users
+
+RECORD_STATES = {
+    "not_started": "Not started",
+    "in_progress": "In progress",
+    "completed": "Completed",
+    "overdue": "Overdue",
+}
+DUE_SOON_DAYS = 14
+PER_PAGE = 50
+
+
+def today() -> date:
+    return utcnow().date()
+
+
+def _open():
+    """Unarchived and not completed: the records that can be overdue or due. (Spelled as
+    IN, not !=, so the covering index on (archived_at, state, due_date) serves it.)"""
+    return and_(
+        CourseAssignment.archived_at.is_(None),
+        CourseAssignment.state.in_(("assigned", "in_progress")),
+    )
+
+
+def users_by_status() -> dict[str, int]:
+    rows = db.session.execute(select(User.status, func.count()).group_by(User.status))
+    counts = dict.fromkeys(STATUSES, 0)
+    counts.update({row[0]: row[1] for row in rows})
+    return counts
+
+
+@dataclass
+class CourseFigures:
+    """One course's pool and progress."""
+
+    course: Course
+    assigned: int = 0  # unarchived records
+    completed: int = 0  # unarchived and completed
+    overdue: int = 0
+    due_soon: int = 0
+
+    @property
+    def completion_rate(self) -> float:
+        return self.completed / self.assigned if self.assigned else 0.0
+
+
+@dataclass
+class Summary:
+    users: dict[str, int]
+    courses: list[CourseFigures]
+    overdue: int = 0
+    due_soon: int = 0
+    seats: dict[str, int] = field(default_factory=dict)
+
+
+def summary() -> Summary:
+    """Everything above the records table; each figure is read from a covering index."""
+    now = today()
+    soon = now + timedelta(days=DUE_SOON_DAYS)
+    courses = list(db.session.scalars(select(Course).order_by(Course.code)))
+    figures = {c.id: CourseFigures(c) for c in courses}
+    a = CourseAssignment
+    # One scan of the covering index, in its order: records per course and state, and how
+    # many of them are past their due date.
+    rows = db.session.execute(
+        select(a.course_id, a.state, func.count(), func.count().filter(a.due_date < now))
+        .where(a.archived_at.is_(None))
+        .group_by(a.course_id, a.state)
+    )
+    for course_id, state, n, late in rows:
+        f = figures[course_id]
+        f.assigned += n
+        if state == "completed":
+            f.completed += n
+        else:
+            f.overdue += late
+    due_soon = db.session.execute(
+        select(a.course_id, func.count())
+        .where(_open(), a.due_date.between(now, soon))
+        .group_by(a.course_id)
+    )
+    for course_id, n in due_soon:
+        figures[course_id].due_soon = n
+    result = Summary(users=users_by_status(), courses=list(figures.values()))
+    result.overdue = sum(f.overdue for f in result.courses)
+    result.due_soon = sum(f.due_soon for f in result.courses)
+    result.seats = {
+        "total": sum(c.seats_total for c in courses),
+        "reserved": sum(c.seats_reserved for c in courses),
+        "used": sum(c.seats_used for c in courses),
+        "available": sum(c.seats_available for c in courses),
+    }
+    return result
+
+
+@dataclass
+class RecordFilters:
+    """Validated training-record filters (the dashboard form produces these)."""
+
+    q: str = ""
+    course: int | None = None
+    location: int | None = None
+    group: int | None = None
+    state: str = ""
+    archived: str = ""  # "", "yes" or "no"
+    page: int = 1
+
+
+def records_query(filters: RecordFilters) -> Select[tuple[CourseAssignment]]:
+    """Training records matching the filters, newest first (a stable order for paging)."""
+    query = select(CourseAssignment)
+    if filters.course:
+        query = query.where(CourseAssignment.course_id == filters.course)
+    if filters.archived == "yes":
+        query = query.where(CourseAssignment.archived_at.is_not(None))
+    elif filters.archived == "no":
+        query = query.where(CourseAssignment.archived_at.is_(None))
+    if filters.state == "not_started":
+        query = query.where(CourseAssignment.state == "assigned")
+    elif filters.state in ("in_progress", "completed"):
+        query = query.where(CourseAssignment.state == filters.state)
+    elif filters.state == "overdue":
+        query = query.where(_open(), CourseAssignment.due_date < today())
+    if filters.q or filters.location or filters.group:
+        # Who the records belong to: the Users list's own filter function decides.
+        people = filtered_users(
+            UserFilters(
+                q=filters.q,
+                location=[filters.location] if filters.location else [],
+                group=[filters.group] if filters.group else [],
+                status=[],
+            )
+        ).with_only_columns(User.id)
+        query = query.where(CourseAssignment.user_id.in_(people))
+    return query.order_by(CourseAssignment.id.desc())
+
+
+@dataclass
+class Page:
+    """One page of training records and where it is in the whole."""
+
+    items: list[CourseAssignment]
+    page: int
+    per_page: int
+    total: int
+
+    @property
+    def pages(self) -> int:
+        return max(1, -(-self.total // self.per_page))
+
+    @property
+    def has_prev(self) -> bool:
+        return self.page > 1
+
+    @property
+    def has_next(self) -> bool:
+        return self.page < self.pages
+
+    @property
+    def prev_num(self) -> int:
+        return self.page - 1
+
+    @property
+    def next_num(self) -> int:
+        return self.page + 1
+
+
+def records_page(filters: RecordFilters, per_page: int = PER_PAGE) -> Page:
+    """One page of records (users, locations and courses loaded with them) and the total."""
+    query = records_query(filters)
+    total = db.session.scalar(select(func.count()).select_from(query.order_by(None).subquery()))
+    # The page's ids first (from an index, no joins), then only those rows with what they show:
+    # joining before the LIMIT would join every matching record.
+    ids = list(
+        db.session.scalars(
+            query.with_only_columns(CourseAssignment.id)
+            .limit(per_page)
+            .offset((filters.page - 1) * per_page)
+        )
+    )
+    items = (
+        list(
+            db.session.scalars(
+                select(CourseAssignment)
+                .options(
+                    joinedload(CourseAssignment.user).joinedload(User.location),
+                    joinedload(CourseAssignment.course),
+                )
+                .where(CourseAssignment.id.in_(ids))
+                .order_by(CourseAssignment.id.desc())
+            )
+        )
+        if ids
+        else []
+    )
+    return Page(items=items, page=filters.page, per_page=per_page, total=total)
+
+
+EXPORT_HEADERS = (
+    "Last name",
+    "First name",
+    "Email",
+    "User ID",
+    "Location",
+    "User status",
+    "Course code",
+    "Course title",
+    "State",
+    "Assigned",
+    "Due",
+    "Started",
+    "Completed",
+    "Score",
+    "Overdue",
+    "Archived",
+    "Archive reason",
+)
+ARCHIVE_REASONS = {
+    "unassigned": "Unassigned",
+    "user_archived": "User archived",
+    "activity_archived": "Course activity archived",
+}
+STATE_LABELS = {"assigned": "Not started", "in_progress": "In progress", "completed": "Completed"}
+
+
+def export_rows(filters: RecordFilters, batch: int = 2000):
+    """The filtered records as spreadsheet rows, streamed from one Core query."""
+    ids = records_query(filters).with_only_columns(CourseAssignment.id).order_by(None)
+    a = CourseAssignment
+    query = (
+        select(
+            User.last_name,
+            User.first_name,
+            User.email,
+            User.employee_id,
+            Location.name,
+            User.status,
+            Course.code,
+            Course.title,
+            a.state,
+            a.assigned_at,
+            a.due_date,
+            a.started_at,
+            a.completed_at,
+            a.score,
+            a.archived_at,
+            a.archive_reason,
+        )
+        .join(User, User.id == a.user_id)
+        .join(Course, Course.id == a.course_id)
+        .outerjoin(Location, Location.id == User.location_id)
+        .where(a.id.in_(ids))
+        .order_by(a.id.desc())
+        .execution_options(yield_per=batch)
+    )
+    now = today()
+    for row in db.session.execute(query):
+        (last, first, email, employee_id, location, status, code, title, state) = row[:9]
+        assigned, due, started, completed, score, archived, reason = row[9:]
+        overdue = archived is None and state != "completed" and due is not None and due < now
+        yield (
+            last,
+            first,
+            email,
+            employee_id or "",
+            location or "",
+            status,
+            code,
+            title,
+            STATE_LABELS.get(state, state),
+            assigned,
+            due,
+            started,
+            completed,
+            score,
+            "yes" if overdue else "no",
+            archived,
+            ARCHIVE_REASONS.get(reason or "", reason or ""),
+        )

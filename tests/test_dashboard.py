@@ -1,0 +1,241 @@
+"""The dashboard: figures at a glance, the training records, their filters and export."""
+
+from __future__ import annotations
+
+import io
+import re
+from collections import Counter
+from datetime import date, timedelta
+
+import pytest
+import sqlalchemy as sa
+from openpyxl import load_workbook
+
+from lmsweb import licensing, reports
+from lmsweb.extensions import db
+from lmsweb.models import Course, CourseAssignment, User
+from lmsweb.seed import seed_demo
+from tests.conftest import HX
+
+
+@pytest.fixture
+def org(app, make):
+    """Two courses, two locations, a group, records in every state (one overdue, one archived)."""
+    lisbon, oslo = make.location("Lisbon"), make.location("Oslo")
+    sales = make.group("Sales")
+    gdpr, fire = make.course(code="GDPR-1", seats=10), make.course(code="FIRE-2", seats=4)
+    ana = make.user(first_name="Ana", last_name="Alves", location_id=lisbon.id, groups=[sales])
+    bo = make.user(first_name="Bo", last_name="Berg", location_id=oslo.id)
+    cy = make.user(first_name="Cy", last_name="Cole", location_id=oslo.id, status="pending")
+    records = {
+        "ana_gdpr": make.assignment(ana, gdpr, due=date.today() - timedelta(days=3)),
+        "ana_fire": make.assignment(ana, fire, state="completed"),
+        "bo_gdpr": make.assignment(bo, gdpr, state="in_progress", due=date.today() + timedelta(5)),
+        "bo_fire": make.assignment(bo, fire),
+    }
+    with app.app_context():
+        licensing.archive_activity(db.session.get(CourseAssignment, records["bo_fire"].id))
+        db.session.commit()
+    return {
+        "ana": ana,
+        "bo": bo,
+        "cy": cy,
+        "gdpr": gdpr,
+        "fire": fire,
+        "lisbon": lisbon,
+        "oslo": oslo,
+        "sales": sales,
+        **records,
+    }
+
+
+def record_ids(html: str) -> set[int]:
+    return {int(n) for n in re.findall(r'<tr id="record-(\d+)"', html)}
+
+
+def number(html: str, element_id: str) -> int:
+    match = re.search(rf'id="{element_id}"[^>]*>\s*(\d+)', html)
+    assert match, element_id
+    return int(match.group(1))
+
+
+def test_full_page_and_records_fragment(admin_client, org, admin):
+    page = admin_client.get("/admin/dashboard")
+    assert page.status_code == 200
+    html = page.text
+    assert "<h1>Dashboard</h1>" in html and 'aria-current="page"' in html
+    assert 'style="' not in html and "<script>" not in html
+    assert number(html, "dash-overdue") == 1 and number(html, "dash-due-soon") == 1
+    users = html.split('id="dash-users"')[1].split("</section>")[0]
+    assert re.search(r'id="dash-users-active">.*?<td class="num" data-count>3<', users, re.S)
+    assert re.search(r'id="dash-users-pending">.*?<td class="num" data-count>1<', users, re.S)
+    pool = html.split(f'id="pool-{org["fire"].id}"')[1].split("</tr>")[0]
+    # FIRE-2: 4 seats; Ana completed (used), Bo's unstarted record was archived (returned).
+    assert 'data-field="total">4<' in pool and 'data-field="used">1<' in pool
+    assert 'data-field="reserved">0<' in pool and 'data-field="available">3<' in pool
+    assert 'data-field="completion">100%<' in pool
+    assert "<meter" in pool
+    assert record_ids(html) == {org[k].id for k in ("ana_gdpr", "ana_fire", "bo_gdpr", "bo_fire")}
+    archived_row = html.split(f'id="record-{org["bo_fire"].id}"')[1].split("</tr>")[0]
+    assert "badge--archived" in archived_row and "course activity archived" in archived_row
+    fragment = admin_client.get(
+        "/admin/dashboard?archived=yes", headers={**HX, "HX-Target": "records"}
+    )
+    assert "HX-Request" in fragment.headers["Vary"]
+    assert "<h1>" not in fragment.text and "dash-pools" not in fragment.text
+    assert record_ids(fragment.text) == {org["bo_fire"].id}
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("state=not_started", {"ana_gdpr", "bo_fire"}),
+        ("state=in_progress", {"bo_gdpr"}),
+        ("state=completed", {"ana_fire"}),
+        ("state=overdue", {"ana_gdpr"}),
+        ("archived=yes", {"bo_fire"}),
+        ("archived=no", {"ana_gdpr", "ana_fire", "bo_gdpr"}),
+        ("q=berg", {"bo_gdpr", "bo_fire"}),
+        ("q=ALVES", {"ana_gdpr", "ana_fire"}),
+        ("state=not_started&archived=no", {"ana_gdpr"}),
+    ],
+)
+def test_record_filters(admin_client, org, query, expected):
+    html = admin_client.get(f"/admin/dashboard?{query}", headers=HX).text
+    assert record_ids(html) == {org[k].id for k in expected}
+
+
+def test_record_filters_by_course_location_and_group(admin_client, org):
+    def ids(query):
+        return record_ids(admin_client.get(f"/admin/dashboard?{query}", headers=HX).text)
+
+    assert ids(f"course={org['fire'].id}") == {org["ana_fire"].id, org["bo_fire"].id}
+    assert ids(f"location={org['oslo'].id}") == {org["bo_gdpr"].id, org["bo_fire"].id}
+    assert ids(f"group={org['sales'].id}") == {org["ana_gdpr"].id, org["ana_fire"].id}
+    assert ids(f"group={org['sales'].id}&course={org['gdpr'].id}") == {org["ana_gdpr"].id}
+
+
+def test_invalid_filters_are_refused_with_422(admin_client, org):
+    response = admin_client.get("/admin/dashboard?state=lost&course=abc")
+    assert response.status_code == 422
+    assert "Those filters are not valid" in response.text
+    assert admin_client.get("/admin/dashboard.xlsx").status_code == 404
+    export = admin_client.get("/admin/dashboard/records.xlsx?state=lost")
+    assert export.status_code == 422 and export.mimetype == "text/plain"
+
+
+def test_paging_keeps_every_filter_in_the_url(app, admin_client, make):
+    course = make.course(code="BIG", seats=200)
+    for _ in range(60):
+        make.assignment(make.user(last_name="Paged"), course)
+    page1 = admin_client.get(f"/admin/dashboard?course={course.id}&q=paged").text
+    assert "60 training records" in page1 and len(record_ids(page1)) == 50
+    link = re.search(r'rel="next" href="([^"]+)"', page1).group(1).replace("&amp;", "&")
+    assert f"course={course.id}" in link and "q=paged" in link and "page=2" in link
+    assert len(record_ids(admin_client.get(link).text)) == 10
+
+
+def test_export_uses_the_same_filters(admin_client, org):
+    response = admin_client.get("/admin/dashboard/records.xlsx?archived=yes")
+    assert response.status_code == 200
+    assert response.mimetype.endswith("spreadsheetml.sheet")
+    assert "attachment" in response.headers["Content-Disposition"]
+    rows = list(load_workbook(io.BytesIO(response.data)).active.iter_rows(values_only=True))
+    assert rows[0][:3] == ("Last name", "First name", "Email")
+    assert len(rows) == 2
+    row = dict(zip(rows[0], rows[1], strict=True))
+    assert row["Last name"] == "Berg" and row["Course code"] == "FIRE-2"
+    assert row["Archive reason"] == "Course activity archived" and row["Archived"] is not None
+    everything = admin_client.get("/admin/dashboard/records.xlsx?state=overdue")
+    rows = list(load_workbook(io.BytesIO(everything.data)).active.iter_rows(values_only=True))
+    assert [r[0] for r in rows[1:]] == ["Alves"] and rows[1][14] == "yes"
+    page = admin_client.get("/admin/dashboard?state=overdue&archived=no").text
+    assert "/admin/dashboard/records.xlsx?state=overdue&amp;archived=no" in page
+
+
+def test_export_writes_user_text_as_text(admin_client, make):
+    user = make.user(first_name='=HYPERLINK("x")', last_name="@evil")
+    make.assignment(user, make.course(code="C-X", seats=1))
+    data = admin_client.get("/admin/dashboard/records.xlsx").data
+    sheet = load_workbook(io.BytesIO(data)).active
+    assert sheet["A2"].data_type == "s" and sheet["A2"].value == "@evil"
+    assert sheet["B2"].data_type == "s"
+
+
+def test_records_page_query_count_does_not_grow_with_rows(app, admin_client, make):
+    course = make.course(code="Q", seats=100)
+    for _ in range(3):
+        make.assignment(make.user(), course)
+
+    def queries():
+        statements = []
+        with app.app_context():
+            engine = db.engine
+
+        def on_execute(*args):
+            statements.append(args[2])
+
+        sa.event.listen(engine, "before_cursor_execute", on_execute)
+        try:
+            assert admin_client.get("/admin/dashboard").status_code == 200
+        finally:
+            sa.event.remove(engine, "before_cursor_execute", on_execute)
+        return len(statements)
+
+    small = queries()
+    for _ in range(20):
+        make.assignment(make.user(location_id=make.location().id), course)
+    assert queries() == small
+
+
+def test_dashboard_numbers_agree_with_direct_counts_on_10000_users(app, admin_client):
+    with app.app_context():
+        seed_demo(10_000)
+        db.session.commit()
+        users = Counter(db.session.scalars(sa.select(User.status)))
+        records = db.session.execute(
+            sa.select(
+                CourseAssignment.course_id,
+                CourseAssignment.state,
+                CourseAssignment.due_date,
+                CourseAssignment.archived_at,
+            )
+        ).all()
+        courses = {
+            c.id: (c.code, c.seats_total, c.seats_reserved, c.seats_used)
+            for c in db.session.scalars(sa.select(Course))
+        }
+        assert licensing.pool_drift() == []
+    today = reports.today()
+    soon = today + timedelta(days=reports.DUE_SOON_DAYS)
+    current = [r for r in records if r.archived_at is None]
+    open_ = [r for r in current if r.state != "completed"]
+    overdue = Counter(r.course_id for r in open_ if r.due_date < today)
+    due_soon = Counter(r.course_id for r in open_ if today <= r.due_date <= soon)
+    assigned = Counter(r.course_id for r in current)
+    completed = Counter(r.course_id for r in current if r.state == "completed")
+    assert sum(users.values()) == 10_001  # and the signed-in admin
+
+    html = admin_client.get("/admin/dashboard").text
+    for status in ("pending", "active", "archived"):
+        expected = users[status]
+        row = html.split(f'id="dash-users-{status}"')[1].split("</tr>")[0]
+        assert f"data-count>{expected}<" in row
+    assert number(html, "dash-overdue") == sum(overdue.values())
+    assert number(html, "dash-due-soon") == sum(due_soon.values())
+    for course_id, (_code, total, reserved, used) in courses.items():
+        row = html.split(f'id="pool-{course_id}"')[1].split("</tr>")[0]
+        assert f'data-field="total">{total}<' in row
+        assert f'data-field="reserved">{reserved}<' in row
+        assert f'data-field="used">{used}<' in row
+        assert f'data-field="available">{total - reserved - used}<' in row
+        rate = round(100 * completed[course_id] / assigned[course_id])
+        assert f'data-field="completion">{rate}%<' in row
+        assert f"({completed[course_id]}/{assigned[course_id]})" in row
+        assert re.search(rf'data-field="overdue">(<a [^>]+>)?{overdue[course_id]}<', row)
+        assert f'data-field="due_soon">{due_soon[course_id]}<' in row
+    assert f"{len(records)} training records" in html
+    archived = sum(1 for r in records if r.archived_at is not None)
+    assert f"{archived} training records" in admin_client.get("/admin/dashboard?archived=yes").text
+    overdue_page = admin_client.get("/admin/dashboard?state=overdue").text
+    assert f"{sum(overdue.values())} training records" in overdue_page
