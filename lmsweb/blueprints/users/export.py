@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import tempfile
 
-from flask import request, send_file
+from flask import Response, request
 from sqlalchemy import select
 
 from ...models import User, utcnow
@@ -26,15 +26,22 @@ def export_users():
         if "status" not in request.args:
             filters.status = ["active"]
         users = filtered_users(filters)
-    # Spooled to a temporary file (write-only openpyxl streams rows to disk as well), so a
-    # 100,000-user export never sits in memory.
-    output = tempfile.TemporaryFile()  # noqa: SIM115 (send_file closes it)
+    # Written to a temporary file (write-only openpyxl streams rows to disk as well), then
+    # sent in chunks, so a 100,000-user export never sits in memory.
+    output = tempfile.TemporaryFile()  # noqa: SIM115 (closed by _chunks once sent)
     write_users(output, users)
+    size = output.tell()
     output.seek(0)
-    return send_file(
-        output,
-        mimetype=XLSX,
-        as_attachment=True,
-        download_name=file_name(utcnow().date()),
-        max_age=0,
-    )
+    response = Response(_chunks(output), mimetype=XLSX)
+    response.headers["Content-Length"] = str(size)
+    response.headers["Content-Disposition"] = f'attachment; filename="{file_name(utcnow().date())}"'
+    response.call_on_close(output.close)
+    return response
+
+
+def _chunks(output, size: int = 64 * 1024):
+    try:
+        while block := output.read(size):
+            yield block
+    finally:
+        output.close()
