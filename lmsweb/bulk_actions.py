@@ -148,11 +148,19 @@ def _missing(selection: Selection, found: Iterable[int], result: Result) -> None
 # --- approve and notify ------------------------------------------------------------------
 
 
+NOTIFY_COLUMNS = (User.status, User.email, User.first_name, User.last_name, User.password_hash)
+
+
 def approve(selection: Selection, params: Params) -> Result:
     """lifecycle.approve for many: pending → active; active and archived are skipped."""
     result = Result("approve", verb="Approved")
     rows = _target_rows(selection, User.status)
     _missing(selection, (r.id for r in rows), result)
+    _approve_rows(rows, result)
+    return result
+
+
+def _approve_rows(rows: list, result: Result) -> None:
     pending = []
     for row in rows:
         if row.status == "pending":
@@ -172,7 +180,6 @@ def approve(selection: Selection, params: Params) -> Result:
         ).scalars()
         result.done.extend(changed)
     _expire_users(result.done)
-    return result
 
 
 class _InvitationRenderer:
@@ -215,10 +222,13 @@ class _InvitationRenderer:
 def notify(selection: Selection, params: Params) -> Result:
     """Queue the invitation (or a sign-in reminder) for every target that may get email."""
     result = Result("notify", verb="Queued an invitation to")
-    rows = _target_rows(
-        selection, User.status, User.email, User.first_name, User.last_name, User.password_hash
-    )
+    rows = _target_rows(selection, *NOTIFY_COLUMNS)
     _missing(selection, (r.id for r in rows), result)
+    _notify_rows(rows, result)
+    return result
+
+
+def _notify_rows(rows: list, result: Result) -> None:
     renderer = _InvitationRenderer()
     now = utcnow()
     messages = []
@@ -242,15 +252,19 @@ def notify(selection: Selection, params: Params) -> Result:
             .execution_options(synchronize_session=False)
         )
     _expire_users(result.done)
-    return result
 
 
 def approve_notify(selection: Selection, params: Params) -> Result:
-    """Approve the pending targets, then notify everyone who may get email."""
-    approved = approve(selection, params)
-    result = notify(selection, params)
-    result.action = "approve_notify"
-    result.verb = "Queued an invitation to"
+    """Approve the pending targets, then notify them all (archived ones get neither).
+
+    The targets are read once, before approving: a filter on "pending" must not lose
+    the users it has just approved."""
+    rows = _target_rows(selection, *NOTIFY_COLUMNS)
+    approved = Result("approve")
+    _approve_rows(rows, approved)
+    result = Result("approve_notify", verb="Queued an invitation to")
+    _missing(selection, (r.id for r in rows), result)
+    _notify_rows(rows, result)
     result.notes.insert(0, f"Approved {_users(len(approved.done))}.")
     return result
 
@@ -641,5 +655,7 @@ def run(action: BulkAction, selection: Selection, params: Params) -> Result:
         details["due_date"] = params.due_date.isoformat()
     if params.fit:
         details["fit"] = True
-    audit.record(f"bulk.{action.name}", summary=result.summary(), details=details)
+    audit.record(
+        f"bulk.{action.name}", summary=result.summary(), details=details, actor=params.actor
+    )
     return result

@@ -167,6 +167,19 @@ def test_notified_link_activates_the_user(admin_client, app, client, world):
     assert client.get(link).status_code == 200
 
 
+def test_approve_notify_matching_pending_notifies_those_it_approved(admin_client, app, world):
+    response = post(
+        admin_client,
+        "approve_notify",
+        matching={"location": str(world["north"].id), "status": "pending"},
+    )
+    assert "Approved 3 users" in response.text
+    assert "Queued an invitation to 3 users" in response.text
+    with app.app_context():
+        notified = set(db.session.scalars(select(OutboundEmail.user_id)))
+    assert notified == {u.id for u in world["north_pending"]}
+
+
 def test_approve_notify_matching(admin_client, app, world):
     response = post(
         admin_client,

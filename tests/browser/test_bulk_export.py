@@ -1,0 +1,72 @@
+"""A person filters the Users list, selects everyone matching, approves and notifies them,
+sees their statuses change, and downloads the export."""
+
+from __future__ import annotations
+
+import pytest
+from openpyxl import load_workbook
+from playwright.sync_api import expect
+
+from lmsweb.models import OutboundEmail, User
+from tests.browser.conftest import screenshot, sign_in
+from tests.conftest import PASSWORD, count
+
+pytestmark = pytest.mark.browser
+
+
+def test_select_all_matching_approve_notify_and_export(
+    page, live_server, app, admin, make, tmp_path
+):
+    north, south = make.location("North"), make.location("South")
+    for n in range(55):
+        make.user(
+            first_name=f"Nora{n:02d}", last_name="North", status="pending", location_id=north.id
+        )
+    outsider = make.user(
+        first_name="Sam", last_name="South", status="pending", location_id=south.id
+    )
+    errors = []
+    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+    sign_in(page, live_server, admin.email, PASSWORD)
+
+    # The filtered view (state lives in the URL).
+    page.goto(f"{live_server}/admin/users?location={north.id}")
+    expect(page.locator("#users-count")).to_have_text("55 users")
+    banner_link = page.get_by_label("Select all 55 users matching these filters")
+    expect(banner_link).to_be_hidden()
+
+    # Header checkbox selects the page; the banner offers everyone matching.
+    page.get_by_label("Select all users on this page").check()
+    expect(page.locator("[data-bulk-count]")).to_have_text("50")
+    expect(page.get_by_text("All 50 on this page are selected.")).to_be_visible()
+    banner_link.check()
+    expect(page.get_by_text("All 55 users matching these filters are selected.")).to_be_visible()
+    expect(page.locator("[data-bulk-count]")).to_have_text("55")
+    screenshot(page, "bulk-select-all")
+
+    # Approve & notify them, from the keyboard-usable action bar.
+    page.get_by_label("Action", exact=True).select_option("approve_notify")
+    expect(page.get_by_label("Course")).to_be_hidden()
+    page.get_by_role("button", name="Apply").click()
+    expect(page.locator("#bulk-result")).to_contain_text("Approved 55 users")
+    expect(page.locator("#bulk-result")).to_contain_text("Queued an invitation to 55 users")
+    first_row = page.locator("#users-table tbody tr").first
+    expect(first_row).to_contain_text("Approved")
+    expect(first_row).to_contain_text("Notified")
+    expect(page.locator("[data-bulk-count]")).to_have_text("0")
+    screenshot(page, "bulk-result")
+    assert count(app, User, User.location_id == north.id, User.status == "active") == 55
+    assert count(app, OutboundEmail) == 55
+    assert count(app, User, User.id == outsider.id, User.status == "pending") == 1
+
+    # Export Users: the active users of this filtered view.
+    with page.expect_download() as info:
+        page.get_by_role("link", name="Export Users").click()
+    download = info.value
+    assert download.suggested_filename.startswith("users-")
+    target = tmp_path / download.suggested_filename
+    download.save_as(target)
+    rows = list(load_workbook(target).active.iter_rows(values_only=True))
+    assert rows[0][:3] == ("First name", "Last name", "Email")
+    assert sorted(r[0] for r in rows[1:]) == [f"Nora{n:02d}" for n in range(55)]
+    assert errors == [], errors
