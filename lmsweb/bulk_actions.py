@@ -262,10 +262,10 @@ def approve_notify(selection: Selection, params: Params) -> Result:
     rows = _target_rows(selection, *NOTIFY_COLUMNS)
     approved = Result("approve")
     _approve_rows(rows, approved)
-    result = Result("approve_notify", verb="Queued an invitation to")
+    verb = f"Approved {_users(len(approved.done))} and queued an invitation to"
+    result = Result("approve_notify", verb=verb)
     _missing(selection, (r.id for r in rows), result)
     _notify_rows(rows, result)
-    result.notes.insert(0, f"Approved {_users(len(approved.done))}.")
     return result
 
 

@@ -14,7 +14,6 @@ from datetime import date
 from typing import IO, Any
 
 from sqlalchemy import Select, func, literal, select
-from sqlalchemy.dialects.postgresql import aggregate_order_by
 
 from .extensions import db
 from .models import CourseAssignment, Group, Location, User, user_groups
@@ -39,26 +38,30 @@ WIDTHS = (16, 18, 30, 14, 18, 30, 9, 10, 12, 12, 12, 10, 10)
 BATCH = 1000
 
 
+# Joins group names in SQL; export_rows sorts them and joins them with ", " (a name may
+# itself contain ", ", never this control character, which xlsx text cannot hold anyway).
+GROUP_SEPARATOR = "\x1f"
+
+
 def _groups_column():
-    """The user's group names, sorted and joined with ", " in SQL."""
+    """The user's group names, joined in SQL: one correlated scalar subquery per row."""
     dialect = db.session.get_bind().dialect.name
-    if dialect == "postgresql":
-        joined = func.string_agg(Group.name, aggregate_order_by(literal(", "), Group.name))
-        return (
-            select(joined)
-            .select_from(user_groups.join(Group, Group.id == user_groups.c.group_id))
-            .where(user_groups.c.user_id == User.id)
-            .scalar_subquery()
-        )
-    # SQLite's group_concat keeps the order of its input: aggregate an ordered subquery.
-    names = (
-        select(Group.name.label("name"))
+    joined = (
+        func.string_agg(Group.name, literal(GROUP_SEPARATOR))
+        if dialect == "postgresql"
+        else func.group_concat(Group.name, GROUP_SEPARATOR)
+    )
+    return (
+        select(joined)
         .select_from(user_groups.join(Group, Group.id == user_groups.c.group_id))
         .where(user_groups.c.user_id == User.id)
-        .order_by(Group.name)
-        .subquery()
+        .correlate(User)
+        .scalar_subquery()
     )
-    return select(func.group_concat(names.c.name, ", ")).scalar_subquery()
+
+
+def _groups(joined: str | None) -> str:
+    return ", ".join(sorted(joined.split(GROUP_SEPARATOR), key=str.lower)) if joined else ""
 
 
 def export_query(users: Select[tuple[User]]) -> Select:
@@ -117,7 +120,7 @@ def export_rows(users: Select[tuple[User]]) -> Iterator[tuple[Any, ...]]:
             email,
             user_id or "",
             location or "",
-            groups or "",
+            _groups(groups),
             "Administrator" if role == "admin" else "Learner",
             status.capitalize(),
             _day(approved),

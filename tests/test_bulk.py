@@ -174,7 +174,7 @@ def test_approve_notify_matching_pending_notifies_those_it_approved(admin_client
         matching={"location": str(world["north"].id), "status": "pending"},
     )
     assert "Approved 3 users" in response.text
-    assert "Queued an invitation to 3 users" in response.text
+    assert "queued an invitation to 3 users" in response.text
     with app.app_context():
         notified = set(db.session.scalars(select(OutboundEmail.user_id)))
     assert notified == {u.id for u in world["north_pending"]}

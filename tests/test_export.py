@@ -35,7 +35,11 @@ def roster(make):
     make.assignment(ann, course, state="completed")
     make.assignment(ann, make.course("AID", seats=1))
     evil = make.user(
-        first_name=EVIL, last_name="-2+3", email="evil@example.com", location_id=south.id
+        first_name=EVIL,
+        last_name="-2+3",
+        email="evil@example.com",
+        location_id=south.id,
+        groups=[make.group("Zeta, the last")],
     )
     pending = make.user(first_name="Pat", last_name="Pending", status="pending")
     archived = make.user(first_name="Arch", last_name="Ived", status="archived")
@@ -95,6 +99,7 @@ def test_cells_are_typed_and_safe(admin_client, roster):
     evil = sheet.cell(row=evil_row, column=1)
     assert evil.value == EVIL and evil.data_type == "s"
     assert sheet.cell(row=evil_row, column=2).value == "-2+3"
+    assert sheet.cell(row=evil_row, column=6).value == "Zeta, the last"  # only their groups
     assert sheet.cell(row=evil_row, column=2).data_type == "s"
 
 

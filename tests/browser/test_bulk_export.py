@@ -49,7 +49,7 @@ def test_select_all_matching_approve_notify_and_export(
     expect(page.get_by_label("Course")).to_be_hidden()
     page.get_by_role("button", name="Apply").click()
     expect(page.locator("#bulk-result")).to_contain_text("Approved 55 users")
-    expect(page.locator("#bulk-result")).to_contain_text("Queued an invitation to 55 users")
+    expect(page.locator("#bulk-result")).to_contain_text("queued an invitation to 55 users")
     first_row = page.locator("#users-table tbody tr").first
     expect(first_row).to_contain_text("Approved")
     expect(first_row).to_contain_text("Notified")
