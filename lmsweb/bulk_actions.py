@@ -190,9 +190,9 @@ class _InvitationRenderer:
         self.subject = env.get_template("email/invitation.subject.txt")
         self.text = env.get_template("email/invitation.txt")
         self.html = env.get_template("email/invitation.html")
-        self.context: dict[str, Any] = {}
-        current_app.update_template_context(self.context)
-        self.context.setdefault("org_name", current_app.config["ORG_NAME"])
+        # What queue_email gives the templates (config and the like are Jinja globals); not
+        # the whole request context, which Jinja would copy for each of 30,000 renders.
+        self.context: dict[str, Any] = {"org_name": current_app.config["ORG_NAME"]}
         self.login_link = public_url("auth.login")
         # Built once with a slot for each user's token: url building per user is the slow part.
         self.activate_link = public_url("auth.activate", token=TOKEN_SLOT)

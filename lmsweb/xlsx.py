@@ -41,6 +41,21 @@ def cell(sheet, value: Any, number_format: str | None = None) -> WriteOnlyCell:
     return c
 
 
+def _value(sheet, value: Any) -> Any:
+    """What to append for `value`: the plain value where openpyxl already writes it safely
+    (a str not starting with "=" is a text cell; a date gets yyyy-mm-dd), else a cell.
+    Building a cell object for every value more than doubled the time of a large export."""
+    if value is None or isinstance(value, int | float):
+        return value
+    if isinstance(value, date) and not isinstance(value, datetime):
+        return value
+    if isinstance(value, str):
+        text = safe_text(value)
+        if not text.startswith(FORMULA_START):
+            return text
+    return cell(sheet, value)
+
+
 def write_workbook(
     target,
     title: str,
@@ -63,7 +78,7 @@ def write_workbook(
     sheet.append(header_cells)
     written = 0
     for row in rows:
-        sheet.append([cell(sheet, value) for value in row])
+        sheet.append([_value(sheet, value) for value in row])
         written += 1
     sheet.auto_filter.ref = f"A1:{_column_letter(len(headers))}{written + 1}"
     workbook.save(target)

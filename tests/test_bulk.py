@@ -414,3 +414,33 @@ def test_users_page_has_the_bulk_bar_banner_and_export_link(admin_client, world)
         assert f'value="{a}"' in page.text
     partial = admin_client.get("/admin/users?status=pending", headers=HX)
     assert 'name="filter_status" value="pending"' in partial.text and "<form id" not in partial.text
+
+
+def test_approve_notify_statements_do_not_grow_with_the_selection(app, admin_client, make):
+    """Set-based: twice the users, the same number of statements (no per-user flush)."""
+    from sqlalchemy import event
+
+    small, large = make.location("Small"), make.location("Large")
+    for _ in range(5):
+        make.user(status="pending", location_id=small.id)
+    for _ in range(40):
+        make.user(status="pending", location_id=large.id)
+
+    def statements_for(location):
+        seen = []
+
+        def listener(conn, cursor, statement, parameters, context, executemany):
+            seen.append(statement)
+
+        with app.app_context():
+            engine = db.engine
+        event.listen(engine, "before_cursor_execute", listener)
+        try:
+            response = post(admin_client, "approve_notify", matching={"location": location.id})
+        finally:
+            event.remove(engine, "before_cursor_execute", listener)
+        assert response.status_code == 200
+        return len(seen)
+
+    assert statements_for(large) == statements_for(small)
+    assert count(app, OutboundEmail) == 45

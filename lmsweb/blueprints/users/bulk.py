@@ -75,7 +75,10 @@ def bulk_context():
 
 
 def _message(text: str, status: int, level: str = "error"):
-    """A refusal: htmx gets it in the action bar's result region, a plain request a page."""
+    """A refusal. htmx: invalid input (422, swapped) goes to the action bar's result region;
+    other refusals are plain text, which app.js shows as an error toast. Otherwise a page."""
+    if request.headers.get("HX-Request") == "true" and status != 422:
+        return make_response(text, status, {"Content-Type": "text/plain; charset=utf-8"})
     if wants_partial():
         response = make_response(
             render_template("users/_bulk_result.html", message=text, level=level), status
