@@ -70,3 +70,31 @@ def test_select_all_matching_approve_notify_and_export(
     assert rows[0][:3] == ("First name", "Last name", "Email")
     assert sorted(r[0] for r in rows[1:]) == [f"Nora{n:02d}" for n in range(55)]
     assert errors == [], errors
+
+
+def test_assign_course_confirms_the_license_impact_in_a_dialog(page, live_server, app, admin, make):
+    from lmsweb.models import Course, CourseAssignment
+
+    location = make.location("East")
+    for n in range(5):
+        make.user(first_name=f"Eve{n}", last_name="East", location_id=location.id)
+    course = make.course("FIRE", seats=3, title="Fire safety")
+    sign_in(page, live_server, admin.email, PASSWORD)
+    page.goto(f"{live_server}/admin/users?location={location.id}")
+    page.get_by_label("Select all users on this page").check()
+    expect(page.locator("[data-bulk-count]")).to_have_text("5")
+    page.get_by_label("Action", exact=True).select_option("assign_course")
+    page.get_by_label("Course", exact=True).select_option(str(course.id))
+    page.get_by_label("Due date").fill("2031-01-31")
+    page.get_by_role("button", name="Apply").click()
+
+    dialog = page.get_by_role("dialog", name="Assign course")
+    expect(dialog).to_contain_text("Assign FIRE to 5 users: needs 5 seats, 3 available.")
+    screenshot(page, "bulk-license-impact")
+    assert count(app, CourseAssignment) == 0  # nothing until the administrator chooses
+    dialog.get_by_role("button", name="Assign only 3 (as many as fit)").click()
+    expect(dialog).to_be_hidden()
+    expect(page.locator("#bulk-result")).to_contain_text("Assigned FIRE to 3 users")
+    expect(page.locator("#bulk-result")).to_contain_text("2 no FIRE license left")
+    assert count(app, CourseAssignment, CourseAssignment.course_id == course.id) == 3
+    assert count(app, Course, Course.id == course.id, Course.seats_reserved == 3) == 1
