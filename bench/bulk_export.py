@@ -5,7 +5,8 @@
 - Export of 10,000 and 100,000 users (roster_export: one aggregated query streamed into
   lmsweb.xlsx) against openpyxl's own write-only time for the same rows, in the same run
   (goal: at most +30%), each in a child process so its peak RSS is its own (goal <= 200 MB).
-Figures are printed, never judged.
+Figures are printed, never judged; CPU times beside wall times, because the machine is
+shared and wall time swings with its load.
 """
 
 from __future__ import annotations
@@ -92,22 +93,26 @@ def _child(kind: str, path: str) -> None:
     everyone = filtered_users(UserFilters(status=["pending", "active", "archived"]))
     with app.app_context(), tempfile.TemporaryFile() as out:
         if kind == "export":
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), time.process_time()
             rows = write_users(out, everyone)
-            seconds = time.perf_counter() - started
+            seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
         else:
             data = list(export_rows(everyone))  # the same rows, fetched before the clock
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), time.process_time()
             workbook = Workbook(write_only=True)
             sheet = workbook.create_sheet("Users")
             sheet.append(HEADERS)
             for row in data:
                 sheet.append(row)
             workbook.save(out)
-            seconds = time.perf_counter() - started
+            seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
             rows = len(data)
         size = out.tell()
-    print(json.dumps({"seconds": seconds, "rows": rows, "rss_mb": _maxrss_mb(), "bytes": size}))
+    print(
+        json.dumps(
+            {"seconds": seconds, "cpu": cpu, "rows": rows, "rss_mb": _maxrss_mb(), "bytes": size}
+        )
+    )
 
 
 def _run_child(kind: str, path: Path) -> dict:
@@ -127,11 +132,13 @@ def _exports() -> None:
         ours = _run_child("export", path)
         plain = _run_child("openpyxl", path)
         overhead = (ours["seconds"] / plain["seconds"] - 1) * 100
+        cpu_overhead = (ours["cpu"] / plain["cpu"] - 1) * 100
         print(
-            f"export {ours['rows']:>7,} users: {ours['seconds']:6.2f} s, peak RSS "
-            f"{ours['rss_mb']:5.0f} MB, {ours['bytes'] / 1e6:.1f} MB file | openpyxl write-only "
-            f"of the same rows: {plain['seconds']:6.2f} s (RSS {plain['rss_mb']:.0f} MB, rows held "
-            f"in memory) | overhead {overhead:+.0f}% (goal <= +30%, <= 200 MB)"
+            f"export {ours['rows']:>7,} users: {ours['seconds']:6.2f} s (CPU {ours['cpu']:.2f} s), "
+            f"peak RSS {ours['rss_mb']:5.0f} MB, {ours['bytes'] / 1e6:.1f} MB file | openpyxl write-only "
+            f"of the same rows: {plain['seconds']:6.2f} s (CPU {plain['cpu']:.2f} s; RSS "
+            f"{plain['rss_mb']:.0f} MB, rows held in memory) | overhead {overhead:+.0f}% wall, "
+            f"{cpu_overhead:+.0f}% CPU (goal <= +30%, <= 200 MB)"
         )
 
 
@@ -181,11 +188,11 @@ def _bulk() -> None:
     headers["X-CSRFToken"] = token
     matching = {"select_all": "matching", "location": str(location_id), "status": "pending"}
 
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     response = client.post(
         "/admin/users/bulk", data={"action": "approve_notify", **matching}, headers=headers
     )
-    seconds = time.perf_counter() - started
+    seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
     assert response.status_code == 200, response.text[:500]
     with app.app_context():
         queued = db.session.scalar(select(func.count()).select_from(OutboundEmail))
@@ -194,17 +201,18 @@ def _bulk() -> None:
         )
     print(
         f"approve & notify {BULK:,} matching users (one POST): {seconds:.2f} s "
+        f"(CPU {cpu:.2f} s) "
         f"(goal <= 3 s); {active:,} approved, {queued:,} emails queued"
     )
 
     matching["status"] = "active"
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     response = client.post(
         "/admin/users/bulk",
         data={"action": "assign_course", "course": str(course_id), "confirm": "1", **matching},
         headers=headers,
     )
-    seconds = time.perf_counter() - started
+    seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
     assert response.status_code == 200, response.text[:500]
     with app.app_context():
         assigned = db.session.scalar(
@@ -213,6 +221,7 @@ def _bulk() -> None:
         pool = db.session.get(Course, course_id)
         print(
             f"assign course to {BULK:,} matching users (one POST): {seconds:.2f} s "
+            f"(CPU {cpu:.2f} s) "
             f"(goal <= 5 s); {assigned:,} assigned, seats reserved {pool.seats_reserved:,} "
             f"of {pool.seats_total:,}"
         )

@@ -20,6 +20,7 @@ from datetime import date
 from typing import Any
 
 from flask import current_app
+from jinja2 import meta
 from sqlalchemy import Select, delete, insert, select, update
 
 from . import audit, licensing, lifecycle
@@ -187,29 +188,33 @@ class _InvitationRenderer:
 
     def __init__(self) -> None:
         env = current_app.jinja_env
-        self.subject = env.get_template("email/invitation.subject.txt")
-        self.text = env.get_template("email/invitation.txt")
-        self.html = env.get_template("email/invitation.html")
         # What queue_email gives the templates (config and the like are Jinja globals); not
         # the whole request context, which Jinja would copy for each of 30,000 renders.
         self.context: dict[str, Any] = {"org_name": current_app.config["ORG_NAME"]}
+        self.subject = env.get_template("email/invitation.subject.txt")
+        self.text = env.get_template("email/invitation.txt")
+        self.html = env.get_template("email/invitation.html")
+        # A subject that names no per-user variable is the same for everyone: render it once.
+        self.fixed_subject = None
+        if not {"user", "link"} & _variables(env, "email/invitation.subject.txt"):
+            self.fixed_subject = " ".join(self.subject.render(self.context).split())
         self.login_link = public_url("auth.login")
         # Built once with a slot for each user's token: url building per user is the slow part.
         self.activate_link = public_url("auth.activate", token=TOKEN_SLOT)
 
     def message(self, user, now) -> dict[str, Any]:
+        if any(ch in user.email for ch in "\r\n"):
+            raise DomainError("An email address cannot contain line breaks.")
         if user.password_hash:
             link = self.login_link
         else:
             link = self.activate_link.replace(TOKEN_SLOT, make_token(user, "activate"))
         context = {**self.context, "user": user, "link": link}
-        if any(ch in user.email for ch in "\r\n"):
-            raise DomainError("An email address cannot contain line breaks.")
         return {
             "user_id": user.id,
             "recipient": user.email.strip(),
             "kind": "invitation",
-            "subject": " ".join(self.subject.render(context).split()),
+            "subject": self.fixed_subject or " ".join(self.subject.render(context).split()),
             "body_text": self.text.render(context),
             "body_html": self.html.render(context),
             "status": "queued",
@@ -217,6 +222,11 @@ class _InvitationRenderer:
             "next_attempt_at": now,
             "created_at": now,
         }
+
+
+def _variables(env, name: str) -> set[str]:
+    source = env.loader.get_source(env, name)[0]
+    return meta.find_undeclared_variables(env.parse(source))
 
 
 def notify(selection: Selection, params: Params) -> Result:
