@@ -135,9 +135,9 @@ def _exports() -> None:
         cpu_overhead = (ours["cpu"] / plain["cpu"] - 1) * 100
         print(
             f"export {ours['rows']:>7,} users: {ours['seconds']:6.2f} s (CPU {ours['cpu']:.2f} s), "
-            f"peak RSS {ours['rss_mb']:5.0f} MB, {ours['bytes'] / 1e6:.1f} MB file | openpyxl write-only "
-            f"of the same rows: {plain['seconds']:6.2f} s (CPU {plain['cpu']:.2f} s; RSS "
-            f"{plain['rss_mb']:.0f} MB, rows held in memory) | overhead {overhead:+.0f}% wall, "
+            f"peak RSS {ours['rss_mb']:5.0f} MB, {ours['bytes'] / 1e6:.1f} MB file | openpyxl "
+            f"write-only of the same rows: {plain['seconds']:6.2f} s (CPU {plain['cpu']:.2f} s; "
+            f"RSS {plain['rss_mb']:.0f} MB, rows held in memory) | overhead {overhead:+.0f}% wall, "
             f"{cpu_overhead:+.0f}% CPU (goal <= +30%, <= 200 MB)"
         )
 
