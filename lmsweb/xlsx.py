@@ -41,18 +41,19 @@ def cell(sheet, value: Any, number_format: str | None = None) -> WriteOnlyCell:
     return c
 
 
+# Text that may go to openpyxl as it is: not formula-looking, no control character.
+_UNSAFE = re.compile(r"^[=+\-@\t\r\n]|[\x00-\x08\x0b\x0c\x0e-\x1f]")
+
+
 def _value(sheet, value: Any) -> Any:
     """What to append for `value`: the plain value where openpyxl already writes it safely
     (a str not starting with "=" is a text cell; a date gets yyyy-mm-dd), else a cell.
     Building a cell object for every value more than doubled the time of a large export."""
-    if value is None or isinstance(value, int | float):
+    kind = type(value)
+    if kind is str:
+        return value if _UNSAFE.search(value) is None else cell(sheet, value)
+    if value is None or kind is int or kind is float or kind is date:
         return value
-    if isinstance(value, date) and not isinstance(value, datetime):
-        return value
-    if isinstance(value, str):
-        text = safe_text(value)
-        if not text.startswith(FORMULA_START):
-            return text
     return cell(sheet, value)
 
 
