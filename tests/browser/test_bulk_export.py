@@ -4,6 +4,7 @@ sees their statuses change, and downloads the export."""
 from __future__ import annotations
 
 import pytest
+from axe_playwright_python.sync_playwright import Axe
 from openpyxl import load_workbook
 from playwright.sync_api import expect
 
@@ -43,6 +44,8 @@ def test_select_all_matching_approve_notify_and_export(
     expect(page.get_by_text("All 55 users matching these filters are selected.")).to_be_visible()
     expect(page.locator("[data-bulk-count]")).to_have_text("55")
     screenshot(page, "bulk-select-all")
+    violations = Axe().run(page).response["violations"]
+    assert [v["id"] for v in violations] == [], violations
 
     # Approve & notify them, from the keyboard-usable action bar.
     page.get_by_label("Action", exact=True).select_option("approve_notify")
