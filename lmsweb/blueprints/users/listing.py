@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask import request
 from sqlalchemy import func, select
 from sqlalchemy.orm import selectinload
@@ -9,14 +11,12 @@ from sqlalchemy.orm import selectinload
 from ...extensions import db
 from ...models import User
 from ...rendering import render
-from ...user_queries import filtered_users, parse_filters
+from ...user_queries import UserFilters, filtered_users, parse_filters
 from . import bp
 
 
-@bp.route("")
-def index():
-    """List users (full page, or the table partial to htmx)."""
-    filters = parse_filters(request.args)
+def table_context(filters: UserFilters) -> dict[str, Any]:
+    """What `users/_table.html` shows for `filters` (also re-rendered after bulk actions)."""
     query = filtered_users(filters)
     total = db.session.scalar(select(func.count()).select_from(query.subquery()))
     pagination = db.paginate(
@@ -28,6 +28,11 @@ def index():
         error_out=False,
         count=False,
     )
-    return render(
-        "users/index.html", "users/_table.html", pagination=pagination, total=total, filters=filters
-    )
+    return {"pagination": pagination, "total": total, "filters": filters}
+
+
+@bp.route("")
+def index():
+    """List users (full page, or the table partial to htmx)."""
+    filters = parse_filters(request.args)
+    return render("users/index.html", "users/_table.html", **table_context(filters))

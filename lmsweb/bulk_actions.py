@@ -1,0 +1,671 @@
+"""Bulk actions on the Users list: a registry of actions, each a function over a query.
+
+The selection is either the checked ids or everyone the list's filter matches (the filter
+is re-run here, so thousands of ids never travel). Every target is re-checked against the
+action's rule; the result says what was done and what was skipped and why. Functions
+flush but never commit: the view commits once, together with the ONE audit event that
+`run` records with the affected ids.
+
+The per-user rules are those of lifecycle, licensing and notifications. Where a rule is a
+plain condition on a row (approve, due dates, group membership), it is applied as one
+set-based UPDATE/INSERT per chunk of ids with the condition in its WHERE clause, so 10,000
+users do not mean 10,000 flushes; seats are still taken only through licensing.take_seats.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+from flask import current_app
+from jinja2 import meta
+from sqlalchemy import Select, delete, insert, select, update
+
+from . import audit, licensing, lifecycle
+from .extensions import db
+from .licensing import DomainError, NoSeatsAvailable
+from .models import Course, CourseAssignment, Group, OutboundEmail, User, user_groups, utcnow
+from .notifications import public_url
+from .tokens import make_token
+from .user_queries import UserFilters, filtered_users
+
+TOKEN_SLOT = "TOKEN-SLOT"  # noqa: S105 (a placeholder in a URL, not a secret)
+CHUNK = 500  # ids per statement: far below SQLite's and PostgreSQL's parameter limits
+
+
+def chunks(items: list[int], size: int = CHUNK) -> Iterator[list[int]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+@dataclass
+class Selection:
+    """The checked ids, or everyone matching the list's filters."""
+
+    ids: list[int] | None = None
+    filters: UserFilters | None = None
+
+    @property
+    def matching(self) -> bool:
+        return self.filters is not None
+
+    def query(self) -> Select[tuple[User]]:
+        if self.filters is not None:
+            return filtered_users(self.filters)
+        return select(User).where(User.id.in_(self.ids or []))
+
+    def describe(self) -> dict[str, Any]:
+        if self.filters is None:
+            return {"selection": "checked", "requested": len(self.ids or [])}
+        f = self.filters
+        return {
+            "selection": "matching",
+            "filters": {
+                "q": f.q,
+                "location": f.location,
+                "group": f.group,
+                "status": f.status,
+                "role": f.role,
+            },
+        }
+
+
+@dataclass
+class Params:
+    """The action's own fields, already validated by the view."""
+
+    actor: User | None = None
+    group: Group | None = None
+    course: Course | None = None
+    due_date: date | None = None
+    fit: bool = False  # license-consuming: assign only as many as there are seats
+
+
+@dataclass
+class Result:
+    action: str
+    done: list[int] = field(default_factory=list)
+    skipped: dict[str, list[int]] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    verb: str = "Done for"
+
+    def skip(self, reason: str, user_id: int) -> None:
+        self.skipped.setdefault(reason, []).append(user_id)
+
+    @property
+    def skipped_count(self) -> int:
+        return sum(len(ids) for ids in self.skipped.values())
+
+    def summary(self) -> str:
+        parts = [f"{self.verb} {_users(len(self.done))}."]
+        parts += self.notes
+        if self.skipped:
+            reasons = "; ".join(f"{len(ids)} {reason}" for reason, ids in self.skipped.items())
+            parts.append(f"Skipped {self.skipped_count}: {reasons}.")
+        return " ".join(parts)
+
+
+@dataclass(frozen=True)
+class LicenseImpact:
+    """What a license-consuming action would take, shown before it runs."""
+
+    course: Course
+    targets: int
+    needed: int
+    available: int
+    skipped: dict[str, int]
+
+    @property
+    def fits(self) -> bool:
+        return self.needed <= self.available
+
+    def text(self) -> str:
+        return (
+            f"Assign {self.course.code} to {_users(self.needed)}: needs {self.needed} "
+            f"{'seat' if self.needed == 1 else 'seats'}, {self.available} available."
+        )
+
+
+def _users(n: int) -> str:
+    return f"{n} {'user' if n == 1 else 'users'}"
+
+
+def _target_rows(selection: Selection, *columns) -> list:
+    """Re-read the targets (in list order), so every rule is checked on current data."""
+    query = selection.query().with_only_columns(User.id, *columns)
+    return list(db.session.execute(query.order_by(User.last_name, User.first_name, User.id)))
+
+
+def _missing(selection: Selection, found: Iterable[int], result: Result) -> None:
+    if selection.ids is not None:
+        seen = set(found)
+        for user_id in dict.fromkeys(selection.ids):
+            if user_id not in seen:
+                result.skip("no longer exist", user_id)
+
+
+# --- approve and notify ------------------------------------------------------------------
+
+
+NOTIFY_COLUMNS = (User.status, User.email, User.first_name, User.last_name, User.password_hash)
+
+
+def approve(selection: Selection, params: Params) -> Result:
+    """lifecycle.approve for many: pending → active; active and archived are skipped."""
+    result = Result("approve", verb="Approved")
+    rows = _target_rows(selection, User.status)
+    _missing(selection, (r.id for r in rows), result)
+    _approve_rows(rows, result)
+    return result
+
+
+def _approve_rows(rows: list, result: Result) -> None:
+    pending = []
+    for row in rows:
+        if row.status == "pending":
+            pending.append(row.id)
+        elif row.status == "active":
+            result.skip("already approved", row.id)
+        else:
+            result.skip("archived (restore them first)", row.id)
+    now = utcnow()
+    for ids in chunks(pending):
+        changed = db.session.execute(
+            update(User)
+            .where(User.id.in_(ids), User.status == "pending")
+            .values(status="active", approved_at=now)
+            .returning(User.id)
+            .execution_options(synchronize_session=False)
+        ).scalars()
+        result.done.extend(changed)
+    _expire_users(result.done)
+
+
+class _InvitationRenderer:
+    """notifications.queue_invitation for many: the templates are loaded once, not per user."""
+
+    def __init__(self) -> None:
+        env = current_app.jinja_env
+        # What queue_email gives the templates (config and the like are Jinja globals); not
+        # the whole request context, which Jinja would copy for each of 30,000 renders.
+        self.context: dict[str, Any] = {"org_name": current_app.config["ORG_NAME"]}
+        self.subject = env.get_template("email/invitation.subject.txt")
+        self.text = env.get_template("email/invitation.txt")
+        self.html = env.get_template("email/invitation.html")
+        # A subject that names no per-user variable is the same for everyone: render it once.
+        self.fixed_subject = None
+        if not {"user", "link"} & _variables(env, "email/invitation.subject.txt"):
+            self.fixed_subject = " ".join(self.subject.render(self.context).split())
+        self.login_link = public_url("auth.login")
+        # Built once with a slot for each user's token: url building per user is the slow part.
+        self.activate_link = public_url("auth.activate", token=TOKEN_SLOT)
+
+    def message(self, user, now) -> dict[str, Any]:
+        if any(ch in user.email for ch in "\r\n"):
+            raise DomainError("An email address cannot contain line breaks.")
+        if user.password_hash:
+            link = self.login_link
+        else:
+            link = self.activate_link.replace(TOKEN_SLOT, make_token(user, "activate"))
+        context = {**self.context, "user": user, "link": link}
+        return {
+            "user_id": user.id,
+            "recipient": user.email.strip(),
+            "kind": "invitation",
+            "subject": self.fixed_subject or " ".join(self.subject.render(context).split()),
+            "body_text": self.text.render(context),
+            "body_html": self.html.render(context),
+            "status": "queued",
+            "attempts": 0,
+            "next_attempt_at": now,
+            "created_at": now,
+        }
+
+
+def _variables(env, name: str) -> set[str]:
+    source = env.loader.get_source(env, name)[0]
+    return meta.find_undeclared_variables(env.parse(source))
+
+
+def notify(selection: Selection, params: Params) -> Result:
+    """Queue the invitation (or a sign-in reminder) for every target that may get email."""
+    result = Result("notify", verb="Queued an invitation to")
+    rows = _target_rows(selection, *NOTIFY_COLUMNS)
+    _missing(selection, (r.id for r in rows), result)
+    _notify_rows(rows, result)
+    return result
+
+
+def _notify_rows(rows: list, result: Result) -> None:
+    renderer = _InvitationRenderer()
+    now = utcnow()
+    messages = []
+    for row in rows:
+        if row.status == "archived":
+            result.skip("archived (archived users get no email)", row.id)
+            continue
+        try:
+            messages.append(renderer.message(row, now))
+        except DomainError:
+            result.skip("with an unusable email address", row.id)
+            continue
+        result.done.append(row.id)
+    for start in range(0, len(messages), CHUNK):
+        db.session.execute(insert(OutboundEmail), messages[start : start + CHUNK])
+    for ids in chunks(result.done):
+        db.session.execute(
+            update(User)
+            .where(User.id.in_(ids))
+            .values(notified_at=now)
+            .execution_options(synchronize_session=False)
+        )
+    _expire_users(result.done)
+
+
+def approve_notify(selection: Selection, params: Params) -> Result:
+    """Approve the pending targets, then notify them all (archived ones get neither).
+
+    The targets are read once, before approving: a filter on "pending" must not lose
+    the users it has just approved."""
+    rows = _target_rows(selection, *NOTIFY_COLUMNS)
+    approved = Result("approve")
+    _approve_rows(rows, approved)
+    verb = f"Approved {_users(len(approved.done))} and queued an invitation to"
+    result = Result("approve_notify", verb=verb)
+    _missing(selection, (r.id for r in rows), result)
+    _notify_rows(rows, result)
+    return result
+
+
+def _expire_users(ids: Iterable[int]) -> None:
+    """Set-based UPDATEs bypass the identity map: forget stale copies of those users."""
+    for user_id in ids:
+        user = db.session.identity_map.get((User, (user_id,), None))
+        if user is not None:
+            db.session.expire(user)
+
+
+# --- groups -----------------------------------------------------------------------------
+
+
+def _members(group: Group, ids: list[int]) -> set[int]:
+    found: set[int] = set()
+    for part in chunks(ids):
+        found.update(
+            db.session.scalars(
+                select(user_groups.c.user_id).where(
+                    user_groups.c.group_id == group.id, user_groups.c.user_id.in_(part)
+                )
+            )
+        )
+    return found
+
+
+def add_group(selection: Selection, params: Params) -> Result:
+    """Add the targets to a group (lifecycle.set_groups' rule: a membership once)."""
+    group = _required(params.group, "Choose a group.")
+    result = Result("add_group", verb=f"Added to {group.name}:")
+    rows = _target_rows(selection)
+    _missing(selection, (r.id for r in rows), result)
+    members = _members(group, [r.id for r in rows])
+    for row in rows:
+        if row.id in members:
+            result.skip(f"already in {group.name}", row.id)
+        else:
+            result.done.append(row.id)
+    for ids in chunks(result.done):
+        db.session.execute(
+            insert(user_groups), [{"user_id": uid, "group_id": group.id} for uid in ids]
+        )
+    _expire_groups(result.done)
+    return result
+
+
+def remove_group(selection: Selection, params: Params) -> Result:
+    """Remove the targets from a group."""
+    group = _required(params.group, "Choose a group.")
+    result = Result("remove_group", verb=f"Removed from {group.name}:")
+    rows = _target_rows(selection)
+    _missing(selection, (r.id for r in rows), result)
+    members = _members(group, [r.id for r in rows])
+    for row in rows:
+        if row.id in members:
+            result.done.append(row.id)
+        else:
+            result.skip(f"not in {group.name}", row.id)
+    for ids in chunks(result.done):
+        db.session.execute(
+            delete(user_groups).where(
+                user_groups.c.group_id == group.id, user_groups.c.user_id.in_(ids)
+            )
+        )
+    _expire_groups(result.done)
+    return result
+
+
+def _expire_groups(ids: Iterable[int]) -> None:
+    for user_id in ids:
+        user = db.session.identity_map.get((User, (user_id,), None))
+        if user is not None:
+            db.session.expire(user, ["groups"])
+
+
+# --- courses ----------------------------------------------------------------------------
+
+
+def _open_assignments(course: Course, ids: list[int]) -> dict[int, tuple[int, str]]:
+    """user id → (assignment id, state) of the open record of `course`."""
+    found: dict[int, tuple[int, str]] = {}
+    for part in chunks(ids):
+        rows = db.session.execute(
+            select(CourseAssignment.user_id, CourseAssignment.id, CourseAssignment.state).where(
+                CourseAssignment.course_id == course.id,
+                CourseAssignment.archived_at.is_(None),
+                CourseAssignment.user_id.in_(part),
+            )
+        )
+        found.update({r.user_id: (r.id, r.state) for r in rows})
+    return found
+
+
+def _assign_plan(selection: Selection, course: Course) -> tuple[list[int], Result]:
+    """Who can be assigned `course` (in list order) and who cannot, and why."""
+    result = Result("assign_course", verb=f"Assigned {course.code} to")
+    rows = _target_rows(selection, User.status)
+    _missing(selection, (r.id for r in rows), result)
+    assigned = _open_assignments(course, [r.id for r in rows if r.status != "archived"])
+    eligible = []
+    for row in rows:
+        if row.status == "archived":
+            result.skip("archived (restore them first)", row.id)
+        elif row.id in assigned:
+            result.skip(f"already assigned {course.code}", row.id)
+        else:
+            eligible.append(row.id)
+    return eligible, result
+
+
+def license_impact(selection: Selection, params: Params) -> LicenseImpact:
+    course = _required(params.course, "Choose a course.")
+    eligible, plan = _assign_plan(selection, course)
+    db.session.refresh(course)
+    return LicenseImpact(
+        course=course,
+        targets=len(eligible) + plan.skipped_count,
+        needed=len(eligible),
+        available=course.seats_available,
+        skipped={reason: len(ids) for reason, ids in plan.skipped.items()},
+    )
+
+
+def assign_course(selection: Selection, params: Params) -> Result:
+    """Assign a course to every eligible target, or to none; with `fit`, only as many as
+    there are seats (the first in list order) and the rest are reported as skipped.
+    The seats are taken at once by licensing.take_seats (one conditional UPDATE)."""
+    course = _required(params.course, "Choose a course.")
+    eligible, result = _assign_plan(selection, course)
+    db.session.refresh(course)
+    available = course.seats_available
+    if len(eligible) > available:
+        if not params.fit:
+            raise NoSeatsAvailable(
+                f"Assign {course.code} to {_users(len(eligible))}: needs {len(eligible)} "
+                f"seats, {available} available. Nothing was assigned."
+            )
+        for user_id in eligible[available:]:
+            result.skip(f"no {course.code} license left", user_id)
+        eligible = eligible[:available]
+    licensing.take_seats(course, len(eligible))
+    now = utcnow()
+    actor_id = params.actor.id if params.actor else None
+    for ids in chunks(eligible):
+        db.session.execute(
+            insert(CourseAssignment),
+            [
+                {
+                    "user_id": uid,
+                    "course_id": course.id,
+                    "assigned_by_id": actor_id,
+                    "assigned_at": now,
+                    "due_date": params.due_date,
+                    "state": "assigned",
+                }
+                for uid in ids
+            ],
+        )
+    result.done = eligible
+    if params.due_date:
+        result.notes.append(f"Due {params.due_date.isoformat()}.")
+    return result
+
+
+def change_due_date(selection: Selection, params: Params) -> Result:
+    """licensing.change_due_date for many: open, not completed records of the course."""
+    course = _required(params.course, "Choose a course.")
+    due = params.due_date.isoformat() if params.due_date else "none"
+    result = Result("change_due_date", verb=f"Changed the {course.code} due date to {due} for")
+    rows = _target_rows(selection)
+    _missing(selection, (r.id for r in rows), result)
+    records = _open_assignments(course, [r.id for r in rows])
+    changing = []
+    for row in rows:
+        record = records.get(row.id)
+        if record is None:
+            result.skip(f"not assigned {course.code}", row.id)
+        elif record[1] == "completed":
+            result.skip(f"already completed {course.code}", row.id)
+        else:
+            changing.append(record[0])
+            result.done.append(row.id)
+    for ids in chunks(changing):
+        db.session.execute(
+            update(CourseAssignment)
+            .where(
+                CourseAssignment.id.in_(ids),
+                CourseAssignment.archived_at.is_(None),
+                CourseAssignment.state != "completed",
+            )
+            .values(due_date=params.due_date)
+            .execution_options(synchronize_session=False)
+        )
+    return result
+
+
+# --- archive and restore (per user, through lifecycle) ------------------------------------
+
+
+def _target_users(selection: Selection) -> Iterator[User]:
+    rows = _target_rows(selection)
+    for ids in chunks([r.id for r in rows]):
+        users = {u.id: u for u in db.session.scalars(select(User).where(User.id.in_(ids)))}
+        for user_id in ids:
+            if user_id in users:
+                yield users[user_id]
+
+
+def archive_user(selection: Selection, params: Params) -> Result:
+    """lifecycle.archive(user, "user") for each target; unstarted seats return."""
+    result = Result("archive_user", verb="Archived")
+    returned = 0
+    found = []
+    for user in _target_users(selection):
+        found.append(user.id)
+        if params.actor is not None and user.id == params.actor.id:
+            result.skip("is you (you cannot archive yourself)", user.id)
+        elif user.status == "archived":
+            result.skip("already archived", user.id)
+        else:
+            returned += len(lifecycle.archive(user, "user").unstarted)
+            result.done.append(user.id)
+    _missing(selection, found, result)
+    result.notes.append(f"{returned} {'license' if returned == 1 else 'licenses'} returned.")
+    return result
+
+
+def archive_activity(selection: Selection, params: Params) -> Result:
+    """Archive the targets' open training records (of one course, or all of them)."""
+    course = params.course
+    what = f"{course.code} activity" if course else "course activity"
+    result = Result("archive_activity", verb=f"Archived the {what} of")
+    returned = 0
+    found = []
+    for user in _target_users(selection):
+        found.append(user.id)
+        plan = lifecycle.archive_plan(user)
+        records = [
+            a for a in plan.unstarted + plan.started if course is None or a.course_id == course.id
+        ]
+        if not records:
+            result.skip(f"have no open {what}", user.id)
+            continue
+        for record in records:
+            returned += licensing.archive_activity(record, "activity_archived")
+        result.done.append(user.id)
+    _missing(selection, found, result)
+    result.notes.append(f"{returned} {'license' if returned == 1 else 'licenses'} returned.")
+    return result
+
+
+def restore(selection: Selection, params: Params) -> Result:
+    """lifecycle.restore for each target; their archived records stay archived."""
+    result = Result("restore", verb="Restored")
+    found = []
+    for user in _target_users(selection):
+        found.append(user.id)
+        if lifecycle.restore(user):
+            result.done.append(user.id)
+        else:
+            result.skip("not archived", user.id)
+    _missing(selection, found, result)
+    return result
+
+
+def _required(value, message: str):
+    if value is None:
+        raise DomainError(message)
+    return value
+
+
+# --- the registry -----------------------------------------------------------------------
+
+
+def is_admin(user: User | None) -> bool:
+    return bool(user is not None and getattr(user, "is_admin", False))
+
+
+@dataclass(frozen=True)
+class BulkAction:
+    name: str
+    label: str
+    confirm: str  # shown before destructive / license-consuming actions; {count} users
+    run: Callable[[Selection, Params], Result] | None
+    fields: tuple[str, ...] = ()  # "group", "course", "due_date"
+    required: tuple[str, ...] = ()
+    destructive: bool = False
+    consumes_licenses: bool = False
+    permission: Callable[[User | None], bool] = is_admin
+
+    @property
+    def needs_confirmation(self) -> bool:
+        return self.destructive or self.consumes_licenses
+
+
+ACTIONS: dict[str, BulkAction] = {
+    a.name: a
+    for a in (
+        BulkAction("approve", "Approve", "Approve {count}?", approve),
+        BulkAction("notify", "Notify (send invitation)", "Notify {count}?", notify),
+        BulkAction(
+            "approve_notify", "Approve & notify", "Approve and notify {count}?", approve_notify
+        ),
+        BulkAction(
+            "add_group",
+            "Add to group",
+            "Add {count} to a group?",
+            add_group,
+            ("group",),
+            ("group",),
+        ),
+        BulkAction(
+            "remove_group",
+            "Remove from group",
+            "Remove {count} from a group?",
+            remove_group,
+            ("group",),
+            ("group",),
+        ),
+        BulkAction(
+            "assign_course",
+            "Assign course",
+            "Assign a course to {count}?",
+            assign_course,
+            ("course", "due_date"),
+            ("course",),
+            consumes_licenses=True,
+        ),
+        BulkAction(
+            "change_due_date",
+            "Change due date",
+            "Change the due date for {count}?",
+            change_due_date,
+            ("course", "due_date"),
+            ("course",),
+        ),
+        BulkAction(
+            "archive_user",
+            "Archive user",
+            "Archive {count}? They can no longer sign in and get no email; unstarted courses "
+            "return their licenses; training records are kept.",
+            archive_user,
+            destructive=True,
+        ),
+        BulkAction(
+            "archive_activity",
+            "Archive course activity",
+            "Archive the open course activity of {count}? Unstarted courses return their "
+            "licenses; the users stay active and records are kept.",
+            archive_activity,
+            ("course",),
+            destructive=True,
+        ),
+        BulkAction("restore", "Restore", "Restore {count}?", restore),
+        BulkAction("export", "Export selected", "Export {count}?", None),
+    )
+}
+
+
+def count_targets(selection: Selection) -> int:
+    from sqlalchemy import func
+
+    query = selection.query().with_only_columns(User.id).order_by(None)
+    return db.session.scalar(select(func.count()).select_from(query.subquery())) or 0
+
+
+def run(action: BulkAction, selection: Selection, params: Params) -> Result:
+    """Run an action and record ONE audit event with the affected ids (caller commits)."""
+    if not action.permission(params.actor):
+        raise DomainError("You are not allowed to do that.")
+    if action.run is None:
+        raise DomainError(f"{action.label} is not an action that changes users.")
+    result = action.run(selection, params)
+    db.session.flush()
+    details: dict[str, Any] = {
+        "action": action.name,
+        **selection.describe(),
+        "done": result.done,
+        "skipped": result.skipped,
+    }
+    if params.group is not None:
+        details["group_id"] = params.group.id
+    if params.course is not None:
+        details["course_id"] = params.course.id
+    if params.due_date is not None:
+        details["due_date"] = params.due_date.isoformat()
+    if params.fit:
+        details["fit"] = True
+    audit.record(
+        f"bulk.{action.name}", summary=result.summary(), details=details, actor=params.actor
+    )
+    return result

@@ -1,0 +1,185 @@
+"""Export Users to Excel: opens in openpyxl and calamine, the rows are the filtered users."""
+
+from __future__ import annotations
+
+import io
+from datetime import date, datetime
+
+import pytest
+from openpyxl import load_workbook
+from python_calamine import CalamineWorkbook
+
+from lmsweb import roster_export
+from lmsweb.extensions import db
+from lmsweb.user_queries import UserFilters, filtered_users
+from tests.conftest import HX
+
+URL = "/admin/users/export.xlsx"
+EVIL = '=HYPERLINK("http://x","y")'
+
+
+@pytest.fixture
+def roster(make):
+    north, south = make.location("North"), make.location("South")
+    drivers, office = make.group("Drivers"), make.group("Office")
+    course = make.course("FIRE", seats=10)
+    ann = make.user(
+        first_name="Ann",
+        last_name="Alpha",
+        email="ann@example.com",
+        employee_id="007",
+        location_id=north.id,
+        groups=[office, drivers],
+        approved_at=datetime(2026, 3, 4, 10, 30),
+    )
+    make.assignment(ann, course, state="completed")
+    make.assignment(ann, make.course("AID", seats=1))
+    evil = make.user(
+        first_name=EVIL,
+        last_name="-2+3",
+        email="evil@example.com",
+        location_id=south.id,
+        groups=[make.group("Zeta, the last")],
+    )
+    pending = make.user(first_name="Pat", last_name="Pending", status="pending")
+    archived = make.user(first_name="Arch", last_name="Ived", status="archived")
+    return {"ann": ann, "evil": evil, "pending": pending, "archived": archived, "north": north}
+
+
+def download(client, query=""):
+    response = client.get(URL + query)
+    assert response.status_code == 200, response.text
+    assert response.mimetype == roster_export_mimetype()
+    return response
+
+
+def roster_export_mimetype():
+    return "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+
+
+def rows_openpyxl(data: bytes):
+    sheet = load_workbook(io.BytesIO(data)).active
+    return sheet, [list(r) for r in sheet.iter_rows(values_only=True)]
+
+
+def test_default_export_is_the_active_users(admin_client, roster):
+    response = download(admin_client)
+    disposition = response.headers["Content-Disposition"]
+    assert f"users-{date.today().isoformat()}.xlsx" in disposition
+    sheet, rows = rows_openpyxl(response.data)
+    assert rows[0] == list(roster_export.HEADERS)
+    names = {(r[0], r[1]) for r in rows[1:]}
+    # Active only: the signed-in admin, Ann, and the one with a formula for a name.
+    assert names == {("Ada", "Admin"), ("Ann", "Alpha"), (EVIL, "-2+3")}
+    assert len(rows) == 4
+    assert sheet.freeze_panes == "A2"
+    assert sheet.auto_filter.ref == "A1:M4"
+
+
+def test_cells_are_typed_and_safe(admin_client, roster):
+    sheet, rows = rows_openpyxl(download(admin_client).data)
+    ann = next(r for r in rows if r[0] == "Ann")
+    ann_row = rows.index(ann) + 1
+    evil_row = next(i for i, r in enumerate(rows, start=1) if r[0] == EVIL)
+    assert ann[:8] == [
+        "Ann",
+        "Alpha",
+        "ann@example.com",
+        "007",
+        "North",
+        "Drivers, Office",
+        "Learner",
+        "Active",
+    ]
+    assert ann[8] == datetime(2026, 3, 4)  # a real date cell
+    assert sheet.cell(row=ann_row, column=9).is_date
+    assert ann[11:] == [2, 1]  # assigned, completed
+    user_id_cell = sheet.cell(row=ann_row, column=4)
+    assert user_id_cell.data_type == "s"
+    evil = sheet.cell(row=evil_row, column=1)
+    assert evil.value == EVIL and evil.data_type == "s"
+    assert sheet.cell(row=evil_row, column=2).value == "-2+3"
+    assert sheet.cell(row=evil_row, column=6).value == "Zeta, the last"  # only their groups
+    assert sheet.cell(row=evil_row, column=2).data_type == "s"
+
+
+def test_formula_text_stays_a_plain_string_in_the_raw_xml(admin_client, roster):
+    import zipfile
+
+    data = download(admin_client).data
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        xml = archive.read("xl/worksheets/sheet1.xml").decode()
+    assert "<f>" not in xml and "<f " not in xml
+    assert 'quotePrefix="1"' in archive_styles(data)
+
+
+def archive_styles(data: bytes) -> str:
+    import zipfile
+
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        return archive.read("xl/styles.xml").decode()
+
+
+def test_opens_with_calamine(admin_client, roster):
+    data = download(admin_client, "?status=pending&status=active&status=archived").data
+    sheet = CalamineWorkbook.from_filelike(io.BytesIO(data)).get_sheet_by_index(0)
+    rows = sheet.to_python()
+    assert rows[0] == list(roster_export.HEADERS)
+    names = sorted(r[0] for r in rows[1:])
+    assert names == sorted(["Ada", "Ann", EVIL, "Pat", "Arch"])
+    evil = next(r for r in rows if r[1] == "-2+3")
+    assert evil[0] == EVIL  # a string, not a formula result
+    ann = next(r for r in rows if r[0] == "Ann")
+    assert ann[3] == "007" and ann[8] == date(2026, 3, 4)
+
+
+def test_rows_equal_the_filtered_users(admin_client, app, roster):
+    north = roster["north"].id
+    _, rows = rows_openpyxl(download(admin_client, f"?location={north}").data)
+    assert [r[0] for r in rows[1:]] == ["Ann"]
+    _, rows = rows_openpyxl(download(admin_client, "?status=archived").data)
+    assert [r[0] for r in rows[1:]] == ["Arch"]
+    _, rows = rows_openpyxl(download(admin_client, "?q=alpha&status=active").data)
+    assert [r[1] for r in rows[1:]] == ["Alpha"]
+    with app.app_context():
+        filters = UserFilters(status=["pending", "active", "archived"])
+        expected = db.session.scalar(
+            db.select(db.func.count()).select_from(filtered_users(filters).subquery())
+        )
+    _, rows = rows_openpyxl(
+        download(admin_client, "?status=pending&status=active&status=archived").data
+    )
+    assert len(rows) - 1 == expected == 5
+
+
+def test_export_of_selected_ids(admin_client, roster):
+    ids = f"?user_ids={roster['pending'].id}&user_ids={roster['archived'].id}"
+    _, rows = rows_openpyxl(download(admin_client, ids).data)
+    assert sorted(r[0] for r in rows[1:]) == ["Arch", "Pat"]
+
+
+def test_export_is_for_administrators_only(client, learner_client, roster):
+    assert learner_client.get(URL).status_code == 403
+    assert client.get(URL).status_code == 303
+    assert client.get(URL, headers=HX).status_code == 401
+
+
+def test_export_query_is_one_statement(admin_client, app, roster):
+    from sqlalchemy import event
+
+    statements = []
+    with app.app_context():
+        engine = db.engine
+
+        def count_select(conn, cursor, statement, *args):
+            if statement.lstrip().upper().startswith("SELECT"):
+                statements.append(statement)
+
+        event.listen(engine, "before_cursor_execute", count_select)
+        try:
+            out = io.BytesIO()
+            written = roster_export.write_users(out, filtered_users(UserFilters()))
+        finally:
+            event.remove(engine, "before_cursor_execute", count_select)
+    assert written == 4
+    assert len(statements) == 1
