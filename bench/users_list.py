@@ -25,7 +25,8 @@ ADMIN_EMAIL = "bench.admin@bench.example"
 ADMIN_PASSWORD = "bench-admin-password"  # noqa: S105 - a throwaway local database
 SECRET = "bench-secret-key"  # noqa: S105
 RUNS = 40
-HX = {"HX-Request": "true"}
+# The partial as the search box and the filter form ask for it (no out-of-band form).
+HX = {"HX-Request": "true", "HX-Trigger": "users-q"}
 
 os.environ.setdefault("LMSWEB_INSTANCE", str(DATA / "instance"))
 

@@ -218,4 +218,8 @@ def index():
         groups = db.session.scalars(select(Group).order_by(Group.name)).all()
         context["form"] = filter_form(filters, locations, groups)
     oob_filters = form_sync and wants_partial()
-    return render("users/index.html", "users/_table.html", oob_filters=oob_filters, **context)
+    response = render("users/index.html", "users/_table.html", oob_filters=oob_filters, **context)
+    if wants_partial():
+        # The address bar shows the corrected state, defaults and empty fields left out.
+        response.headers["HX-Push-Url"] = context["list_url"]
+    return response
