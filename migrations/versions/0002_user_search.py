@@ -25,6 +25,8 @@ SEARCH_COLUMNS = {
 
 # Covering indexes: each answers its part of a list request from the index alone.
 COVERING = {
+    # Name order within one status (and the status sort).
+    "ix_users_status_name": "users (status, last_name, first_name, id)",
     # Every filter column in name order: a page, however deep, is a walk of this index.
     "ix_users_name_filters": "users (last_name, first_name, id, status, role, location_id)",
     # One location in name order.
@@ -39,15 +41,18 @@ COVERING = {
 
 
 def upgrade():
-    collate = ' COLLATE "C"' if op.get_bind().dialect.name == "postgresql" else ""
+    postgresql = op.get_bind().dialect.name == "postgresql"
     for name, column in SEARCH_COLUMNS.items():
-        # The column too: the planners then answer "which ids start with ..." from the
-        # index alone (neither SQLite before 3.41 nor PostgreSQL reads an indexed
-        # expression back out of the index).
-        op.execute(f"CREATE INDEX {name} ON users ((lower({column}){collate}), {column})")
-    # Name order within one status, and name order carrying the filtered columns, so a
-    # page (however deep) is found from the index alone before its rows are read.
-    op.execute("CREATE INDEX ix_users_status_name ON users (status, last_name, first_name, id)")
+        # With the columns a match is checked against, so the planners answer "which
+        # users start with ..." from the index alone. SQLite before 3.41 never reads an
+        # indexed expression back, but recomputes it from a column the index holds; its
+        # indexes carry the rowid (id) anyway. The email index also serves the email sort.
+        extra = [column, *(["status", "role", "location_id"] if column == "email" else [])]
+        if postgresql:
+            key, tail = f'(lower({column}) COLLATE "C")', f" INCLUDE ({', '.join([*extra, 'id'])})"
+        else:
+            key, tail = f"(lower({column})), {', '.join(extra)}", ""
+        op.execute(f"CREATE INDEX {name} ON users ({key}){tail}")
     for name, columns in COVERING.items():
         op.execute(f"CREATE INDEX {name} ON {columns}")
 
@@ -55,6 +60,5 @@ def upgrade():
 def downgrade():
     for name in COVERING:
         op.execute(f"DROP INDEX {name}")
-    op.execute("DROP INDEX ix_users_status_name")
     for name in SEARCH_COLUMNS:
         op.execute(f"DROP INDEX {name}")
