@@ -76,7 +76,7 @@ class User(UserMixin, db.Model):
         CheckConstraint("status IN ('pending', 'active', 'archived')", name="status"),
         Index("ix_users_status_role_name", "status", "role", "last_name", "first_name", "id"),
         Index("ix_users_name", "last_name", "first_name", "id"),
-        Index("ix_users_status", "status"),  # the dashboard's counts (0002_dashboard)
+        Index("ix_users_status", "status"),  # the dashboard's counts (0002_user_search)
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

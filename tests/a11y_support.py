@@ -70,7 +70,7 @@ SAMPLES: dict[str, Sample] = {
     "users.edit": lambda s: {"user_id": s.user_id},
     "users.edit_courses": lambda s: {"user_id": s.user_id},
     "users.edit_groups": lambda s: {"user_id": s.user_id},
-    "users.archive": lambda s: {"user_id": s.user_id},
+    "users.confirm_archive": lambda s: {"user_id": s.user_id},
     "users.restore": lambda s: {"user_id": s.archived_user_id},
     "users.approve": lambda s: {"user_id": s.pending_user_id},
     "users.notify": lambda s: {"user_id": s.pending_user_id},

@@ -19,7 +19,7 @@ from ...models import Course, Group
 from ...rendering import see_other, toast, wants_partial
 from ...user_queries import parse_filters
 from . import bp
-from .listing import table_context
+from .listing import list_context
 
 # The list's state, carried through the bulk form so the table comes back as it was.
 LIST_PARAMS = ("q", "location", "group", "status", "role", "sort", "page", "per_page")
@@ -191,7 +191,7 @@ def _done(action, result):
         filters = parse_filters(list_state(request.form, action))
         body = render_template(
             "users/_bulk_result.html", result=result, message=summary, level=level, oob=True
-        ) + render_template("users/_table.html", **table_context(filters))
+        ) + render_template("users/_table.html", **list_context(filters))
         return toast(make_response(body), summary, level, closeDialog=True, usersChanged=True)
     back = _list_url(action)
     return render_template(

@@ -1,38 +1,225 @@
-"""The Users list."""
+"""The Users list: filters, search, sort and pages, all in the query string."""
 
 from __future__ import annotations
 
+from math import ceil
 from typing import Any
 
-from flask import request
+from flask import request, url_for
+from flask_wtf import FlaskForm
 from sqlalchemy import func, select
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import joinedload, selectinload
+from werkzeug.datastructures import MultiDict
+from wtforms import SearchField, SelectField, SelectMultipleField
+from wtforms.fields.choices import SelectChoice
+from wtforms.widgets import CheckboxInput, ListWidget
 
 from ...extensions import db
-from ...models import User
-from ...rendering import render
-from ...user_queries import UserFilters, filtered_users, parse_filters
+from ...models import Group, Location, User
+from ...rendering import render, wants_partial
+from ...user_queries import (
+    DEFAULT_PER_PAGE,
+    DEFAULT_SORT,
+    PER_PAGE_CHOICES,
+    UserFilters,
+    filtered_users,
+    ordered,
+    parse_filters,
+)
 from . import bp
 
+STATUS_LABELS = {"pending": "Pending", "active": "Active", "archived": "Archived"}
+ROLE_LABELS = {"learner": "Learner", "admin": "Administrator"}
+SORT_LABELS = {
+    "name": "Name",
+    "email": "Email",
+    "location": "Location",
+    "status": "Status",
+    "created": "Date added",
+}
+# The form's own controls; a request they trigger does not re-render them (focus stays).
+FORM_TRIGGERS = {"users-filters", "users-q"}
 
-def table_context(filters: UserFilters) -> dict[str, Any]:
-    """What `users/_table.html` shows for `filters` (also re-rendered after bulk actions)."""
-    query = filtered_users(filters)
-    total = db.session.scalar(select(func.count()).select_from(query.subquery()))
-    pagination = db.paginate(
-        query.options(selectinload(User.groups), selectinload(User.location)).order_by(
-            User.last_name, User.first_name, User.id
-        ),
-        page=filters.page,
-        per_page=filters.per_page,
-        error_out=False,
-        count=False,
+
+class CheckboxList(SelectMultipleField):
+    widget = ListWidget(prefix_label=False)
+    option_widget = CheckboxInput()
+
+
+class UserFilterForm(FlaskForm):
+    """The list's GET filter form; `parse_filters` is what reads the values back."""
+
+    class Meta:
+        csrf = False
+
+    q = SearchField("Search users")
+    location = SelectField("Location", choices=[])
+    group = CheckboxList("Groups", choices=[])
+    status = CheckboxList("User status", choices=[])
+    role = SelectField("User role", choices=[])
+
+
+def _choices(pairs) -> list[SelectChoice]:
+    return [SelectChoice(str(value), label) for value, label in pairs]
+
+
+def filter_form(filters: UserFilters, locations, groups) -> UserFilterForm:
+    """The form showing the (corrected) state, not the raw parameters."""
+    form = UserFilterForm(
+        formdata=None,
+        q=filters.q,
+        location=str(filters.location[0]) if filters.location else "",
+        group=[str(g) for g in filters.group],
+        status=filters.status,
+        role=filters.role[0] if len(filters.role) == 1 else "",
     )
-    return {"pagination": pagination, "total": total, "filters": filters}
+    form.location.choices = _choices([("", "Any location")] + [(x.id, x.name) for x in locations])
+    form.group.choices = _choices((g.id, g.name) for g in groups)
+    form.status.choices = _choices(STATUS_LABELS.items())
+    form.role.choices = _choices([("", "Any role"), *ROLE_LABELS.items()])
+    return form
+
+
+def state_args(filters: UserFilters, **changes: Any) -> MultiDict:
+    """The list state as query parameters (defaults left out), with `changes` applied."""
+    state: dict[str, Any] = {
+        "q": filters.q,
+        "location": filters.location,
+        "group": filters.group,
+        "status": [] if filters.default_status else filters.status,
+        "role": filters.role,
+        "sort": "" if filters.sort == DEFAULT_SORT else filters.sort,
+        "per_page": "" if filters.per_page == DEFAULT_PER_PAGE else filters.per_page,
+        "page": "" if filters.page == 1 else filters.page,
+    }
+    state.update(changes)
+    for key, default in (("page", 1), ("sort", DEFAULT_SORT), ("per_page", DEFAULT_PER_PAGE)):
+        if state[key] == default:
+            state[key] = ""
+    args = MultiDict()
+    for key, value in state.items():
+        for item in value if isinstance(value, list) else [value]:
+            if item not in ("", None):
+                args.add(key, item)
+    return args
+
+
+def list_url(filters: UserFilters, **changes: Any) -> str:
+    return url_for("users.index", **state_args(filters, **changes).to_dict(flat=False))
+
+
+def filter_chips(filters: UserFilters, names: dict[str, dict[int, str]]) -> list[dict]:
+    """One removable chip per active filter value, each with the URL that removes it."""
+    chips = []
+    reset = {"page": 1}
+    if filters.q:
+        chips.append(
+            {"label": f"“{filters.q}”", "kind": "Search", "url": list_url(filters, q="", **reset)}
+        )
+    for ident in filters.location:
+        if ident in names["location"]:
+            rest = [x for x in filters.location if x != ident]
+            url = list_url(filters, location=rest, **reset)
+            chips.append({"label": names["location"][ident], "kind": "Location", "url": url})
+    for ident in filters.group:
+        if ident in names["group"]:
+            rest = [x for x in filters.group if x != ident]
+            url = list_url(filters, group=rest, **reset)
+            chips.append({"label": names["group"][ident], "kind": "Group", "url": url})
+    if not filters.default_status:
+        label = ", ".join(STATUS_LABELS[s] for s in filters.status)
+        chips.append(
+            {"label": label, "kind": "Status", "url": list_url(filters, status=[], **reset)}
+        )
+    for role in filters.role:
+        rest = [r for r in filters.role if r != role]
+        url = list_url(filters, role=rest, **reset)
+        chips.append({"label": ROLE_LABELS[role], "kind": "Role", "url": url})
+    return chips
+
+
+def sort_links(filters: UserFilters) -> dict[str, dict[str, str]]:
+    """Per sortable column: the link (a second click reverses) and its aria-sort."""
+    links = {}
+    for key in SORT_LABELS:
+        if filters.sort == key:
+            aria, target = "ascending", f"-{key}"
+        elif filters.sort == f"-{key}":
+            aria, target = "descending", key
+        else:
+            aria, target = "none", key
+        links[key] = {"url": list_url(filters, sort=target, page=1), "aria": aria}
+    return links
+
+
+def list_context(filters: UserFilters) -> dict[str, Any]:
+    """Everything the table partial shows; a fixed number of queries whatever per_page."""
+    query = filtered_users(filters)
+    total = db.session.scalar(select(func.count()).select_from(query.order_by(None).subquery()))
+    pages = max(ceil(total / filters.per_page), 1)
+    filters.page = min(filters.page, pages)
+    # The page's ids first (from an index alone where one covers the filters), then
+    # those rows with what they show: a deep page never reads the rows it skips.
+    page_ids = db.session.scalars(
+        ordered(query.with_only_columns(User.id), filters.sort)
+        .limit(filters.per_page)
+        .offset((filters.page - 1) * filters.per_page)
+    ).all()
+    position = {ident: n for n, ident in enumerate(page_ids)}
+    users = sorted(
+        db.session.scalars(
+            select(User)
+            .where(User.id.in_(page_ids))
+            .options(joinedload(User.location), selectinload(User.groups))
+        ).unique(),
+        key=lambda user: position[user.id],
+    )
+    names: dict[str, dict[int, str]] = {"location": {}, "group": {}}
+    if filters.location:
+        rows = db.session.execute(
+            select(Location.id, Location.name).where(Location.id.in_(filters.location))
+        )
+        names["location"] = dict(rows.all())
+    if filters.group:
+        rows = db.session.execute(select(Group.id, Group.name).where(Group.id.in_(filters.group)))
+        names["group"] = dict(rows.all())
+    first = (filters.page - 1) * filters.per_page + 1 if users else 0
+    return {
+        "filters": filters,
+        "users": users,
+        "total": total,
+        "current_page": filters.page,
+        "pages": pages,
+        "first": first,
+        "last": first + len(users) - 1 if users else 0,
+        "chips": filter_chips(filters, names),
+        "sorts": sort_links(filters),
+        "per_page_choices": PER_PAGE_CHOICES,
+        "page_url": lambda page, **changes: list_url(filters, page=page, **changes),
+        "clear_url": url_for("users.index", **state_args(UserFilters()).to_dict(flat=False)),
+        "state": state_args(filters),
+        "list_url": list_url(filters),
+        "anyone": filters.active or bool(total) or _anyone(),
+    }
+
+
+def _anyone() -> bool:
+    return db.session.scalar(select(User.id).limit(1)) is not None
 
 
 @bp.route("")
 def index():
     """List users (full page, or the table partial to htmx)."""
     filters = parse_filters(request.args)
-    return render("users/index.html", "users/_table.html", **table_context(filters))
+    context = list_context(filters)
+    form_sync = not wants_partial() or request.headers.get("HX-Trigger") not in FORM_TRIGGERS
+    if form_sync:
+        locations = db.session.scalars(select(Location).order_by(Location.name)).all()
+        groups = db.session.scalars(select(Group).order_by(Group.name)).all()
+        context["form"] = filter_form(filters, locations, groups)
+    oob_filters = form_sync and wants_partial()
+    response = render("users/index.html", "users/_table.html", oob_filters=oob_filters, **context)
+    if wants_partial():
+        # The address bar shows the corrected state, defaults and empty fields left out.
+        response.headers["HX-Push-Url"] = context["list_url"]
+    return response

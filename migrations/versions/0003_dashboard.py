@@ -1,13 +1,13 @@
 """Dashboard: covering indexes for the per-course figures, open-record filters, user counts.
 
-Revision ID: 0002_dashboard
-Revises: 0001
+Revision ID: 0003_dashboard
+Revises: 0002_user_search
 """
 
 from alembic import op
 
-revision = "0002_dashboard"
-down_revision = "0001"
+revision = "0003_dashboard"
+down_revision = "0002_user_search"
 branch_labels = None
 depends_on = None
 
@@ -25,12 +25,9 @@ def upgrade():
         "course_assignments",
         ["archived_at", "state", "due_date", "course_id"],
     )
-    # Users by status: an index-only scan of a narrow index (the wide list index is slower
-    # to scan, and PostgreSQL would read the table instead).
-    op.create_index("ix_users_status", "users", ["status"])
+    # Users by status reads ix_users_status, which 0002_user_search creates.
 
 
 def downgrade():
-    op.drop_index("ix_users_status", table_name="users")
     op.drop_index("ix_course_assignments_open_due", table_name="course_assignments")
     op.drop_index("ix_course_assignments_open_course", table_name="course_assignments")

@@ -1,0 +1,285 @@
+"""The Users list at 100,000 users: latency of the list partial per filter combination
+(Flask test client, p50/p95 and SQL statements per request) on SQLite and, when
+TEST_DATABASE_URL is set, PostgreSQL; then requests/second of the list partial served by
+gunicorn (2 sync workers) against a no-database render of the same 50 rows."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import sqlalchemy as sa
+
+ROOT = Path(__file__).resolve().parent
+DATA = ROOT / ".data"
+USERS = 100_000
+ADMIN_EMAIL = "bench.admin@bench.example"
+ADMIN_PASSWORD = "bench-admin-password"  # noqa: S105 - a throwaway local database
+SECRET = "bench-secret-key"  # noqa: S105
+RUNS = 40
+# The partial as the search box and the filter form ask for it (no out-of-band form).
+HX = {"HX-Request": "true", "HX-Trigger": "users-q"}
+
+os.environ.setdefault("LMSWEB_INSTANCE", str(DATA / "instance"))
+
+
+def databases() -> list[tuple[str, str]]:
+    found = [("sqlite", f"sqlite:///{DATA / 'users_100k.sqlite3'}")]
+    url = os.environ.get("TEST_DATABASE_URL", "").strip()
+    if url.startswith(("postgres://", "postgresql")):
+        from lmsweb.config import normalise_database_url
+
+        base = sa.make_url(normalise_database_url(url))
+        server = sa.create_engine(base, isolation_level="AUTOCOMMIT")
+        with server.connect() as conn:
+            exists = conn.scalar(
+                sa.text("SELECT 1 FROM pg_database WHERE datname = 'lmsweb_bench_users'")
+            )
+            if not exists:
+                conn.exec_driver_sql('CREATE DATABASE "lmsweb_bench_users"')
+        server.dispose()
+        target = base.set(database="lmsweb_bench_users")
+        found.append(("postgresql", target.render_as_string(hide_password=False)))
+    return found
+
+
+def make_app(url: str):
+    from lmsweb import create_app
+
+    return create_app({"SQLALCHEMY_DATABASE_URI": url, "SECRET_KEY": SECRET})
+
+
+def prepare(url: str) -> None:
+    """Migrate, seed up to USERS users, add the bench administrator, refresh statistics."""
+    from flask_migrate import upgrade
+    from werkzeug.security import generate_password_hash
+
+    from lmsweb.extensions import db
+    from lmsweb.models import User
+    from lmsweb.seed import seed_demo
+
+    DATA.mkdir(parents=True, exist_ok=True)
+    app = make_app(url)
+    with app.app_context():
+        upgrade(directory=str(ROOT.parent / "migrations"))
+        have = db.session.scalar(sa.select(sa.func.count()).select_from(User))
+        if have < USERS:
+            started = time.perf_counter()
+            seed_demo(USERS - have)
+            db.session.commit()
+            print(f"  seeded {USERS - have:,} users in {time.perf_counter() - started:.1f} s")
+        if db.session.scalar(sa.select(User.id).where(User.email == ADMIN_EMAIL)) is None:
+            db.session.add(
+                User(
+                    email=ADMIN_EMAIL,
+                    first_name="Bench",
+                    last_name="Admin",
+                    role="admin",
+                    status="active",
+                    password_hash=generate_password_hash(ADMIN_PASSWORD),
+                )
+            )
+            db.session.commit()
+        with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.exec_driver_sql("VACUUM ANALYZE" if "postgresql" in url else "ANALYZE")
+        db.session.remove()
+        db.engine.dispose()
+
+
+def csrf_from(html: str) -> str:
+    return re.search(r'<meta name="csrf-token" content="([^"]+)"', html).group(1)
+
+
+def combinations(app) -> dict[str, str]:
+    from lmsweb.extensions import db
+    from lmsweb.models import Group, Location
+
+    with app.app_context():
+        location = db.session.scalar(sa.select(Location.id).where(Location.name == "Berlin"))
+        group = db.session.scalar(sa.select(Group.id).where(Group.name == "Sales"))
+    return {
+        "none": "",
+        "status+role": "status=active&role=learner",
+        "search 'mar'": "q=mar",
+        "location": f"location={location}",
+        "group": f"group={group}",
+        "everything": f"q=mar&location={location}&group={group}&status=active&role=learner",
+        "deep page (1000)": "page=1000",
+        "two words 'mar ros'": "q=mar+ros",
+        "sort email, page 500": "sort=email&page=500",
+        "sort location": "sort=location",
+        "sort -created": "sort=-created",
+        "sort status, 100/page": "sort=status&per_page=100",
+    }
+
+
+def time_requests(url: str) -> None:
+    from lmsweb.extensions import db
+
+    app = make_app(url)
+    client = app.test_client()
+    token = csrf_from(client.get("/login").text)
+    response = client.post(
+        "/login", data={"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD, "csrf_token": token}
+    )
+    assert response.status_code == 303, response.status_code
+    statements = [0]
+    with app.app_context():
+        engine = db.engine
+    sa.event.listen(
+        engine, "before_cursor_execute", lambda *a: statements.__setitem__(0, statements[0] + 1)
+    )
+    print(f"  {'combination':<24} {'p50 ms':>8} {'p95 ms':>8} {'SQL/req':>8} {'matching':>9}")
+    for name, query in combinations(app).items():
+        path = f"/admin/users?{query}"
+        for _ in range(3):
+            client.get(path, headers=HX)
+        times, counts = [], []
+        for _ in range(RUNS):
+            statements[0] = 0
+            started = time.perf_counter()
+            response = client.get(path, headers=HX)
+            times.append((time.perf_counter() - started) * 1000)
+            counts.append(statements[0])
+            assert response.status_code == 200, (path, response.status_code)
+        matching = re.search(r'id="users-count"[^>]*>([\d,]+)', response.text).group(1)
+        p95 = statistics.quantiles(times, n=20)[-1]
+        print(
+            f"  {name:<24} {statistics.median(times):8.1f} {p95:8.1f} "
+            f"{max(counts):8d} {matching:>9}"
+        )
+    with app.app_context():
+        db.engine.dispose()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def sign_in(port: int) -> str:
+    """Sign in over HTTP; returns the Cookie header to send."""
+    import http.client
+
+    def request(method, path, body=None, headers=None):
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        conn.request(method, path, body=body, headers=headers or {})
+        response = conn.getresponse()
+        data = response.read().decode()
+        conn.close()
+        return response, data
+
+    response, html = request("GET", "/login")
+    cookie = response.getheader("Set-Cookie").split(";")[0]
+    from urllib.parse import urlencode
+
+    body = urlencode(
+        {"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD, "csrf_token": csrf_from(html)}
+    )
+    response, _ = request(
+        "POST",
+        "/login",
+        body,
+        {"Content-Type": "application/x-www-form-urlencoded", "Cookie": cookie},
+    )
+    assert response.status == 303, response.status
+    return response.getheader("Set-Cookie").split(";")[0]
+
+
+def load(port: int, path: str, headers: dict, seconds: float = 8.0, threads: int = 8) -> float:
+    """Requests/second with `threads` closed-loop clients (wrk if installed)."""
+    if shutil.which("wrk"):
+        args = ["wrk", "-t2", f"-c{threads}", f"-d{int(seconds)}s"]
+        for key, value in headers.items():
+            args += ["-H", f"{key}: {value}"]
+        out = subprocess.run(
+            [*args, f"http://127.0.0.1:{port}{path}"], capture_output=True, text=True, check=True
+        ).stdout
+        return float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    import http.client
+
+    done = [0]
+    errors = [0]
+    lock = threading.Lock()
+    deadline = time.perf_counter() + seconds
+
+    def worker():
+        while time.perf_counter() < deadline:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            conn.request("GET", path, headers=headers)
+            response = conn.getresponse()
+            response.read()
+            conn.close()
+            with lock:
+                done[0] += 1
+                errors[0] += response.status != 200
+
+    started = time.perf_counter()
+    pool = [threading.Thread(target=worker) for _ in range(threads)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+    assert errors[0] == 0, f"{errors[0]} non-200 responses from {path}"
+    return done[0] / (time.perf_counter() - started)
+
+
+def serve_and_load(url: str) -> None:
+    port = free_port()
+    env = {**os.environ, "DATABASE_URL": url, "SECRET_KEY": SECRET}
+    server = subprocess.Popen(
+        [
+            str(Path(sys.executable).parent / "gunicorn"),
+            "--workers",
+            "2",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--log-level",
+            "warning",
+            "bench.users_list_wsgi:app",
+        ],
+        cwd=ROOT.parent,
+        env=env,
+    )
+    try:
+        for _ in range(200):
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1):
+                    break
+            except OSError:
+                time.sleep(0.1)
+        cookie = sign_in(port)
+        list_headers = {**HX, "Cookie": cookie}
+        load(port, "/admin/users", list_headers, seconds=2)  # warm both workers
+        load(port, "/bench/users-rows-no-db", HX, seconds=2)
+        tool = "wrk" if shutil.which("wrk") else "Python threads"
+        listing = load(port, "/admin/users", list_headers)
+        baseline = load(port, "/bench/users-rows-no-db", HX)
+        print(f"  gunicorn, 2 sync workers, 8 connections ({tool}):")
+        print(f"  list partial (50 rows, count, signed in): {listing:8.1f} req/s")
+        print(f"  same 50 rows rendered without database:   {baseline:8.1f} req/s")
+        print(f"  ratio: {listing / baseline:.0%}")
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def main() -> None:
+    for engine, url in databases():
+        print(f"\n[{engine}] {USERS:,} users")
+        prepare(url)
+        time_requests(url)
+        serve_and_load(url)
+
+
+if __name__ == "__main__":
+    main()
