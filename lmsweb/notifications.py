@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from flask import current_app, render_template
+from sqlalchemy import func, select
 
 from .extensions import db
 from .licensing import DomainError
@@ -17,20 +18,25 @@ def public_url(endpoint: str, **values) -> str:
     return base.rstrip("/") + path
 
 
+def has_line_break(value: str) -> bool:
+    """CR, LF (or any other control character) in a header would start a new header."""
+    return any(ord(ch) < 32 or ch == "\x7f" for ch in value)
+
+
 def _clean_address(address: str) -> str:
-    if any(ch in address for ch in "\r\n"):
+    if has_line_break(address):
         raise DomainError("An email address cannot contain line breaks.")
     return address.strip()
 
 
 def queue_email(
-    user: User | None, recipient: str, kind: str, template: str, **context
+    owner: User | None, recipient: str, kind: str, template: str, /, **context
 ) -> OutboundEmail:
-    """Render `email/<template>.txt|.html|.subject.txt` and queue the message."""
+    """Render `email/<template>.txt|.html|.subject.txt` and queue the message for `owner`."""
     context.setdefault("org_name", current_app.config["ORG_NAME"])
     subject = render_template(f"email/{template}.subject.txt", **context).strip()
     message = OutboundEmail(
-        user_id=user.id if user else None,
+        user_id=owner.id if owner else None,
         recipient=_clean_address(recipient),
         kind=kind,
         subject=" ".join(subject.split()),
@@ -54,6 +60,31 @@ def queue_invitation(user: User) -> OutboundEmail:
         link = public_url("auth.activate", token=make_token(user, "activate"))
     message = queue_email(user, user.email, "invitation", "invitation", user=user, link=link)
     user.notified_at = utcnow()
+    user.invite_status = "queued"
+    user.invite_error = None
+    return message
+
+
+def retry(message: OutboundEmail) -> OutboundEmail:
+    """Queue a failed message again, from its first attempt."""
+    if message.status != "failed":
+        raise DomainError("Only a failed message can be retried.")
+    if message.user is not None and message.user.status == "archived":
+        raise DomainError(f"{message.user.name} is archived and gets no email.")
+    if has_line_break(message.recipient):
+        raise DomainError("An email address cannot contain line breaks.")
+    message.status = "queued"
+    message.attempts = 0
+    message.next_attempt_at = utcnow()
+    if message.kind == "invitation" and message.user is not None:
+        latest = db.session.scalar(
+            select(func.max(OutboundEmail.id)).where(
+                OutboundEmail.user_id == message.user_id, OutboundEmail.kind == "invitation"
+            )
+        )
+        if latest == message.id:
+            message.user.invite_status = "queued"
+            message.user.invite_error = None
     return message
 
 
