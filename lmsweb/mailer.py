@@ -55,6 +55,7 @@ class Claimed:
     body_text: str
     body_html: str
     attempts: int
+    refusal: str | None = None  # why it must not be sent (its user is archived)
 
 
 @dataclass
@@ -106,19 +107,12 @@ def claim(batch_size: int = BATCH_SIZE, now: datetime | None = None) -> list[Cla
         if db.engine.dialect.name == "postgresql":
             query = query.with_for_update(skip_locked=True, of=OutboundEmail)
         rows = db.session.execute(query).all()
-        claimed, archived = [], []
-        for message, user_status in rows:
-            if user_status == "archived":
-                archived.append(
-                    Outcome(message.id, message.user_id, message.kind, "failed",
-                            message.attempts, ARCHIVED_REASON)
-                )  # fmt: skip
-                continue
-            claimed.append(
-                Claimed(message.id, message.user_id, message.kind, message.recipient,
-                        message.subject, message.body_text, message.body_html or "",
-                        message.attempts)
-            )  # fmt: skip
+        claimed = [
+            Claimed(message.id, message.user_id, message.kind, message.recipient,
+                    message.subject, message.body_text, message.body_html or "", message.attempts,
+                    refusal=ARCHIVED_REASON if user_status == "archived" else None)
+            for message, user_status in rows
+        ]  # fmt: skip
         if claimed:
             db.session.execute(
                 update(OutboundEmail)
@@ -126,7 +120,6 @@ def claim(batch_size: int = BATCH_SIZE, now: datetime | None = None) -> list[Cla
                 .values(status="sending", next_attempt_at=now + LEASE)
                 .execution_options(synchronize_session=False)
             )
-        _write_outcomes(archived, now)
         db.session.commit()
     return claimed
 
@@ -250,7 +243,9 @@ def _deliver(batch: list[Claimed], now: datetime) -> list[Outcome]:
 
     sendable = []
     for c in batch:
-        if has_line_break(c.recipient) or has_line_break(c.subject):
+        if c.refusal:
+            outcomes.append(failed(c, c.refusal, final=True))
+        elif has_line_break(c.recipient) or has_line_break(c.subject):
             outcomes.append(failed(c, BAD_ADDRESS_REASON, final=True))
         else:
             sendable.append(c)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import email
+import email.policy
 import re
 import socket
 import threading
@@ -35,7 +36,9 @@ class Sink:
 
     async def handle_DATA(self, server, session, envelope):  # noqa: N802
         with self._lock:
-            self.messages.append(email.message_from_bytes(envelope.original_content))
+            self.messages.append(
+                email.message_from_bytes(envelope.original_content, policy=email.policy.default)
+            )
             self.envelopes.append((envelope.mail_from, list(envelope.rcpt_tos)))
         return "250 Message accepted for delivery"
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, flash, make_response, render_template, request, url_for
 from sqlalchemy import func, select
 from wtforms import Form, IntegerField, SelectField
+from wtforms.fields.choices import SelectChoice
 from wtforms.validators import NumberRange, Optional
 
 from .. import audit
@@ -25,7 +26,8 @@ class OutboxFilterForm(Form):
 
     status = SelectField(
         "Status",
-        choices=[("", "All")] + [(s, s.capitalize()) for s in EMAIL_STATUSES],
+        choices=[SelectChoice("", "All")]
+        + [SelectChoice(s, s.capitalize()) for s in EMAIL_STATUSES],
         default="",
         validators=[Optional()],
     )
