@@ -231,7 +231,7 @@ def _error_text(exc: BaseException) -> str:
 
 
 def _deliver(batch: list[Claimed], now: datetime) -> list[Outcome]:
-    """Send each message; one SMTP connection for the batch, reopened after a failure."""
+    """Send each message over one SMTP connection for the whole batch."""
     max_attempts = current_app.config.get("MAIL_MAX_ATTEMPTS", 5)
     outcomes: list[Outcome] = []
 
@@ -261,20 +261,42 @@ def _deliver(batch: list[Claimed], now: datetime) -> list[Outcome]:
     state = current_app.extensions["mail"]
     connection: SMTPConnection | None = None
     try:
-        for c in sendable:
+        for i, c in enumerate(sendable):
             try:
                 if connection is None:
                     connection = SMTPConnection(state).__enter__()
                 connection.send(_message(c))
-            except (smtplib.SMTPException, OSError) as exc:
-                log.warning("Mail to %s not sent: %s", c.recipient, _error_text(exc))
-                outcomes.append(failed(c, _error_text(exc)))
-                connection = _close(connection)
+            except smtplib.SMTPException as exc:
+                error = _error_text(exc)
+                if not isinstance(exc, (smtplib.SMTPServerDisconnected, smtplib.SMTPConnectError)):
+                    # This message refused (a bad recipient, say): the session goes on.
+                    log.warning("Mail to %s not sent: %s", c.recipient, error)
+                    outcomes.append(failed(c, error, final=_permanent(exc)))
+                    continue
+                outcomes += _unavailable(sendable[i:], error, failed)
+                break
+            except OSError as exc:  # refused, unreachable, timed out
+                outcomes += _unavailable(sendable[i:], _error_text(exc), failed)
+                break
             else:
                 outcomes.append(Outcome(c.id, c.user_id, c.kind, "sent", c.attempts + 1))
     finally:
         _close(connection)
     return outcomes
+
+
+def _unavailable(waiting: list[Claimed], error: str, failed) -> list[Outcome]:
+    """The server is unreachable or went away: the rest of the batch waits for its next
+    attempt rather than timing out message by message."""
+    log.warning("SMTP unavailable, %d messages wait: %s", len(waiting), error)
+    return [failed(c, error) for c in waiting]
+
+
+def _permanent(exc: smtplib.SMTPException) -> bool:
+    """A 5xx answer (no such mailbox, refused) will not change by retrying."""
+    if isinstance(exc, smtplib.SMTPRecipientsRefused):
+        return all(code >= 500 for code, _ in exc.recipients.values())
+    return getattr(exc, "smtp_code", 0) >= 500
 
 
 def _close(connection: SMTPConnection | None) -> None:

@@ -23,7 +23,7 @@ class Sink:
     """Collects every message delivered to it; one SMTP conversation per connection."""
 
     def __init__(self):
-        self.messages: list[Message] = []
+        self.raw: list[bytes] = []
         self.envelopes: list[tuple[str, list[str]]] = []
         self.connections = 0
         self._lock = threading.Lock()
@@ -34,13 +34,24 @@ class Sink:
         session.host_name = hostname
         return responses
 
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # noqa: N802
+        if address.startswith("nobody@"):
+            return "550 5.1.1 No such user here"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
     async def handle_DATA(self, server, session, envelope):  # noqa: N802
         with self._lock:
-            self.messages.append(
-                email.message_from_bytes(envelope.original_content, policy=email.policy.default)
-            )
+            # Parsed when read (`messages`), so the server answers as fast as a real one.
+            self.raw.append(envelope.original_content)
             self.envelopes.append((envelope.mail_from, list(envelope.rcpt_tos)))
         return "250 Message accepted for delivery"
+
+    @property
+    def messages(self) -> list[Message]:
+        with self._lock:
+            raw = list(self.raw)
+        return [email.message_from_bytes(r, policy=email.policy.default) for r in raw]
 
 
 class SMTPServer:
@@ -67,13 +78,18 @@ class SMTPServer:
 
     def config(self) -> dict:
         """App configuration that sends through this server."""
-        return {
-            "MAIL_SERVER": "127.0.0.1",
-            "MAIL_PORT": self.port,
-            "MAIL_SUPPRESS_SEND": False,
-            "MAIL_DEFAULT_SENDER": "Test Org <lms@example.org>",
-            "MAIL_TIMEOUT": 5,
-        }
+        return smtp_config(self.port)
+
+
+def smtp_config(port: int) -> dict:
+    """App configuration that sends through a server on this loopback port."""
+    return {
+        "MAIL_SERVER": "127.0.0.1",
+        "MAIL_PORT": port,
+        "MAIL_SUPPRESS_SEND": False,
+        "MAIL_DEFAULT_SENDER": "Test Org <lms@example.org>",
+        "MAIL_TIMEOUT": 5,
+    }
 
 
 @pytest.fixture

@@ -187,6 +187,18 @@ def test_an_older_invitation_does_not_overwrite_a_newer_ones_state(app, admin_cl
     assert get(app, User, user.id).invite_status == "queued"
 
 
+def test_a_permanent_refusal_fails_at_once_and_the_batch_goes_on(app, smtp, make):
+    queue(app, [make.user(email="nobody@example.com"), make.user(email="real@example.com")])
+    result = drain(app)
+    assert (result.sent, result.retried, result.failed) == (1, 0, 1)
+    refused, delivered = messages(app)
+    assert refused.status == "failed" and refused.attempts == 1
+    assert "550" in refused.last_error and "No such user" in refused.last_error
+    assert delivered.status == "sent"
+    assert [m["To"] for m in smtp.messages] == ["real@example.com"]
+    assert smtp.sink.connections == 1
+
+
 def test_a_user_archived_after_queueing_gets_nothing(app, admin_client, smtp, make):
     user = make.user(status="active")
     admin_client.post(f"/admin/users/{user.id}/notify")
@@ -240,7 +252,7 @@ def test_a_worker_that_died_mid_batch_leaves_messages_to_be_claimed_again(app, s
 
 def test_two_workers_send_every_message_exactly_once(app, smtp, make):
     """PostgreSQL claims with SKIP LOCKED; SQLite with BEGIN IMMEDIATE (one claimer at a time)."""
-    total = 240
+    total = 100
     with app.app_context():
         users = [User(email=f"w{i}@example.com", first_name="W", last_name=str(i),
                       status="active") for i in range(total)]  # fmt: skip
@@ -260,7 +272,7 @@ def test_two_workers_send_every_message_exactly_once(app, smtp, make):
             with app.app_context():
                 start.wait()
                 while True:
-                    result = mailer.send_batch(batch_size=10)
+                    result = mailer.send_batch(batch_size=5)
                     results.append(result)
                     if result.claimed == 0:
                         break
