@@ -382,3 +382,20 @@ class TestWithoutMailServer:
         assert link.rsplit("/", 1)[1] not in caplog.text  # the token is a secret
         assert oct(path.stat().st_mode & 0o777) == "0o600"
         assert get(app, User, user.id).invite_status == "sent"
+
+
+def test_the_background_worker_of_the_demo_server_sends_what_is_queued(app, smtp, make):
+    """`flask lms serve` runs this loop in a thread; here it runs until the mail arrives."""
+    stop = threading.Event()
+    thread = threading.Thread(target=mailer.run_forever, args=(app, stop, 0.05))
+    thread.start()
+    try:
+        queue(app, [make.user(email="loop@example.com")])
+        for _ in range(400):  # a wait for the thread, not a timing assertion
+            if smtp.sink.raw:
+                break
+            stop.wait(0.05)
+    finally:
+        stop.set()
+        thread.join()
+    assert [m["To"] for m in smtp.messages] == ["loop@example.com"]
