@@ -346,6 +346,7 @@ class TestEmailLog:
         assert response.text.lstrip().startswith(f'<tr id="email-{email_id}">')
         row = get(app, OutboundEmail, email_id)
         assert (row.status, row.attempts) == ("queued", 0)
+        assert "http://lms.test/activate/" in row.body_text  # re-rendered with a fresh link
         assert get(app, User, user.id).invite_status == "queued"
         assert count(app, AuditEvent, AuditEvent.action == "email.retry") == 1
         assert drain(app).sent == 1 and len(smtp.messages) == 1
