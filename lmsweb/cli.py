@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import secrets
 import sys
+import threading
 import time
 
 import click
@@ -132,6 +134,59 @@ def serve(host: str, port: int):
     """Serve for a demo or development (use gunicorn in production)."""
     from werkzeug.serving import run_simple
 
+    from .mailer import run_forever
+
     app = current_app._get_current_object()  # type: ignore[attr-defined]
+    _log_mail_to_console()
+    # The demo drains the outbox too, so invitations go out without a second terminal.
+    stop = threading.Event()
+    worker = threading.Thread(target=run_forever, args=(app, stop), name="outbox", daemon=True)
+    worker.start()
     click.echo(f"lmsweb on http://{host}:{port}/ (Ctrl+C stops)")
-    run_simple(host, port, app, threaded=True, use_reloader=False, use_debugger=False)
+    click.echo(_mail_destination())
+    try:
+        run_simple(host, port, app, threaded=True, use_reloader=False, use_debugger=False)
+    finally:
+        stop.set()
+        worker.join(timeout=10)
+
+
+def _log_mail_to_console() -> None:
+    logger = logging.getLogger("lmsweb.mailer")
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+
+
+def _mail_destination() -> str:
+    from .mailer import dev_mailbox_path
+
+    server = current_app.config.get("MAIL_SERVER")
+    if server:
+        return f"Outbox: sending through {server}:{current_app.config['MAIL_PORT']}."
+    return f"Outbox: no MAIL_SERVER, so messages are written to {dev_mailbox_path()}."
+
+
+@lms.command("send-mail")
+@click.option("--once", is_flag=True, help="Send everything due now, then exit.")
+@click.option("--interval", default=2.0, show_default=True, help="Seconds between polls.")
+@with_appcontext
+def send_mail(once: bool, interval: float):
+    """The outbox worker: send queued emails, retrying failures with backoff."""
+    from .mailer import drain, run_forever
+
+    _log_mail_to_console()
+    click.echo(_mail_destination())
+    if once:
+        result = drain()
+        click.echo(f"Sent {result.sent}, will retry {result.retried}, failed {result.failed}.")
+        for error in result.errors:
+            click.echo(f"FAILED {error}")
+        return
+    stop = threading.Event()
+    try:
+        run_forever(current_app._get_current_object(), stop, interval)  # type: ignore[attr-defined]
+    except KeyboardInterrupt:
+        stop.set()

@@ -78,6 +78,9 @@ def from_environment(instance_path: str) -> dict:
         "MAIL_PASSWORD": os.environ.get("MAIL_PASSWORD") or None,
         "MAIL_DEFAULT_SENDER": os.environ.get("MAIL_DEFAULT_SENDER", "lmsweb@localhost"),
         "MAIL_MAX_ATTEMPTS": _int("MAIL_MAX_ATTEMPTS", 5),
+        # First retry after this many seconds, then doubling (capped at 6 hours).
+        "MAIL_RETRY_BASE_SECONDS": _int("MAIL_RETRY_BASE_SECONDS", 60),
+        "MAIL_TIMEOUT": _int("MAIL_TIMEOUT", 30),
         "ACTIVATION_MAX_AGE_DAYS": _int("ACTIVATION_MAX_AGE_DAYS", 7),
         # Embedding in portals.
         "FRAME_ANCESTORS": _list("FRAME_ANCESTORS"),

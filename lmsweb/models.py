@@ -99,6 +99,11 @@ class User(UserMixin, db.Model):
     activated_at: Mapped[datetime | None] = mapped_column(DateTime)
     last_login_at: Mapped[datetime | None] = mapped_column(DateTime)
     archived_at: Mapped[datetime | None] = mapped_column(DateTime)
+    # The latest invitation's delivery state (NULL, queued, sent, failed) and why it failed:
+    # denormalised so the users list shows it without a query per row. Written with the
+    # message's own status, in the same transaction.
+    invite_status: Mapped[str | None] = mapped_column(String(16))
+    invite_error: Mapped[str | None] = mapped_column(Text)
 
     location: Mapped[Location | None] = relationship()
     groups: Mapped[list[Group]] = relationship(secondary=user_groups, order_by=lambda: Group.name)

@@ -46,6 +46,8 @@ def read_token(token: str, purpose: str) -> User:
     user = db.session.get(User, data.get("u")) if isinstance(data, dict) else None
     if user is None or user.status == "archived":
         raise InvalidToken("This link is no longer valid.")
+    if purpose == "reset" and user.status != "active":
+        raise InvalidToken("This link is no longer valid.")
     if data.get("p") != _password_state(user):
         raise InvalidToken("This link has already been used.")
     return user

@@ -24,7 +24,7 @@ from wtforms.validators import DataRequired, EqualTo, Length, ValidationError
 from .. import audit
 from ..extensions import db
 from ..models import User, utcnow
-from ..notifications import queue_password_reset
+from ..notifications import has_line_break, queue_password_reset
 from ..security import public
 from ..tokens import InvalidToken, read_token
 
@@ -156,11 +156,11 @@ def _set_password_view(token: str, purpose: str, title: str):
         user.password_hash = generate_password_hash(form.password.data)
         user.end_sessions()
         now = utcnow()
-        if purpose == "activate":
-            user.activated_at = user.activated_at or now
-            if user.status == "pending":
-                user.status = "active"
-                user.approved_at = user.approved_at or now
+        # Choosing a first password through either link activates the account.
+        user.activated_at = user.activated_at or now
+        if purpose == "activate" and user.status == "pending":
+            user.status = "active"
+            user.approved_at = user.approved_at or now
         activating = purpose == "activate"
         audit.record(
             "user.activate" if activating else "user.reset_password",
@@ -201,7 +201,9 @@ def forgot_password():
     form = ForgotForm()
     if form.validate_on_submit():
         user = find_by_email(form.email.data)
-        if user is not None and user.status != "archived":
+        # Only approved accounts: a reset link must not let a pending user in before an
+        # administrator approves them (they get an invitation when approved).
+        if user is not None and user.status == "active" and not has_line_break(user.email):
             queue_password_reset(user)
             audit.record(
                 "user.forgot_password", target=user, actor=user, summary="Reset link requested"

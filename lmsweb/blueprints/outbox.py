@@ -1,5 +1,93 @@
-"""Admin area: outbox."""
+"""Admin area: the Email log (the outbox), with retry of failed messages."""
 
-from flask import Blueprint
+from __future__ import annotations
+
+from flask import Blueprint, flash, make_response, render_template, request, url_for
+from sqlalchemy import func, select
+from wtforms import Form, IntegerField, SelectField
+from wtforms.fields.choices import SelectChoice
+from wtforms.validators import NumberRange, Optional
+
+from .. import audit
+from ..extensions import db
+from ..licensing import DomainError
+from ..models import EMAIL_STATUSES, OutboundEmail
+from ..notifications import retry
+from ..rendering import render, see_other, toast, wants_partial
+from .auth import safe_next
 
 bp = Blueprint("outbox", __name__, url_prefix="/admin/outbox")
+
+PER_PAGE = 50
+
+
+class OutboxFilterForm(Form):
+    """The log's state, all in the query string."""
+
+    status = SelectField(
+        "Status",
+        choices=[SelectChoice("", "All")]
+        + [SelectChoice(s, s.capitalize()) for s in EMAIL_STATUSES],
+        default="",
+        validators=[Optional()],
+    )
+    page = IntegerField("Page", default=1, validators=[Optional(), NumberRange(min=1)])
+
+
+@bp.route("")
+def index():
+    """Every outbound email, newest first; filter by status, paged."""
+    form = OutboxFilterForm(request.args)
+    valid = form.validate()
+    status = form.status.data if valid else ""
+    page = (form.page.data or 1) if valid else 1
+    query = select(OutboundEmail)
+    if status:
+        query = query.where(OutboundEmail.status == status)
+    counts = dict(
+        db.session.execute(
+            select(OutboundEmail.status, func.count()).group_by(OutboundEmail.status)
+        ).all()
+    )
+    pagination = db.paginate(
+        query.order_by(OutboundEmail.id.desc()), page=page, per_page=PER_PAGE, error_out=False
+    )
+    return render(
+        "outbox/index.html",
+        "outbox/_table.html",
+        form=form,
+        current_status=status,
+        pagination=pagination,
+        counts=counts,
+        status=200 if valid else 422,
+    )
+
+
+@bp.route("/<int:email_id>/retry", methods=["POST"])
+def retry_email(email_id: int):
+    """Queue a failed message again, from its first attempt."""
+    message = db.get_or_404(OutboundEmail, email_id)
+    next_url = safe_next(request.form.get("next")) or url_for("outbox.index")
+    try:
+        retry(message)
+    except DomainError as exc:
+        db.session.rollback()
+        if wants_partial():
+            response = make_response(str(exc), 409)
+            response.mimetype = "text/plain"
+            return response
+        flash(str(exc), "error")
+        return see_other(next_url)
+    audit.record(
+        "email.retry",
+        target=message,
+        target_user=message.user,
+        summary=f"Retry of the {message.kind} email to {message.recipient}",
+    )
+    db.session.commit()
+    text = f"The email to {message.recipient} is queued again."
+    if wants_partial():
+        html = render_template("outbox/_row.html", message=message, next_url=next_url)
+        return toast(make_response(html), text)
+    flash(text, "success")
+    return see_other(next_url)

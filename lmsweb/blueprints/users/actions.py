@@ -1,3 +1,97 @@
-"""Users: actions (routes are registered on the shared blueprint)."""
+"""Users: the Approve and Notify row actions."""
 
-from . import bp  # noqa: F401
+from __future__ import annotations
+
+from flask import flash, make_response, render_template, request, url_for
+from flask_wtf import FlaskForm
+from wtforms import BooleanField, HiddenField
+
+from ... import audit, lifecycle
+from ...extensions import db
+from ...licensing import DomainError
+from ...models import User
+from ...notifications import queue_invitation
+from ...rendering import see_other, toast, wants_partial
+from ..auth import safe_next
+from . import bp
+
+
+class RowActionForm(FlaskForm):
+    """A row action's fields: where to go back to (the filtered list) and options."""
+
+    class Meta:
+        csrf = False  # CSRFProtect already checks every POST
+
+    next = HiddenField()
+    notify = BooleanField("Also send the invitation")
+
+
+def _answer(user: User, message: str, next_url: str | None):
+    """htmx: the re-rendered row and a toast; plain request: back to the filtered list."""
+    if wants_partial():
+        html = render_template("users/_row.html", user=user, next_url=next_url)
+        return toast(make_response(html), message)
+    flash(message, "success")
+    return see_other(next_url or url_for("users.index"))
+
+
+def _refuse(message: str, next_url: str | None):
+    if wants_partial():
+        response = make_response(message, 409)
+        response.mimetype = "text/plain"
+        return response
+    flash(message, "error")
+    return see_other(next_url or url_for("users.index"))
+
+
+def _notify(user: User, resend: bool) -> None:
+    message = queue_invitation(user)
+    db.session.flush()
+    audit.record(
+        "user.resend_invitation" if resend else "user.notify",
+        target=user,
+        summary=f"Invitation {'re-sent' if resend else 'queued'} to {user.email}",
+        details={"email_id": message.id},
+    )
+
+
+@bp.route("/<int:user_id>/approve", methods=["POST"])
+def approve_user(user_id: int):
+    """Approve a pending user; with `notify`, queue their invitation in the same step."""
+    user = db.get_or_404(User, user_id)
+    form = RowActionForm(request.form)
+    next_url = safe_next(form.next.data)
+    try:
+        changed = lifecycle.approve(user)
+        if changed:
+            audit.record("user.approve", target=user, summary=f"Approved {user.email}")
+        if form.notify.data:
+            _notify(user, resend=user.notified_at is not None)
+    except DomainError as exc:
+        db.session.rollback()
+        return _refuse(str(exc), next_url)
+    db.session.commit()
+    if form.notify.data:
+        message = f"{user.name} is approved; the invitation is on its way."
+    elif changed:
+        message = f"{user.name} is approved."
+    else:
+        message = f"{user.name} was already approved."
+    return _answer(user, message, next_url)
+
+
+@bp.route("/<int:user_id>/notify", methods=["POST"])
+def notify_user(user_id: int):
+    """Queue the invitation email (again, if already notified)."""
+    user = db.get_or_404(User, user_id)
+    form = RowActionForm(request.form)
+    next_url = safe_next(form.next.data)
+    resend = user.notified_at is not None
+    try:
+        _notify(user, resend)
+    except DomainError as exc:
+        db.session.rollback()
+        return _refuse(str(exc), next_url)
+    db.session.commit()
+    verb = "sent again" if resend else "queued"
+    return _answer(user, f"Invitation to {user.email} {verb}.", next_url)
