@@ -24,7 +24,7 @@ def _clean_address(address: str) -> str:
 
 
 def queue_email(
-    user: User | None, recipient: str, kind: str, template: str, **context
+    user: User | None, recipient: str, kind: str, template: str, /, **context
 ) -> OutboundEmail:
     """Render `email/<template>.txt|.html|.subject.txt` and queue the message."""
     context.setdefault("org_name", current_app.config["ORG_NAME"])
