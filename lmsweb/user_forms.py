@@ -17,12 +17,13 @@ from wtforms import (
     SelectMultipleField,
     StringField,
 )
+from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Length, Optional, ValidationError
 
 from .extensions import db
 from .models import Course, Group, Location, User
 
-ROLE_CHOICES = [("learner", "Learner"), ("admin", "Administrator")]
+ROLE_CHOICES = [SelectChoice("learner", "Learner"), SelectChoice("admin", "Administrator")]
 
 
 def safe_next(value: str | None, default: str) -> str:
@@ -39,6 +40,10 @@ def safe_next(value: str | None, default: str) -> str:
 
 def _optional_int(value):
     return int(value) if value not in (None, "", "None") else None
+
+
+def _blank_to_none(value):
+    return value.strip() or None if isinstance(value, str) else value
 
 
 def _taken(message: str, user: User) -> ValidationError:
@@ -60,7 +65,9 @@ class UserForm(FlaskForm):
     email = StringField(
         "Email", validators=[DataRequired(message="Enter an email address."), Length(max=254)]
     )
-    user_id = StringField("User ID", validators=[Optional(), Length(max=64)])
+    user_id = StringField(
+        "User ID", validators=[Optional(), Length(max=64)], filters=[_blank_to_none]
+    )
     location = SelectField("Location", coerce=_optional_int, validate_choice=True)
     group = SelectMultipleField("Groups", coerce=int)
     role = SelectField("Role", choices=ROLE_CHOICES, default="learner")
@@ -69,12 +76,13 @@ class UserForm(FlaskForm):
     def __init__(self, *args, user: User | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.user = user
-        self.location.choices = [(None, "— None —")] + [
-            (loc.id, loc.name)
+        self.location.choices = [SelectChoice(None, "— None —")] + [
+            SelectChoice(loc.id, loc.name)
             for loc in db.session.scalars(select(Location).order_by(Location.name))
         ]
         self.group.choices = [
-            (g.id, g.name) for g in db.session.scalars(select(Group).order_by(Group.name))
+            SelectChoice(g.id, g.name)
+            for g in db.session.scalars(select(Group).order_by(Group.name))
         ]
 
     def validate_email(self, field):
@@ -89,9 +97,6 @@ class UserForm(FlaskForm):
             raise _taken("This email already belongs to", other)
 
     def validate_user_id(self, field):
-        field.data = (field.data or "").strip() or None
-        if field.data is None:
-            return
         other = db.session.scalar(select(User).where(User.employee_id == field.data))
         if other is not None and (self.user is None or other.id != self.user.id):
             raise _taken("This user ID already belongs to", other)
@@ -127,7 +132,7 @@ class NewUserForm(UserForm):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.course.choices = [
-            (c.id, f"{c.code} — {c.title} ({c.seats_available} available)")
+            SelectChoice(c.id, f"{c.code} — {c.title} ({c.seats_available} available)")
             for c in db.session.scalars(select(Course).order_by(Course.code))
         ]
 
