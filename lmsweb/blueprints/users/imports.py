@@ -116,7 +116,10 @@ def import_users():
     db.session.commit()
     if background:
         roster_import.start_background(current_app._get_current_object(), job.id, "preview")
-    return _render_job(job)
+    response = _render_job(job)
+    # The preview has its own URL, so the page can be left and come back.
+    response.headers["HX-Push-Url"] = url_for("users.import_job", job_id=job.id)
+    return response
 
 
 @bp.route("/import/<int:job_id>")
