@@ -69,6 +69,7 @@ ROLES = {
     "administrator": "admin",
 }
 _LIST_SPLIT = re.compile(r"\s*[;,|\n]\s*")
+_HAS_SEPARATOR = re.compile(r"[;,|\n]").search
 
 
 class ImportFileError(Exception):
@@ -288,7 +289,7 @@ def _chunks(items: list, size: int = 900):
 
 
 def _split(text: str) -> list[str]:
-    if not any(sep in text for sep in ";,|\n"):
+    if not _HAS_SEPARATOR(text):
         return [text] if text else []
     return [part for part in _LIST_SPLIT.split(text) if part]
 
