@@ -143,3 +143,11 @@ def test_a_course_without_seats_adds_nothing(app, admin_client, make):
     assert count(app, User) == 1 and count(app, CourseAssignment) == 0
     page = admin_client.post("/admin/users/new", data=form(course=[full.id]))
     assert page.status_code == 409 and "No licenses available for FULL" in page.text
+
+
+def test_the_dialog_returns_to_the_list_the_admin_came_from(admin_client):
+    dialog = admin_client.get(
+        "/admin/users/new",
+        headers={**HX, "HX-Current-URL": "http://localhost/admin/users?status=pending"},
+    )
+    assert 'value="/admin/users?status=pending"' in dialog.text

@@ -342,3 +342,28 @@ def test_headers_constant_is_recognised():
     table = roster_import.read_table("r.csv", csv_bytes([["a@example.com"] * 6]), 10)
     assert table.fields == ["email", "first_name", "last_name", "user_id", "location", "groups"]
     assert HEADERS[0] == "E-mail"
+
+
+def test_two_concurrent_confirmations_apply_the_import_once(app, admin_client, admin):
+    import threading
+
+    from tests.conftest import login
+
+    preview = upload(admin_client, "r.csv", csv_bytes([["a@example.com", "A", "B", "", "", ""]]))
+    clients = [admin_client, app.test_client()]
+    login(clients[1], admin.email)
+    barrier = threading.Barrier(2)
+    statuses = []
+
+    def go(client):
+        barrier.wait()
+        statuses.append(confirm(client, preview, headers=HX).status_code)
+
+    threads = [threading.Thread(target=go, args=(c,)) for c in clients]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(statuses) == [204, 409]  # one applied (HX-Redirect), one refused
+    assert count(app, User) == 2
+    assert count(app, AuditEvent, AuditEvent.action == "users.import") == 1

@@ -8,6 +8,8 @@ from flask import abort, current_app, request, send_file, url_for
 from flask_login import current_user
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField, FileRequired
+from sqlalchemy import update
+from sqlalchemy.exc import IntegrityError
 from wtforms import BooleanField
 
 from ... import roster_import
@@ -132,24 +134,37 @@ def import_job(job_id: int):
 def confirm_import(job_id: int):
     """Apply the valid rows of a previewed import in one transaction."""
     job = load_job(job_id)
-    if job.status != "ready":
+    # Claim the job atomically: of two concurrent confirmations, one applies it.
+    claimed = db.session.execute(
+        update(ImportJob)
+        .where(ImportJob.id == job.id, ImportJob.status == "ready")
+        .values(status="applying", updated_at=utcnow())
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if claimed != 1:
+        db.session.rollback()
         return _text("This import is not waiting for confirmation.", 409)
+    db.session.refresh(job)
     if job.total_rows > _background_rows():
-        job.status = "applying"
-        job.updated_at = utcnow()
         db.session.commit()
         roster_import.start_background(current_app._get_current_object(), job.id, "apply")
         return see_other(url_for("users.import_job", job_id=job.id))
     try:
         roster_import.apply(job, current_user._get_current_object())
-    except DomainError as error:
+        db.session.commit()
+    except (DomainError, IntegrityError) as error:
         db.session.rollback()
+        message = (
+            error.message
+            if isinstance(error, DomainError)
+            else "Users changed while this import was being applied; nothing was imported. "
+            "Upload the file again for a fresh preview."
+        )
         if request.headers.get("HX-Request") == "true":
-            return _text(error.message, 409)
+            return _text(message, 409)
         job = load_job(job_id)
-        job.error = error.message
+        job.error = message
         return _render_job(job, status=409)
-    db.session.commit()
     return see_other(url_for("users.import_job", job_id=job.id))
 
 
