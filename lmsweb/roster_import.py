@@ -542,6 +542,30 @@ def plan_import(
 # --- applying ----------------------------------------------------------------------------
 
 
+def _insert_rows(table, rows: list[dict[str, Any]]) -> None:
+    """Insert many rows in the session's transaction: executemany on SQLite (fast there);
+    COPY on PostgreSQL, where psycopg's executemany sends one statement per row."""
+    if not rows:
+        return
+    connection = db.session.connection()
+    if connection.dialect.name != "postgresql":
+        db.session.execute(insert(table), rows)
+        return
+    # COPY knows no Python-side defaults: fill them in as an INSERT would.
+    names = list(rows[0])
+    defaults = {
+        c.name: c.default.arg
+        for c in table.columns
+        if c.name not in names and c.default is not None and c.default.is_scalar
+    }
+    names += list(defaults)
+    columns = ", ".join(f'"{name}"' for name in names)
+    raw = connection.connection.dbapi_connection
+    with raw.cursor() as cursor, cursor.copy(f'COPY "{table.name}" ({columns}) FROM STDIN') as copy:
+        for row in rows:
+            copy.write_row([row[n] if n in row else defaults[n] for n in names])
+
+
 def _ensure_named(model, wanted: dict[str, str]) -> dict[str, int]:
     existing = {n.lower(): i for i, n in db.session.execute(select(model.id, model.name))}
     missing = [
@@ -589,7 +613,7 @@ def apply(job: ImportJob, actor: User | None) -> dict[str, Any]:
         ]
         # Core executemany of the users table (RETURNING in parameter order would make
         # SQLite insert row by row); the new ids are then read back by email.
-        db.session.execute(insert(User.__table__), values)
+        _insert_rows(User.__table__, values)
         ids: dict[str, int] = {}
         for part in _chunks([v["email"] for v in values]):
             ids.update(
@@ -657,13 +681,12 @@ def apply(job: ImportJob, actor: User | None) -> dict[str, Any]:
         )
     for part in _chunks(regroup):
         db.session.execute(delete(user_groups).where(user_groups.c.user_id.in_(part)))
-    if links:
-        db.session.execute(insert(user_groups), links)
+    _insert_rows(user_groups, links)
     if assignments:
         needed = Counter(a["course_id"] for a in assignments)
         for course in db.session.scalars(select(Course).where(Course.id.in_(list(needed)))):
             take_seats(course, needed[course.id])
-        db.session.execute(insert(CourseAssignment), assignments)
+        _insert_rows(CourseAssignment.__table__, assignments)
 
     totals = plan.totals
     skipped = [i for i, row in enumerate(plan.rows) if row[0] == "error"]
