@@ -31,13 +31,17 @@ def test_add_a_user_then_edit_their_name(page, live_server, admin, app):
     expect(dialog.locator(".field__error")).to_contain_text("email")
     dialog.get_by_label("Email").fill("Grace.Hopper@Example.com")
     screenshot(page, "add-user")
+    # Let every static request finish before the page navigates away (no dropped responses).
+    page.wait_for_load_state("networkidle")
     dialog.get_by_role("button", name="Add user").click()
     expect(page).to_have_url(f"{live_server}/admin/users?status=pending")
     expect(page.locator("#toasts")).to_contain_text("Grace Hopper was added.")
     expect(page.locator("#users-table")).to_contain_text("Hopper, Grace")
 
+    page.wait_for_load_state("networkidle")
     page.get_by_role("link", name="Hopper, Grace").click()
     expect(page.get_by_role("heading", level=1)).to_have_text("Grace Hopper")
+    page.wait_for_load_state("networkidle")
     page.get_by_label("Last name").fill("Brewster Hopper")
     page.get_by_role("button", name="Save").click()
     expect(page).to_have_url(f"{live_server}/admin/users?status=pending")
@@ -75,6 +79,7 @@ def test_import_a_small_file_through_preview_and_confirm(page, live_server, admi
     expect(page).to_have_url(f"{live_server}/admin/users/import/1")
     screenshot(page, "import-preview")
     assert count(app, User) == 1
+    page.wait_for_load_state("networkidle")
     page.get_by_role("button", name="Import 2 users").click()
     expect(page.get_by_role("status").filter(has_text="is done")).to_contain_text("2 added")
     assert count(app, User) == 3
