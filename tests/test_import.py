@@ -367,3 +367,10 @@ def test_two_concurrent_confirmations_apply_the_import_once(app, admin_client, a
     assert sorted(statuses) == [204, 409]  # one applied (HX-Redirect), one refused
     assert count(app, User) == 2
     assert count(app, AuditEvent, AuditEvent.action == "users.import") == 1
+
+
+def test_recent_imports_are_listed_to_come_back_to(admin_client):
+    preview = upload(admin_client, "r.csv", csv_bytes([["a@example.com", "A", "B", "", "", ""]]))
+    page = admin_client.get("/admin/users/import")
+    assert f'href="/admin/users/import/{job_id(preview)}">#{job_id(preview)} r.csv</a>' in page.text
+    assert "waiting for confirmation" in page.text

@@ -8,7 +8,7 @@ from flask import abort, current_app, request, send_file, url_for
 from flask_login import current_user
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField, FileRequired
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from wtforms import BooleanField
 
@@ -21,6 +21,7 @@ from ...xlsx import write_workbook
 from . import bp
 
 PREVIEW_ROWS = 200
+RECENT_IMPORTS = 10
 LABELS = {
     "email": "Email",
     "first_name": "First name",
@@ -45,6 +46,20 @@ def _background_rows() -> int:
 
 def _text(message: str, status: int):
     return message, status, {"Content-Type": "text/plain; charset=utf-8"}
+
+
+def _recent() -> list[ImportJob]:
+    """The latest imports, so a running or unconfirmed one can be found again."""
+    columns = (
+        ImportJob.id,
+        ImportJob.filename,
+        ImportJob.status,
+        ImportJob.total_rows,
+        ImportJob.created_at,
+    )
+    return db.session.execute(
+        select(*columns).order_by(ImportJob.id.desc()).limit(RECENT_IMPORTS)
+    ).all()
 
 
 def load_job(job_id: int) -> ImportJob:
@@ -87,9 +102,11 @@ def import_users():
     """Upload a roster; answers its preview (or the progress of a large one)."""
     form = ImportForm()
     if request.method == "GET":
-        return render("users/import.html", "users/_import_form.html", form=form)
+        return render("users/import.html", "users/_import_form.html", form=form, recent=_recent())
     if not form.validate():
-        return render("users/import.html", "users/_import_form.html", status=422, form=form)
+        return render(
+            "users/import.html", "users/_import_form.html", status=422, form=form, recent=_recent()
+        )
     upload = form.file.data
     filename = (upload.filename or "upload").rsplit("/", 1)[-1][:255]
     try:
@@ -98,7 +115,9 @@ def import_users():
         )
     except roster_import.ImportFileError as error:
         form.file.errors = [str(error)]
-        return render("users/import.html", "users/_import_form.html", status=422, form=form)
+        return render(
+            "users/import.html", "users/_import_form.html", status=422, form=form, recent=_recent()
+        )
     job = ImportJob(
         created_by_id=current_user.id,
         filename=filename,
