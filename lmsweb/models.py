@@ -262,3 +262,38 @@ class AuditEvent(db.Model):
 
     actor: Mapped[User | None] = relationship(foreign_keys=[actor_id])
     target_user: Mapped[User | None] = relationship(foreign_keys=[target_user_id])
+
+
+IMPORT_STATUSES = ("previewing", "ready", "applying", "done", "failed")
+
+
+class ImportJob(db.Model):
+    """An uploaded roster: its rows, preview and outcome live here, not in a process's memory,
+    so a background job survives the page being left and any worker can report on it."""
+
+    __tablename__ = "import_jobs"
+    __table_args__ = (
+        CheckConstraint(
+            "status IN ('previewing', 'ready', 'applying', 'done', 'failed')", name="status"
+        ),
+        Index("ix_import_jobs_created_by", "created_by_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"))
+    filename: Mapped[str] = mapped_column(String(255), default="")
+    status: Mapped[str] = mapped_column(String(16), default="previewing")
+    create_missing: Mapped[bool] = mapped_column(default=False)
+    # {"columns": [field, ...], "rows": [[cell, ...], ...]}: normalised text cells.
+    data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # {"rows": [[action, reasons, user_id], ...], "totals": {...}, "licenses": [...], ...}
+    preview: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    result: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    total_rows: Mapped[int] = mapped_column(Integer, default=0)
+    processed_rows: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+    created_by: Mapped[User | None] = relationship()

@@ -50,6 +50,7 @@ class Seeds:
     group_id: int
     location_id: int
     assignment_id: int  # the learner's own, not started
+    import_job_id: int  # a previewed import with rows of every kind
     tokens: dict[str, str] = field(default_factory=dict)
 
 
@@ -77,6 +78,7 @@ SAMPLES: dict[str, Sample] = {
     "courses.detail": lambda s: {"course_id": s.course_id},
     "courses.edit_course": lambda s: {"course_id": s.course_id},
     "courses.seats": lambda s: {"course_id": s.course_id},
+    "users.import_job": lambda s: {"job_id": s.import_job_id},
     "org.group": lambda s: {"group_id": s.group_id},
     "org.location": lambda s: {"location_id": s.location_id},
 }
@@ -184,6 +186,7 @@ def seed_pages(app: Flask, make, users: int = 300) -> Seeds:
     )
     archived = make.user(first_name="Ari", last_name="Archer", status="archived")
     with app.app_context():
+        import_job = previewed_import(admin.id, learner.email)
         user = db.session.get(User, pending.id)
         reset_for = db.session.get(User, learner.id)
         tokens = {
@@ -201,8 +204,39 @@ def seed_pages(app: Flask, make, users: int = 300) -> Seeds:
         group_id=group.id,
         location_id=location.id,
         assignment_id=assignment.id,
+        import_job_id=import_job,
         tokens=tokens,
     )
+
+
+def previewed_import(admin_id: int, existing_email: str) -> int:
+    """An import previewed as the import page does: a create, an update and an error row."""
+    from lmsweb import roster_import
+    from lmsweb.extensions import db
+    from lmsweb.models import ImportJob
+
+    csv = (
+        "First name,Last name,Email,Location\n"
+        "Nia,Newcomer,nia.newcomer@example.com,Lisbon\n"
+        f"Lee,Aaronson-Smith,{existing_email},\n"
+        "No,Email,,Nowhere\n"
+    ).encode()
+    table = roster_import.read_table("people.csv", csv, 100)
+    job = ImportJob(
+        created_by_id=admin_id,
+        filename="people.csv",
+        status="previewing",
+        data=table.as_data(),
+        preview={},
+        result={},
+        total_rows=len(table.rows),
+        processed_rows=0,
+    )
+    db.session.add(job)
+    db.session.flush()
+    roster_import.preview_job(job)
+    db.session.commit()
+    return job.id
 
 
 def expired_token(app: Flask, user, purpose: str) -> str:

@@ -1,9 +1,5 @@
-"""Keyboard-only use, visible focus, and the 360 px portal column.
-
-The approve / assign / archive flows need the row actions and dialogs of other issues; they
-skip, naming what is missing, until those endpoints are registered, then run as written
-against the DESIGN.md contracts (POST /admin/users/<id>/approve, dialogs opened into
-#dialog-root as <dialog>)."""
+"""Keyboard-only use, visible focus, and the 360 px portal column: approve, assign a course
+and archive through the Users page's row actions and dialogs."""
 
 from __future__ import annotations
 
@@ -195,17 +191,6 @@ def test_slow_htmx_requests_show_the_busy_bar_and_mark_the_region_busy(
 
 # --- Approve, assign a course and archive: keyboard alone, and pointer at 360 px -----------
 
-ROW_ACTION_ENDPOINTS = ("users.approve", "users.courses", "users.archive")
-
-
-def need_row_actions(app) -> None:
-    missing = [e for e in ROW_ACTION_ENDPOINTS if e not in app.view_functions]
-    if missing:
-        pytest.skip(
-            "needs the Users row actions (" + ", ".join(missing) + " not registered yet: "
-            "issues Approve/Notify, Course Assignments and Archive)"
-        )
-
 
 class Keyboard:
     """Operates controls with the keyboard alone, checking visible focus on the way."""
@@ -354,20 +339,17 @@ def approve_assign_archive(page, app, base: str, actor, admin, make) -> None:
 def test_approve_assign_and_archive_with_the_keyboard_alone(
     keyboard_page, live_server, app, admin, make
 ):
-    need_row_actions(app)
     approve_assign_archive(keyboard_page, app, live_server, Keyboard(keyboard_page), admin, make)
 
 
 def test_approve_assign_and_archive_with_the_pointer_at_360px(
     narrow_page, live_server, app, admin, make
 ):
-    need_row_actions(app)
     approve_assign_archive(narrow_page, app, live_server, Pointer(narrow_page), admin, make)
     screenshot(narrow_page, "users-360px-after-archive")
 
 
 def test_escape_closes_a_dialog_and_returns_focus(keyboard_page, live_server, app, admin, make):
-    need_row_actions(app)
     user = make.user(first_name="Sam", last_name="Active")
     page = keyboard_page
     sign_in(page, live_server, admin.email, PASSWORD)

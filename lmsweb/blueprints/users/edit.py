@@ -1,3 +1,209 @@
-"""Users: edit (routes are registered on the shared blueprint)."""
+"""Users: add a user (dialog or page) and the user's details page."""
 
-from . import bp  # noqa: F401
+from __future__ import annotations
+
+from datetime import date, timedelta
+from urllib.parse import urlsplit
+
+from flask import abort, flash, request, url_for
+from flask_login import current_user
+from sqlalchemy import select
+from sqlalchemy.orm import joinedload, selectinload
+
+from ... import audit, lifecycle, notifications
+from ...extensions import db
+from ...licensing import DomainError, assign
+from ...models import AuditEvent, CourseAssignment, OutboundEmail, User
+from ...rendering import render, see_other, toast
+from ...user_forms import NewUserForm, UserForm, safe_next
+from . import bp
+
+
+def _next_url() -> str:
+    """Where to go back to: the list with its filters, validated as a same-site path."""
+    index = url_for("users.index")
+    if request.values.get("next"):
+        return safe_next(request.values["next"], index)
+    host = request.host_url.rstrip("/")
+    for candidate in (request.headers.get("HX-Current-URL"), request.referrer):
+        if candidate and candidate.startswith(host + "/"):
+            path = safe_next(candidate[len(host) :], "")
+            if urlsplit(path).path == index:
+                return path
+    return index
+
+
+def load_user(user_id: int) -> User:
+    user = db.session.get(User, user_id, options=[selectinload(User.groups)])
+    if user is None:
+        abort(404, "That user does not exist.")
+    return user
+
+
+@bp.route("/new", methods=["GET", "POST"])
+def new_user():
+    """Add a user: a dialog to htmx, a page otherwise."""
+    form = NewUserForm()
+    if request.method == "GET":
+        form.next.data = _next_url()
+        return render("users/new.html", "users/_new_dialog.html", form=form)
+    if not form.validate():
+        return render("users/new.html", "users/_new_dialog.html", status=422, form=form)
+    user = User(
+        first_name=form.first_name.data.strip(),
+        last_name=form.last_name.data.strip(),
+        email=form.email.data,
+        employee_id=form.user_id.data,
+        location_id=form.location.data,
+        role=form.role.data,
+        status="pending",
+    )
+    user.groups = form.selected_groups()
+    db.session.add(user)
+    db.session.flush()
+    courses = form.selected_courses()
+    details = {"role": user.role, "groups": [g.name for g in user.groups]}
+    try:
+        if courses:
+            due = form.due_date.data
+            for course in courses:
+                assign(
+                    user,
+                    course,
+                    due or date.today() + timedelta(days=course.default_due_days),
+                    actor=current_user,
+                )
+            details["courses"] = [c.code for c in courses]
+        if form.approve_notify.data:
+            lifecycle.approve(user)
+            notifications.queue_invitation(user)
+            details["approved_and_notified"] = True
+    except DomainError as error:
+        db.session.rollback()
+        message = f"{error.message} The user was not added."
+        if request.headers.get("HX-Request") == "true":
+            return message, 409, {"Content-Type": "text/plain; charset=utf-8"}
+        form.course.errors = [message]
+        return render("users/new.html", "users/_new_dialog.html", status=409, form=form)
+    audit.record("user.create", target=user, summary=f"Added {user.name}", details=details)
+    db.session.commit()
+    flash(f"{user.name} was added.", "success")
+    return see_other(safe_next(form.next.data, url_for("users.index")))
+
+
+def _details_context(user: User, form: UserForm) -> dict:
+    assignments = db.session.scalars(
+        select(CourseAssignment)
+        .options(joinedload(CourseAssignment.course))
+        .where(CourseAssignment.user_id == user.id)
+        .order_by(CourseAssignment.archived_at.is_not(None), CourseAssignment.assigned_at.desc())
+    ).all()
+    emails = db.session.scalars(
+        select(OutboundEmail)
+        .where(OutboundEmail.user_id == user.id)
+        .order_by(OutboundEmail.id.desc())
+        .limit(20)
+    ).all()
+    events = db.session.scalars(
+        select(AuditEvent)
+        .options(joinedload(AuditEvent.actor))
+        .where(AuditEvent.target_user_id == user.id)
+        .order_by(AuditEvent.id.desc())
+        .limit(50)
+    ).all()
+    return {
+        "user": user,
+        "form": form,
+        "assignments": assignments,
+        "emails": emails,
+        "events": events,
+        "back_url": safe_next(form.next.data, url_for("users.index")),
+    }
+
+
+@bp.route("/<int:user_id>", methods=["GET", "POST"])
+def detail(user_id: int):
+    """A user's details: edit them; status, history, training and audit trail."""
+    user = load_user(user_id)
+    if request.method == "GET":
+        form = UserForm(obj=user, user=user)
+        form.user_id.data = user.employee_id
+        form.location.data = user.location_id
+        form.group.data = [g.id for g in user.groups]
+        form.next.data = _next_url()
+        return render(
+            "users/detail.html", "users/_detail_form.html", **_details_context(user, form)
+        )
+    form = UserForm(user=user)
+    if not form.validate():
+        return render(
+            "users/detail.html",
+            "users/_detail_form.html",
+            status=422,
+            **_details_context(user, form),
+        )
+    before = {
+        "first_name": user.first_name,
+        "last_name": user.last_name,
+        "email": user.email,
+        "user_id": user.employee_id,
+        "location": user.location.name if user.location else None,
+        "groups": [g.name for g in user.groups],
+        "role": user.role,
+    }
+    user.first_name = form.first_name.data.strip()
+    user.last_name = form.last_name.data.strip()
+    user.email = form.email.data
+    user.employee_id = form.user_id.data
+    user.location_id = form.location.data
+    lifecycle.set_groups(user, form.selected_groups())
+    if form.role.data != user.role:
+        user.role = form.role.data
+        user.end_sessions()
+    db.session.flush()
+    db.session.refresh(user, ["location"])
+    after = {
+        "first_name": user.first_name,
+        "last_name": user.last_name,
+        "email": user.email,
+        "user_id": user.employee_id,
+        "location": user.location.name if user.location else None,
+        "groups": [g.name for g in user.groups],
+        "role": user.role,
+    }
+    changed = {k: {"from": before[k], "to": after[k]} for k in after if before[k] != after[k]}
+    back = safe_next(form.next.data, url_for("users.index"))
+    if not changed:
+        flash(f"No changes to {user.name}.", "info")
+        return see_other(back)
+    audit.record(
+        "user.update",
+        target=user,
+        summary=f"Edited {user.name}: {', '.join(changed).replace('_', ' ')}",
+        details=changed,
+    )
+    db.session.commit()
+    flash(f"{user.name} was saved.", "success")
+    return see_other(back)
+
+
+@bp.route("/<int:user_id>/reset-password", methods=["POST"])
+def reset_password(user_id: int):
+    """Email the user a link to choose a new password (admins never see or set one)."""
+    user = load_user(user_id)
+    if user.status == "archived":
+        message = f"{user.name} is archived and gets no email."
+        if request.headers.get("HX-Request") == "true":
+            return message, 409, {"Content-Type": "text/plain; charset=utf-8"}
+        flash(message, "error")
+        return see_other(url_for("users.detail", user_id=user.id))
+    notifications.queue_password_reset(user)
+    audit.record(
+        "user.password_reset", target=user, summary=f"Sent {user.name} a password reset link"
+    )
+    db.session.commit()
+    message = f"A password reset link is on its way to {user.email}."
+    if request.headers.get("HX-Request") == "true":
+        return toast(render("users/_reset_sent.html", user=user), message)
+    flash(message, "success")
+    return see_other(url_for("users.detail", user_id=user.id))

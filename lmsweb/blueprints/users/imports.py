@@ -1,3 +1,226 @@
-"""Users: imports (routes are registered on the shared blueprint)."""
+"""Users: import a roster from Excel or CSV — upload, preview, confirm, follow the job."""
 
-from . import bp  # noqa: F401
+from __future__ import annotations
+
+import io
+
+from flask import abort, current_app, request, send_file, url_for
+from flask_login import current_user
+from flask_wtf import FlaskForm
+from flask_wtf.file import FileField, FileRequired
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from wtforms import BooleanField
+
+from ... import roster_import
+from ...extensions import db
+from ...licensing import DomainError
+from ...models import ImportJob, utcnow
+from ...rendering import render, see_other
+from ...xlsx import write_workbook
+from . import bp
+
+PREVIEW_ROWS = 200
+RECENT_IMPORTS = 10
+LABELS = {
+    "email": "Email",
+    "first_name": "First name",
+    "last_name": "Last name",
+    "user_id": "User ID",
+    "location": "Location",
+    "groups": "Groups",
+    "role": "Role",
+    "courses": "Courses",
+    "employee_id": "User ID",
+}
+
+
+class ImportForm(FlaskForm):
+    file = FileField("Spreadsheet", validators=[FileRequired("Choose a file to import.")])
+    create_missing = BooleanField("Create locations and groups that do not exist yet")
+
+
+def _background_rows() -> int:
+    return current_app.config.get("IMPORT_BACKGROUND_ROWS", roster_import.BACKGROUND_ROWS)
+
+
+def _text(message: str, status: int):
+    return message, status, {"Content-Type": "text/plain; charset=utf-8"}
+
+
+def _recent() -> list[ImportJob]:
+    """The latest imports, so a running or unconfirmed one can be found again."""
+    columns = (
+        ImportJob.id,
+        ImportJob.filename,
+        ImportJob.status,
+        ImportJob.total_rows,
+        ImportJob.created_at,
+    )
+    return db.session.execute(
+        select(*columns).order_by(ImportJob.id.desc()).limit(RECENT_IMPORTS)
+    ).all()
+
+
+def load_job(job_id: int) -> ImportJob:
+    job = db.session.get(ImportJob, job_id)
+    if job is None:
+        abort(404, "That import does not exist.")
+    return job
+
+
+def _shown_rows(job: ImportJob) -> list[tuple]:
+    """The first rows worth a look (errors, creates, updates), for the preview table."""
+    shown = []
+    if not job.preview:
+        return shown
+    fields = job.data["fields"]
+    for line, cells, result in zip(
+        job.data["lines"], job.data["rows"], job.preview["rows"], strict=False
+    ):
+        if result[0] != "unchanged":
+            shown.append((line, dict(zip(fields, cells, strict=False)), result))
+            if len(shown) == PREVIEW_ROWS:
+                break
+    return shown
+
+
+def _render_job(job: ImportJob, status: int = 200):
+    return render(
+        "users/import_job.html",
+        "users/_import_job.html",
+        status=status,
+        job=job,
+        labels=LABELS,
+        shown=_shown_rows(job),
+        preview_rows=PREVIEW_ROWS,
+    )
+
+
+@bp.route("/import", methods=["GET", "POST"])
+def import_users():
+    """Upload a roster; answers its preview (or the progress of a large one)."""
+    form = ImportForm()
+    if request.method == "GET":
+        return render("users/import.html", "users/_import_form.html", form=form, recent=_recent())
+    if not form.validate():
+        return render(
+            "users/import.html", "users/_import_form.html", status=422, form=form, recent=_recent()
+        )
+    upload = form.file.data
+    filename = (upload.filename or "upload").rsplit("/", 1)[-1][:255]
+    try:
+        table = roster_import.read_table(
+            filename, upload.read(), current_app.config["IMPORT_MAX_ROWS"]
+        )
+    except roster_import.ImportFileError as error:
+        form.file.errors = [str(error)]
+        return render(
+            "users/import.html", "users/_import_form.html", status=422, form=form, recent=_recent()
+        )
+    job = ImportJob(
+        created_by_id=current_user.id,
+        filename=filename,
+        status="previewing",
+        create_missing=bool(form.create_missing.data),
+        data=table.as_data(),
+        preview={},
+        result={},
+        total_rows=len(table.rows),
+        processed_rows=0,
+    )
+    db.session.add(job)
+    db.session.flush()
+    background = job.total_rows > _background_rows()
+    if not background:
+        roster_import.preview_job(job)
+    db.session.commit()
+    if background:
+        roster_import.start_background(current_app._get_current_object(), job.id, "preview")
+    response = _render_job(job)
+    # The preview has its own URL, so the page can be left and come back.
+    response.headers["HX-Push-Url"] = url_for("users.import_job", job_id=job.id)
+    return response
+
+
+@bp.route("/import/<int:job_id>")
+def import_job(job_id: int):
+    """An import: its progress, its preview, or its outcome (polled by htmx while running)."""
+    return _render_job(load_job(job_id))
+
+
+@bp.route("/import/<int:job_id>/confirm", methods=["POST"])
+def confirm_import(job_id: int):
+    """Apply the valid rows of a previewed import in one transaction."""
+    job = load_job(job_id)
+    # Claim the job atomically: of two concurrent confirmations, one applies it.
+    claimed = db.session.execute(
+        update(ImportJob)
+        .where(ImportJob.id == job.id, ImportJob.status == "ready")
+        .values(status="applying", updated_at=utcnow())
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if claimed != 1:
+        db.session.rollback()
+        return _text("This import is not waiting for confirmation.", 409)
+    db.session.refresh(job)
+    if job.total_rows > _background_rows():
+        db.session.commit()
+        roster_import.start_background(current_app._get_current_object(), job.id, "apply")
+        return see_other(url_for("users.import_job", job_id=job.id))
+    try:
+        roster_import.apply(job, current_user._get_current_object())
+        db.session.commit()
+    except (DomainError, IntegrityError) as error:
+        db.session.rollback()
+        message = (
+            error.message
+            if isinstance(error, DomainError)
+            else "Users changed while this import was being applied; nothing was imported. "
+            "Upload the file again for a fresh preview."
+        )
+        if request.headers.get("HX-Request") == "true":
+            return _text(message, 409)
+        job = load_job(job_id)
+        job.error = message
+        return _render_job(job, status=409)
+    return see_other(url_for("users.import_job", job_id=job.id))
+
+
+@bp.route("/import/<int:job_id>/errors.xlsx")
+def import_errors(job_id: int):
+    """The rows that will be (or were) skipped, with a reason column, as Excel."""
+    job = load_job(job_id)
+    if not job.preview:
+        abort(409, "This import has no preview yet.")
+    headers = ["Row", *[LABELS[f] for f in job.data["fields"]], "Reason"]
+    buffer = io.BytesIO()
+    write_workbook(buffer, "Errors", headers, roster_import.error_rows(job))
+    buffer.seek(0)
+    stem = job.filename.rsplit(".", 1)[0] or "import"
+    return send_file(
+        buffer,
+        mimetype="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+        as_attachment=True,
+        download_name=f"{stem}-errors.xlsx",
+    )
+
+
+@bp.route("/import/template.xlsx")
+def import_template():
+    """An empty roster with the recognised columns and one example row."""
+    buffer = io.BytesIO()
+    write_workbook(
+        buffer,
+        "Users",
+        roster_import.TEMPLATE_HEADERS,
+        [["jane.doe@example.org", "Jane", "Doe", "00123", "", "", "learner"]],
+        widths=[30, 16, 16, 12, 18, 24, 10],
+    )
+    buffer.seek(0)
+    return send_file(
+        buffer,
+        mimetype="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+        as_attachment=True,
+        download_name="users-import-template.xlsx",
+    )

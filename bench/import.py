@@ -1,0 +1,178 @@
+"""Roster import: preview and commit times for 10,000 and 100,000 rows.
+
+SQLite always; PostgreSQL too when TEST_DATABASE_URL is set. The files are real .xlsx
+workbooks (cached under bench/.data/); a tenth of the rows match existing users, so the
+preview classifies creates, updates and unchanged rows. Goals: 10k rows preview+commit
+≤ 5 s, 100k ≤ 60 s. Prints figures; never fails on time.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import sqlalchemy as sa
+
+DATA = Path(__file__).parent / ".data"
+SIZES = (10_000, 100_000)
+
+
+def roster(rows: int) -> Path:
+    """An .xlsx written once by openpyxl (write-only) and reused."""
+    from openpyxl import Workbook
+
+    path = DATA / f"import-{rows}.xlsx"
+    if path.exists():
+        return path
+    DATA.mkdir(parents=True, exist_ok=True)
+    workbook = Workbook(write_only=True)
+    sheet = workbook.create_sheet("Users")
+    sheet.append(["Email", "First name", "Last name", "User ID", "Location", "Groups"])
+    for n in range(rows):
+        sheet.append(
+            [
+                f"user{n}@example.org",
+                f"First{n}",
+                f"Last{n}",
+                f"{n:07d}",
+                f"Site {n % 50}",
+                f"Team {n % 20}; Team {(n + 7) % 20}",
+            ]
+        )
+    workbook.save(path)
+    return path
+
+
+def _app(url: str):
+    from flask_migrate import upgrade
+
+    from lmsweb import create_app
+
+    app = create_app(
+        {"SQLALCHEMY_DATABASE_URI": url, "SECRET_KEY": "bench", "IMPORT_MAX_ROWS": 1_000_000}
+    )
+    with app.app_context():
+        upgrade()
+    return app
+
+
+def _seed(app, rows: int) -> int:
+    """Locations, groups, an admin and a tenth of the file's users already present."""
+    from lmsweb import sqlite_write_transaction
+    from lmsweb.extensions import db
+    from lmsweb.models import Group, Location, User, utcnow
+
+    with app.app_context(), sqlite_write_transaction():
+        now = utcnow()
+        db.session.execute(
+            sa.insert(Location), [{"name": f"Site {n}", "created_at": now} for n in range(50)]
+        )
+        db.session.execute(
+            sa.insert(Group), [{"name": f"Team {n}", "created_at": now} for n in range(20)]
+        )
+        admin = User(
+            email="bench.admin@example.org",
+            first_name="Bench",
+            last_name="Admin",
+            role="admin",
+            status="active",
+        )
+        db.session.add(admin)
+        db.session.execute(
+            sa.insert(User),
+            [
+                {
+                    "email": f"user{n}@example.org",
+                    "first_name": f"First{n}",
+                    "last_name": "Renamed" if n % 2 else f"Last{n}",
+                    "employee_id": f"{n:07d}",
+                    "role": "learner",
+                    "status": "active",
+                    "session_version": 1,
+                    "created_at": now,
+                }
+                for n in range(0, rows, 10)
+            ],
+        )
+        db.session.commit()
+        return admin.id
+
+
+def run(url: str, label: str, rows: int) -> None:
+    from lmsweb import roster_import, sqlite_write_transaction
+    from lmsweb.extensions import db
+    from lmsweb.models import ImportJob, User
+
+    app = _app(url)
+    admin_id = _seed(app, rows)
+    data = roster(rows).read_bytes()
+    with app.app_context(), sqlite_write_transaction():
+        started = time.perf_counter()
+        table = roster_import.read_table("roster.xlsx", data, 1_000_000)
+        read = time.perf_counter() - started
+        job = ImportJob(
+            created_by_id=admin_id,
+            filename="roster.xlsx",
+            status="previewing",
+            data=table.as_data(),
+            preview={},
+            result={},
+            total_rows=len(table.rows),
+            processed_rows=0,
+        )
+        db.session.add(job)
+        db.session.flush()
+        roster_import.preview_job(job)
+        db.session.commit()
+        preview = time.perf_counter() - started
+        totals = job.preview["totals"]
+
+        started = time.perf_counter()
+        job = db.session.get(ImportJob, job.id)
+        result = roster_import.apply(job, db.session.get(User, admin_id))
+        db.session.commit()
+        commit = time.perf_counter() - started
+        users = db.session.scalar(sa.select(sa.func.count()).select_from(User))
+        db.session.remove()
+        db.engine.dispose()
+    goal = 5 if rows <= 10_000 else 60
+    print(
+        f"{label:10} {rows:>7,} rows  read {read:5.1f} s  preview {preview:5.1f} s  "
+        f"commit {commit:5.1f} s  total {preview + commit:5.1f} s (goal ≤ {goal} s)  "
+        f"[{totals['create']:,} create, {totals['update']:,} update, "
+        f"{totals['unchanged']:,} unchanged; {result['created']:,} created; {users:,} users]"
+    )
+
+
+def main() -> None:
+    from lmsweb.config import normalise_database_url
+
+    os.environ.setdefault("LMSWEB_INSTANCE", tempfile.mkdtemp(prefix="lmsweb-bench-"))
+    for rows in SIZES:
+        roster(rows)
+    with tempfile.TemporaryDirectory() as tmp:
+        for rows in SIZES:
+            run(f"sqlite:///{tmp}/bench-{rows}.sqlite3", "SQLite", rows)
+    pg = os.environ.get("TEST_DATABASE_URL", "").strip()
+    if not pg:
+        print("PostgreSQL: set TEST_DATABASE_URL to measure it too.")
+        return
+    base = sa.make_url(normalise_database_url(pg))
+    server = sa.create_engine(base, isolation_level="AUTOCOMMIT")
+    for rows in SIZES:
+        name = f"lmsweb_bench_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+        with server.connect() as conn:
+            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+        try:
+            run(base.set(database=name).render_as_string(hide_password=False), "PostgreSQL", rows)
+        finally:
+            with server.connect() as conn:
+                conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    server.dispose()
+
+
+if __name__ == "__main__":
+    main()

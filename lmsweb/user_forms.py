@@ -1,0 +1,145 @@
+"""The forms that add and edit a user, shared by the new-user dialog and the details page."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from email_validator import EmailNotValidError, validate_email
+from flask import url_for
+from flask_wtf import FlaskForm
+from markupsafe import Markup
+from sqlalchemy import func, select
+from wtforms import (
+    BooleanField,
+    DateField,
+    HiddenField,
+    SelectField,
+    SelectMultipleField,
+    StringField,
+)
+from wtforms.fields.choices import SelectChoice
+from wtforms.validators import DataRequired, Length, Optional, ValidationError
+
+from .extensions import db
+from .models import Course, Group, Location, User
+
+ROLE_CHOICES = [SelectChoice("learner", "Learner"), SelectChoice("admin", "Administrator")]
+
+
+def safe_next(value: str | None, default: str) -> str:
+    """A same-site path to return to, or `default` (never another site)."""
+    if not value:
+        return default
+    parts = urlsplit(value)
+    if parts.scheme or parts.netloc or not value.startswith("/") or value.startswith(("//", "/\\")):
+        return default
+    if any(ch in value for ch in "\r\n\\"):
+        return default
+    return value
+
+
+def _optional_int(value):
+    return int(value) if value not in (None, "", "None") else None
+
+
+def _blank_to_none(value):
+    return value.strip() or None if isinstance(value, str) else value
+
+
+def _taken(message: str, user: User) -> ValidationError:
+    link = url_for("users.detail", user_id=user.id)
+    return ValidationError(
+        Markup('{} <a href="{}">{}</a>.').format(message, link, user.name or user.email)
+    )
+
+
+class UserForm(FlaskForm):
+    """Names, email, user ID, location, groups and role."""
+
+    first_name = StringField(
+        "First name", validators=[DataRequired(message="Enter a first name."), Length(max=100)]
+    )
+    last_name = StringField(
+        "Last name", validators=[DataRequired(message="Enter a last name."), Length(max=100)]
+    )
+    email = StringField(
+        "Email", validators=[DataRequired(message="Enter an email address."), Length(max=254)]
+    )
+    user_id = StringField(
+        "User ID", validators=[Optional(), Length(max=64)], filters=[_blank_to_none]
+    )
+    location = SelectField("Location", coerce=_optional_int, validate_choice=True)
+    group = SelectMultipleField("Groups", coerce=int)
+    role = SelectField("Role", choices=ROLE_CHOICES, default="learner")
+    next = HiddenField()
+
+    def __init__(self, *args, user: User | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.user = user
+        self.location.choices = [SelectChoice(None, "— None —")] + [
+            SelectChoice(loc.id, loc.name)
+            for loc in db.session.scalars(select(Location).order_by(Location.name))
+        ]
+        self.group.choices = [
+            SelectChoice(g.id, g.name)
+            for g in db.session.scalars(select(Group).order_by(Group.name))
+        ]
+
+    def validate_email(self, field):
+        value = (field.data or "").strip()
+        try:
+            value = validate_email(value, check_deliverability=False).normalized
+        except EmailNotValidError as exc:
+            raise ValidationError(str(exc)) from exc
+        field.data = value.lower()
+        other = db.session.scalar(select(User).where(func.lower(User.email) == field.data))
+        if other is not None and (self.user is None or other.id != self.user.id):
+            raise _taken("This email already belongs to", other)
+
+    def validate_user_id(self, field):
+        other = db.session.scalar(select(User).where(User.employee_id == field.data))
+        if other is not None and (self.user is None or other.id != self.user.id):
+            raise _taken("This user ID already belongs to", other)
+
+    def validate_role(self, field):
+        user = self.user
+        if user is None or user.role != "admin" or field.data == "admin":
+            return
+        from flask_login import current_user
+
+        if user.id == current_user.id:
+            raise ValidationError("You cannot remove your own administrator role.")
+        admins = db.session.scalar(
+            select(func.count())
+            .select_from(User)
+            .where(User.role == "admin", User.status != "archived", User.id != user.id)
+        )
+        if not admins:
+            raise ValidationError("This is the last administrator; make someone else one first.")
+
+    def selected_groups(self) -> list[Group]:
+        ids = self.group.data or []
+        return list(db.session.scalars(select(Group).where(Group.id.in_(ids)))) if ids else []
+
+
+class NewUserForm(UserForm):
+    """Adding a user may also approve and notify them and assign courses."""
+
+    approve_notify = BooleanField("Approve and send the invitation now")
+    course = SelectMultipleField("Courses to assign", coerce=int)
+    due_date = DateField("Due date", validators=[Optional()])
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.course.choices = [
+            SelectChoice(c.id, f"{c.code} — {c.title} ({c.seats_available} available)")
+            for c in db.session.scalars(select(Course).order_by(Course.code))
+        ]
+
+    def selected_courses(self) -> list[Course]:
+        ids = self.course.data or []
+        return (
+            list(db.session.scalars(select(Course).where(Course.id.in_(ids)).order_by(Course.code)))
+            if ids
+            else []
+        )
