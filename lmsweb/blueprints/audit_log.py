@@ -8,10 +8,11 @@ from datetime import datetime, time, timedelta
 
 from flask import Blueprint, request, send_file
 from flask_wtf import FlaskForm
-from sqlalchemy import Select, distinct, func, or_, select
+from sqlalchemy import Select, func, or_, select
 from sqlalchemy.orm import aliased, joinedload
 from werkzeug.datastructures import MultiDict
 from wtforms import DateField, SearchField, SelectField
+from wtforms.fields.choices import SelectChoice
 from wtforms.validators import Length, Optional, ValidationError
 
 from .. import audit
@@ -47,7 +48,7 @@ class AuditFilterForm(FlaskForm):
         csrf = False  # a GET filter form: nothing to forge
 
     actor = SearchField("Actor", validators=[Optional(), Length(max=100)])
-    action = SelectField("Action", choices=[("", "Any action")], validate_choice=True)
+    action = SelectField("Action", choices=[SelectChoice("", "Any action")], default="")
     target = SearchField("Target user", validators=[Optional(), Length(max=100)])
     date_from = DateField("From", validators=[Optional()])
     date_to = DateField("To", validators=[Optional()])
@@ -59,8 +60,8 @@ class AuditFilterForm(FlaskForm):
 
 def _filter_form() -> AuditFilterForm:
     form = AuditFilterForm(formdata=MultiDict(request.args))
-    actions = db.session.scalars(select(distinct(AuditEvent.action)).order_by(AuditEvent.action))
-    form.action.choices = [("", "Any action"), *((a, a) for a in actions)]
+    actions = db.session.scalars(select(AuditEvent.action).distinct().order_by(AuditEvent.action))
+    form.action.choices = [SelectChoice("", "Any action"), *(SelectChoice(a) for a in actions)]
     return form
 
 
