@@ -108,8 +108,9 @@ def from_environment(instance_path: str) -> dict:
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SECURE": secure_cookies,
         "SESSION_COOKIE_SAMESITE": "None" if cross_site else "Lax",
-        # CHIPS: the cookie is kept per top-level site (the portal), where browsers support it.
-        "SESSION_COOKIE_PARTITIONED": _bool("PARTITIONED_COOKIES", default=cross_site),
+        # CHIPS: with cross-site cookies, keep the cookie per top-level site (the portal)
+        # where browsers support it; PARTITIONED_COOKIES=0 turns that off.
+        "PARTITIONED_COOKIES": _bool("PARTITIONED_COOKIES", default=True),
         "REMEMBER_COOKIE_SECURE": secure_cookies,
         "REMEMBER_COOKIE_HTTPONLY": True,
         "PERMANENT_SESSION_LIFETIME": timedelta(minutes=_int("SESSION_MAX_AGE_MINUTES", 720)),
@@ -128,3 +129,4 @@ def apply_cross_site(config) -> None:
         config["SESSION_COOKIE_SAMESITE"] = "None"
         config["SESSION_COOKIE_SECURE"] = True
         config["REMEMBER_COOKIE_SECURE"] = True
+        config["SESSION_COOKIE_PARTITIONED"] = bool(config.get("PARTITIONED_COOKIES", True))
