@@ -126,7 +126,7 @@ def _mount(app: Flask) -> None:
     from werkzeug.middleware.dispatcher import DispatcherMiddleware
     from werkzeug.middleware.proxy_fix import ProxyFix
 
-    prefix = config_module._prefix(app.config.get("URL_PREFIX", ""))
+    prefix = config_module.normalise_prefix(app.config.get("URL_PREFIX", ""))
     if prefix:
         app.wsgi_app = DispatcherMiddleware(NotFound(), {prefix: app.wsgi_app})  # type: ignore[method-assign]
     count = app.config.get("PROXY_COUNT", 0)

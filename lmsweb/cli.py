@@ -184,7 +184,10 @@ def deploy_problems(app) -> tuple[list[str], list[str]]:
             "RATELIMIT_STORAGE_URI is memory://: each process counts sign-in attempts alone"
         )
     # The policy the app really sends, whatever produced it.
-    csp = app.test_client().get("/healthz").headers.get("Content-Security-Policy", "")
+    from .config import normalise_prefix
+
+    health = normalise_prefix(config.get("URL_PREFIX", "")) + "/healthz"
+    csp = app.test_client().get(health).headers.get("Content-Security-Policy", "")
     directives = {
         part.split()[0].lower(): part.split()[1:] for part in csp.split(";") if part.split()
     }

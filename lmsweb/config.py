@@ -30,7 +30,7 @@ def _list(name: str) -> list[str]:
     return [item for item in os.environ.get(name, "").replace(",", " ").split() if item]
 
 
-def _prefix(value: str) -> str:
+def normalise_prefix(value: str) -> str:
     """`training/`, `/training` and `/training/` all mean the sub-path `/training`."""
     value = value.strip().strip("/")
     return "/" + value if value else ""
@@ -91,7 +91,7 @@ def from_environment(instance_path: str) -> dict:
         "CROSS_SITE_COOKIES": cross_site,
         "EMBED_MODE": _bool("EMBED_MODE"),
         "PROXY_COUNT": _int("PROXY_COUNT", 0),
-        "URL_PREFIX": _prefix(os.environ.get("URL_PREFIX", "")),
+        "URL_PREFIX": normalise_prefix(os.environ.get("URL_PREFIX", "")),
         # Portal sign-in: a header set by a trusted reverse proxy names the user (by email).
         "TRUSTED_HEADER_AUTH": _bool("TRUSTED_HEADER_AUTH"),
         "TRUSTED_HEADER_NAME": trusted_header,

@@ -36,6 +36,12 @@ def test_debug_mode_fails(app, monkeypatch):
     assert code == 1 and "FAIL debug mode is on" in output
 
 
+@pytest.mark.parametrize("app_config", [{**GOOD, "URL_PREFIX": "/training"}])
+def test_passes_under_a_url_prefix(app):
+    code, output = _run(app)
+    assert code == 0, output
+
+
 BAD = {
     "no secret key": ({"SECRET_KEY": ""}, "SECRET_KEY is not set"),
     "default secret key": (
