@@ -70,6 +70,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.config.from_mapping(config_module.from_environment(app.instance_path))
     if test_config:
         app.config.update(test_config)
+    config_module.apply_cross_site(app.config)
 
     db.init_app(app)
     migrate.init_app(app, db, directory=os.path.join(os.path.dirname(__file__), "..", "migrations"))
@@ -78,10 +79,13 @@ def create_app(test_config: dict | None = None) -> Flask:
     csrf.init_app(app)
     htmx.init_app(app)
 
-    from . import auth_session, errors, security
+    from . import auth_session, errors, security, sso, throttle
 
-    security.init_app(app)
+    # before_request order: session timeouts, portal sign-in, then deny by default.
     auth_session.init_app(app)
+    sso.init_app(app)
+    security.init_app(app)
+    throttle.init_app(app)
     errors.init_app(app)
 
     from .blueprints import (
@@ -111,4 +115,22 @@ def create_app(test_config: dict | None = None) -> Flask:
             "org_name": app.config["ORG_NAME"],
         }
 
+    _mount(app)
     return app
+
+
+def _mount(app: Flask) -> None:
+    """Serve under URL_PREFIX (SCRIPT_NAME, so url_for builds every URL with it) and trust
+    `X-Forwarded-*` from exactly PROXY_COUNT reverse proxies."""
+    from werkzeug.exceptions import NotFound
+    from werkzeug.middleware.dispatcher import DispatcherMiddleware
+    from werkzeug.middleware.proxy_fix import ProxyFix
+
+    prefix = config_module.normalise_prefix(app.config.get("URL_PREFIX", ""))
+    if prefix:
+        app.wsgi_app = DispatcherMiddleware(NotFound(), {prefix: app.wsgi_app})  # type: ignore[method-assign]
+    count = app.config.get("PROXY_COUNT", 0)
+    if count:
+        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+            app.wsgi_app, x_for=count, x_proto=count, x_host=count, x_port=count
+        )

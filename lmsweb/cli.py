@@ -190,3 +190,79 @@ def send_mail(once: bool, interval: float):
         run_forever(current_app._get_current_object(), stop, interval)  # type: ignore[attr-defined]
     except KeyboardInterrupt:
         stop.set()
+
+
+# Secret keys that appear in examples and tests: never acceptable in a deployment.
+KNOWN_SECRET_KEYS = {
+    "dev",
+    "secret",
+    "changeme",
+    "change-me",
+    "development",
+    "test-secret-key-not-for-production",
+}
+
+
+def deploy_problems(app) -> tuple[list[str], list[str]]:
+    """(problems, warnings) of the app's deployment settings."""
+    config = app.config
+    problems: list[str] = []
+    warnings: list[str] = []
+    if app.debug or config.get("DEBUG"):
+        problems.append("debug mode is on (FLASK_DEBUG): it exposes an interactive debugger")
+    key = config.get("SECRET_KEY") or ""
+    if not key:
+        problems.append("SECRET_KEY is not set")
+    elif key.lower() in KNOWN_SECRET_KEYS or len(key) < 32:
+        problems.append("SECRET_KEY is a default or too short: use 32+ random characters")
+    public_url = config.get("PUBLIC_BASE_URL") or ""
+    if not public_url:
+        problems.append("PUBLIC_BASE_URL is not set: links in emails need it")
+    https = public_url.startswith("https://")
+    if public_url and not https:
+        warnings.append("PUBLIC_BASE_URL is not https")
+    if not config.get("SESSION_COOKIE_HTTPONLY"):
+        problems.append("session cookies are not HttpOnly")
+    if https and not config.get("SESSION_COOKIE_SECURE"):
+        problems.append("session cookies are not Secure behind https (SECURE_COOKIES=1)")
+    if config.get("CROSS_SITE_COOKIES") and (
+        not config.get("SESSION_COOKIE_SECURE")
+        or str(config.get("SESSION_COOKIE_SAMESITE")).lower() != "none"
+    ):
+        problems.append("CROSS_SITE_COOKIES needs session cookies SameSite=None; Secure")
+    if any("*" in origin for origin in config.get("FRAME_ANCESTORS", [])):
+        problems.append("FRAME_ANCESTORS contains a wildcard: list the portal origins")
+    if config.get("TRUSTED_HEADER_AUTH") and not config.get("TRUSTED_PROXIES"):
+        problems.append("TRUSTED_HEADER_AUTH is on but TRUSTED_PROXIES is empty")
+    if str(config.get("RATELIMIT_STORAGE_URI", "")).startswith("memory://"):
+        warnings.append(
+            "RATELIMIT_STORAGE_URI is memory://: each process counts sign-in attempts alone"
+        )
+    # The policy the app really sends, whatever produced it.
+    from .config import normalise_prefix
+
+    health = normalise_prefix(config.get("URL_PREFIX", "")) + "/healthz"
+    csp = app.test_client().get(health).headers.get("Content-Security-Policy", "")
+    directives = {
+        part.split()[0].lower(): part.split()[1:] for part in csp.split(";") if part.split()
+    }
+    if "frame-ancestors" not in directives:
+        problems.append("the Content-Security-Policy has no frame-ancestors")
+    if directives.get("object-src") != ["'none'"]:
+        problems.append("the Content-Security-Policy lacks object-src 'none'")
+    return problems, warnings
+
+
+@lms.command("check-deploy")
+@with_appcontext
+def check_deploy():
+    """Check the settings a production deployment needs; exit 1 on any problem."""
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    problems, warnings = deploy_problems(app)
+    for warning in warnings:
+        click.echo(f"WARNING {warning}")
+    for problem in problems:
+        click.echo(f"FAIL {problem}")
+    if problems:
+        sys.exit(1)
+    click.echo("Deployment settings look right.")

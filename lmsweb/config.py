@@ -30,6 +30,12 @@ def _list(name: str) -> list[str]:
     return [item for item in os.environ.get(name, "").replace(",", " ").split() if item]
 
 
+def normalise_prefix(value: str) -> str:
+    """`training/`, `/training` and `/training/` all mean the sub-path `/training`."""
+    value = value.strip().strip("/")
+    return "/" + value if value else ""
+
+
 def load_secret_key(instance_path: str) -> str:
     """SECRET_KEY from the environment, else one generated once into instance/."""
     key = os.environ.get("SECRET_KEY", "").strip()
@@ -63,6 +69,7 @@ def from_environment(instance_path: str) -> dict:
     )
     cross_site = _bool("CROSS_SITE_COOKIES")
     secure_cookies = _bool("SECURE_COOKIES", default=cross_site)
+    trusted_header = os.environ.get("TRUSTED_HEADER_NAME", "").strip() or "X-Remote-User"
     return {
         "SECRET_KEY": load_secret_key(instance_path),
         "SQLALCHEMY_DATABASE_URI": normalise_database_url(database_url),
@@ -87,12 +94,26 @@ def from_environment(instance_path: str) -> dict:
         "CROSS_SITE_COOKIES": cross_site,
         "EMBED_MODE": _bool("EMBED_MODE"),
         "PROXY_COUNT": _int("PROXY_COUNT", 0),
-        "URL_PREFIX": os.environ.get("URL_PREFIX", "").strip().rstrip("/"),
+        "URL_PREFIX": normalise_prefix(os.environ.get("URL_PREFIX", "")),
+        # Portal sign-in: a header set by a trusted reverse proxy names the user (by email).
+        "TRUSTED_HEADER_AUTH": _bool("TRUSTED_HEADER_AUTH"),
+        "TRUSTED_HEADER_NAME": trusted_header,
+        "TRUSTED_PROXIES": _list("TRUSTED_PROXIES"),
+        "TRUSTED_HEADER_CREATE_USERS": _bool("TRUSTED_HEADER_CREATE_USERS"),
+        # Sign-in throttling (Flask-Limiter); share the storage between processes in
+        # production, e.g. redis://host:6379 or memcached://host:11211.
+        "RATELIMIT_STORAGE_URI": os.environ.get("RATELIMIT_STORAGE_URI", "").strip() or "memory://",
+        "LOGIN_ATTEMPTS": os.environ.get("LOGIN_ATTEMPTS", "").strip() or "5 per 15 minutes",
+        "LOGIN_ATTEMPTS_PER_ADDRESS": os.environ.get("LOGIN_ATTEMPTS_PER_ADDRESS", "").strip()
+        or "30 per 15 minutes",
         # Sessions and cookies.
         "SESSION_COOKIE_NAME": "lmsweb_session",
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SECURE": secure_cookies,
         "SESSION_COOKIE_SAMESITE": "None" if cross_site else "Lax",
+        # CHIPS: with cross-site cookies, keep the cookie per top-level site (the portal)
+        # where browsers support it; PARTITIONED_COOKIES=0 turns that off.
+        "PARTITIONED_COOKIES": _bool("PARTITIONED_COOKIES", default=True),
         "REMEMBER_COOKIE_SECURE": secure_cookies,
         "REMEMBER_COOKIE_HTTPONLY": True,
         "PERMANENT_SESSION_LIFETIME": timedelta(minutes=_int("SESSION_MAX_AGE_MINUTES", 720)),
@@ -103,3 +124,12 @@ def from_environment(instance_path: str) -> dict:
         "WTF_CSRF_TIME_LIMIT": None,
         "WTF_CSRF_SSL_STRICT": False,
     }
+
+
+def apply_cross_site(config) -> None:
+    """Cross-site embedding needs `SameSite=None`, which browsers accept only with `Secure`."""
+    if config.get("CROSS_SITE_COOKIES"):
+        config["SESSION_COOKIE_SAMESITE"] = "None"
+        config["SESSION_COOKIE_SECURE"] = True
+        config["REMEMBER_COOKIE_SECURE"] = True
+        config["SESSION_COOKIE_PARTITIONED"] = bool(config.get("PARTITIONED_COOKIES", True))

@@ -14,14 +14,17 @@ from flask import (
     session,
     url_for,
 )
-from flask_login import current_user, login_user, logout_user
+from flask_login import current_user
 from flask_wtf import FlaskForm
+from flask_wtf.csrf import CSRFError
 from sqlalchemy import func, select, text
 from werkzeug.security import check_password_hash, generate_password_hash
 from wtforms import EmailField, PasswordField
 from wtforms.validators import DataRequired, EqualTo, Length, ValidationError
 
-from .. import audit
+from .. import audit, throttle
+from ..auth_session import end_session, start_session
+from ..errors import _render_error
 from ..extensions import db
 from ..models import User, utcnow
 from ..notifications import has_line_break, queue_password_reset
@@ -56,6 +59,9 @@ COMMON_PASSWORDS = {
     "baseball",
     "superman",
 }
+CSRF_MESSAGE = (
+    "This form has expired or is missing its security token. Reload the page and try again."
+)
 # Compared against when the email is unknown, so both answers take as long.
 _DUMMY_HASH = generate_password_hash("not-a-real-password")
 
@@ -93,13 +99,20 @@ class ForgotForm(FlaskForm):
 
 
 def safe_next(target: str | None) -> str | None:
-    """Only same-site paths: never an open redirect."""
+    """Only same-site paths: never an open redirect. `next` is a path inside the app
+    (as `request.full_path` gives it); the answer carries the URL prefix, if any."""
     if not target:
         return None
     parts = urlsplit(target)
-    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
+    if (
+        parts.scheme
+        or parts.netloc
+        or not target.startswith("/")
+        or target.startswith("//")
+        or "\\" in target
+    ):
         return None
-    return target
+    return request.script_root + target
 
 
 def home_for(user: User) -> str:
@@ -118,20 +131,50 @@ def login():
         return redirect(home_for(current_user))
     form = LoginForm()
     if form.validate_on_submit():
-        user = find_by_email(form.email.data)
+        email = form.email.data
+        if throttle.login_blocked(email):
+            return _too_many_attempts(form)
+        user = find_by_email(email)
         password_ok = check_password_hash(
             user.password_hash if user and user.password_hash else _DUMMY_HASH, form.password.data
         )
         if user is not None and user.password_hash and password_ok and user.is_active:
-            session.clear()
-            login_user(user)
-            session.permanent = True
-            user.last_login_at = utcnow()
+            throttle.login_succeeded(email)
+            start_session(user)
             db.session.commit()
             return redirect(safe_next(request.args.get("next")) or home_for(user), code=303)
+        throttle.login_failed(email)
         form.password.errors.append("That email and password do not match an active account.")
     status = 422 if form.errors else 200
     return render_template("auth/login.html", form=form), status
+
+
+def _too_many_attempts(form: LoginForm):
+    message = (
+        "Too many failed sign-in attempts for this account or from this address. "
+        "Wait a few minutes and try again, or reset your password."
+    )
+    if request.headers.get("HX-Request") == "true":
+        return message, 429, {"Content-Type": "text/plain; charset=utf-8"}
+    form.password.errors.append(message)
+    return render_template("auth/login.html", form=form), 429
+
+
+@bp.errorhandler(CSRFError)
+def cookie_blocked(error: CSRFError):
+    """A sign-in whose session cookie never came back: inside a portal frame that is the
+    browser blocking third-party cookies. Offer a sign-in in a top-level window instead
+    of failing silently."""
+    if request.endpoint != "auth.login" or session.get("csrf_token"):
+        return _render_error(400, CSRF_MESSAGE)
+    form = LoginForm(formdata=None)
+    return render_template("auth/login.html", form=form, cookie_blocked=True), 400
+
+
+@bp.route("/login/done")
+def signed_in_window():
+    """The end of a sign-in in a top-level window: back to the portal's frame."""
+    return render_template("auth/signed_in_window.html")
 
 
 @bp.route("/logout", methods=["POST"])
@@ -140,8 +183,7 @@ def logout():
     user = db.session.get(User, current_user.id)
     user.end_sessions()
     db.session.commit()
-    logout_user()
-    session.clear()
+    end_session()
     flash("You are signed out.", "success")
     return redirect(url_for("auth.login"), code=303)
 
@@ -169,10 +211,7 @@ def _set_password_view(token: str, purpose: str, title: str):
             summary=f"{user.email} "
             + ("activated their account" if activating else "set a new password"),
         )
-        session.clear()
-        login_user(user)
-        session.permanent = True
-        user.last_login_at = now
+        start_session(user)
         db.session.commit()
         flash("Your password is set. Welcome!", "success")
         return redirect(home_for(user), code=303)
