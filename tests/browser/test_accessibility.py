@@ -28,8 +28,11 @@ from tests.conftest import PASSWORD
 
 pytestmark = pytest.mark.browser
 
-# htmx GETs that swap part of a page (pager links, filters, tabs), not dialogs or downloads.
-SWAP_LINKS = 'main [data-hx-get]:not([data-hx-target="#dialog-root"])'
+# htmx GETs a click starts that swap part of a page (pager, sort, chips), not dialogs; forms
+# and search boxes are triggered by typing or change, not by a click.
+SWAP_LINKS = ", ".join(
+    f'main {tag}[data-hx-get]:not([data-hx-target="#dialog-root"])' for tag in ("a", "button")
+)
 # Row actions that POST and swap the row (approve, notify, restore, ...).
 ROW_ACTIONS = "main tbody [data-hx-post]"
 # Screenshots for the README of the dark theme in a portal column (docs/screenshots).

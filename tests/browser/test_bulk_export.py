@@ -32,7 +32,7 @@ def test_select_all_matching_approve_notify_and_export(
 
     # The filtered view (state lives in the URL).
     page.goto(f"{live_server}/admin/users?location={north.id}")
-    expect(page.locator("#users-count")).to_have_text("55 users")
+    expect(page.locator("#users-count")).to_have_text("55 users match these filters")
     banner_link = page.get_by_label("Select all 55 users matching these filters")
     expect(banner_link).to_be_hidden()
 

@@ -280,7 +280,7 @@ def approve_assign_archive(page, app, base: str, actor, admin, make) -> None:
 
     # Approve: the row is swapped in place and focus stays on it.
     before = requests_done(page)
-    actor.press(row.get_by_role("button", name=named(r"approve")))
+    actor.press(row.get_by_role("button", name=named(r"^approve pat")))
     wait_for_htmx(page, before)
     assert get(app, User, pat.id).status == "active"
     expect(row).to_contain_text(named("approved"))
