@@ -8,7 +8,7 @@ import re
 from axe_playwright_python.sync_playwright import Axe
 
 SERIOUS = ("serious", "critical")
-DIALOG_OPENER = '[data-hx-target="#dialog-root"]'
+DIALOG_OPENER = '[data-hx-get][data-hx-target="#dialog-root"]'
 OPEN_DIALOG = "#dialog-root dialog[open]"
 # Counts finished htmx requests, so a test can wait for the swap a click started.
 HTMX_PROBE = """

@@ -33,7 +33,8 @@ pytestmark = pytest.mark.browser
 SWAP_LINKS = ", ".join(
     f'main {tag}[data-hx-get]:not([data-hx-target="#dialog-root"])' for tag in ("a", "button")
 )
-# Row actions that POST and swap the row (approve, notify, restore, ...).
+# Row actions that POST and swap the row (approve, notify, restore, seats, ...): a button,
+# or a form whose submit button is clicked.
 ROW_ACTIONS = "main tbody [data-hx-post]"
 # Screenshots for the README of the dark theme in a portal column (docs/screenshots).
 DARK_SCREENSHOTS = {"users.index": "users-dark-360px", "learner.training": "my-training-dark-360px"}
@@ -58,7 +59,12 @@ def check_swaps(page, url: str, where: str) -> list[str]:
     for selector, attribute in ((SWAP_LINKS, "data-hx-get"), (ROW_ACTIONS, "data-hx-post")):
         for key, n in distinct(page, selector, attribute, limit=6):
             before = requests_done(page)
-            page.locator(selector).nth(int(n)).click()
+            target = page.locator(selector).nth(int(n))
+            if target.evaluate("element => element.tagName") == "FORM":
+                if not target.evaluate("form => form.checkValidity()"):
+                    continue  # the browser would not send it (an empty required field)
+                target = target.locator("button[type=submit], button:not([type])").first
+            target.click()
             wait_for_htmx(page, before)
             page.wait_for_load_state()  # an HX-Redirect answer loads another page
             problems += axe_violations(page, f"{where} after htmx {key}")
