@@ -1,5 +1,6 @@
 """A portal on another origin frames lmsweb: allowed when listed in FRAME_ANCESTORS,
-refused when not; with cross-site cookies an administrator signs in and works in the frame.
+refused when not; with cross-site cookies an administrator signs in, approves a pending
+user and works in the frame.
 
 The portal is a second HTTP server on 127.0.0.2 (another loopback address, so another
 site than lmsweb's 127.0.0.1): its page is the only place with inline script here."""
@@ -12,8 +13,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from playwright.sync_api import expect
 
-from lmsweb.models import AuditEvent
-from tests.conftest import PASSWORD, count
+from lmsweb.models import AuditEvent, User
+from tests.conftest import PASSWORD, count, get
 
 pytestmark = pytest.mark.browser
 
@@ -69,9 +70,12 @@ def portal(live_server):
 
 
 def test_a_listed_portal_frames_lmsweb_and_an_admin_works_inside(
-    page, app, live_server, portal, admin
+    page, app, live_server, portal, admin, make
 ):
     app.config["FRAME_ANCESTORS"] = [portal]
+    pat = make.user(
+        first_name="Pat", last_name="Pending", email="pat.pending@example.com", status="pending"
+    )
     errors = []
     page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
     page.goto(portal)
@@ -90,6 +94,16 @@ def test_a_listed_portal_frames_lmsweb_and_an_admin_works_inside(
     # The height reaches the portal (posted only to the listed origin).
     page.wait_for_function("window.heights.length > 0")
 
+    # Approve the pending user in the frame: an htmx POST carrying the frame's cookie and
+    # CSRF header; the row is swapped in place and the database says active.
+    row = frame.locator(f"#user-{pat.id}")
+    expect(row).to_contain_text("Pending")
+    row.get_by_role("button", name="Approve Pat Pending", exact=True).click()
+    expect(row).to_contain_text("Approved")
+    expect(row.get_by_role("button", name="Approve Pat Pending", exact=True)).to_have_count(0)
+    assert get(app, User, pat.id).status == "active"
+    assert count(app, AuditEvent, AuditEvent.action == "user.approve") == 1
+
     # The audit log in the frame: an export (an audited administrative action), then an
     # htmx search whose request carries the frame's cookie.
     lms = page.frame(url=lambda url: url.startswith(live_server))
@@ -103,7 +117,7 @@ def test_a_listed_portal_frames_lmsweb_and_an_admin_works_inside(
     frame.get_by_label("Actor").fill("nobody-by-this-name")
     expect(frame.locator("#audit-results")).to_contain_text("No events match")
     frame.get_by_label("Actor").fill("ada.admin")
-    expect(frame.locator("#audit-count")).to_have_text("1 event")
+    expect(frame.locator("#audit-count")).to_have_text("2 events")  # the approval, the export
 
     # An administrative POST inside the frame: sign out, then sign in again.
     frame.get_by_role("button", name="Sign out").click()
