@@ -14,7 +14,7 @@ from sqlalchemy.engine import Engine
 from . import config as config_module
 from .extensions import csrf, db, htmx, login_manager, mail, migrate
 
-# Navigation of the admin pages: shown only for endpoints that exist.
+# Navigation of the admin pages.
 NAVIGATION = (
     ("users.index", "Users"),
     ("courses.index", "Courses"),
@@ -113,13 +113,12 @@ def create_app(test_config: dict | None = None) -> Flask:
 
     app.cli.add_command(lms)
 
-    app.jinja_env.globals["has_endpoint"] = lambda endpoint: endpoint in app.view_functions
     app.jinja_env.globals["icons_href"] = icons_href
 
     @app.context_processor
     def navigation():
         return {
-            "navigation": [(ep, label) for ep, label in NAVIGATION if ep in app.view_functions],
+            "navigation": NAVIGATION,
             "org_name": app.config["ORG_NAME"],
         }
 
