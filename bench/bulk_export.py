@@ -21,6 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench import _support
+
 DATA = Path(__file__).parent / ".data"
 SIZES = (10_000, 100_000)
 BULK = 10_000
@@ -47,11 +49,9 @@ def _database(users: int) -> Path:
     if path.exists():
         return path
     from flask_migrate import upgrade
-    from werkzeug.security import generate_password_hash
 
     from lmsweb import sqlite_write_transaction
     from lmsweb.extensions import db
-    from lmsweb.models import User
     from lmsweb.seed import seed_demo
 
     DATA.mkdir(parents=True, exist_ok=True)
@@ -62,16 +62,7 @@ def _database(users: int) -> Path:
         upgrade()
         with sqlite_write_transaction():
             seed_demo(users)
-            db.session.add(
-                User(
-                    email=ADMIN_EMAIL,
-                    first_name="Bench",
-                    last_name="Admin",
-                    role="admin",
-                    status="active",
-                    password_hash=generate_password_hash(ADMIN_PASSWORD),
-                )
-            )
+            _support.add_admin(ADMIN_EMAIL, ADMIN_PASSWORD)
             db.session.commit()
         db.engine.dispose()
     partial.rename(path)

@@ -1,8 +1,7 @@
 """The dashboard at 100,000 users: p50/p95 of the full page and of filtered record pages.
 
-The database is built once under bench/.data/ (seed_demo, ~250k training records) and
-reused. Set BENCH_DATABASE_URL to measure another database (e.g. PostgreSQL); it is
-seeded when it has no users.
+The database is built once under bench/.data/ (seed_demo, ~135k training records) and
+reused; with TEST_DATABASE_URL set to a PostgreSQL server, a database on it is measured too.
 """
 
 from __future__ import annotations
@@ -11,20 +10,19 @@ import os
 import re
 import statistics
 import time
-from pathlib import Path
+
+from bench import _support
 
 USERS = int(os.environ.get("BENCH_USERS", "100000"))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "30"))
-DATA = Path(__file__).resolve().parent / ".data"
+DATA = _support.DATA
 EMAIL = "bench.admin@example.com"
 PASSWORD = "bench-admin-password-1"  # noqa: S105 - a throwaway local benchmark database
 
 
-def _app():
+def _app(url: str):
     from lmsweb import create_app
 
-    url = os.environ.get("BENCH_DATABASE_URL") or f"sqlite:///{DATA / f'dashboard-{USERS}.sqlite3'}"
-    DATA.mkdir(exist_ok=True)
     os.environ.setdefault("LMSWEB_INSTANCE", str(DATA / "instance"))
     return create_app(
         {
@@ -39,7 +37,6 @@ def _app():
 def _prepare(app) -> None:
     from flask_migrate import upgrade
     from sqlalchemy import func, select
-    from werkzeug.security import generate_password_hash
 
     from lmsweb.extensions import db
     from lmsweb.models import User
@@ -50,17 +47,10 @@ def _prepare(app) -> None:
         if not db.session.scalar(select(func.count()).select_from(User)):
             started = time.perf_counter()
             counts = seed_demo(USERS)
-            db.session.add(
-                User(
-                    email=EMAIL,
-                    first_name="Bench",
-                    last_name="Admin",
-                    role="admin",
-                    status="active",
-                    password_hash=generate_password_hash(PASSWORD),
-                )
-            )
+            _support.add_admin(EMAIL, PASSWORD)
             db.session.commit()
+            with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                conn.exec_driver_sql("ANALYZE")  # fresh statistics for the planner
             print(
                 f"seeded {counts['users']} users, {counts['assignments']} records "
                 f"in {time.perf_counter() - started:.1f} s"
@@ -91,7 +81,12 @@ def _measure(client, url: str, headers=None) -> tuple[float, float, str]:
 
 
 def main() -> None:
-    app = _app()
+    for engine, url in _support.databases(f"dashboard-{USERS}.sqlite3", "lmsweb_bench_dashboard"):
+        print(f"\n[{engine}]")
+        measure(_app(url))
+
+
+def measure(app) -> None:
     _prepare(app)
     client = _sign_in(app)
     hx = {"HX-Request": "true", "HX-Target": "records"}

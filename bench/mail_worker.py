@@ -1,9 +1,8 @@
 """Messages per second one outbox worker delivers to a local aiosmtpd (connection reuse).
 
 Queues N invitations through the domain (rendered templates, real tokens), then times
-`mailer.drain()` against an aiosmtpd server on loopback. SQLite under bench/.data/ by
-default; BENCH_DATABASE_URL=postgresql://... measures PostgreSQL (a scratch database that
-is migrated and filled: use an empty one).
+`mailer.drain()` against an aiosmtpd server on loopback. A fresh SQLite file under
+bench/.data/, and with TEST_DATABASE_URL set to a PostgreSQL server a fresh database there.
 """
 
 from __future__ import annotations
@@ -16,13 +15,23 @@ import sys
 import time
 from pathlib import Path
 
-DATA = Path(__file__).resolve().parent / ".data" / "mail_worker"
+from bench import _support
+
+DATA = _support.DATA / "mail_worker"
 MESSAGES = int(os.environ.get("BENCH_MAIL_MESSAGES", "2000"))
 
 
 def main() -> None:
-    shutil.rmtree(DATA, ignore_errors=True)
-    DATA.mkdir(parents=True)
+    for engine, url in _support.databases("mail_worker.sqlite3", "lmsweb_bench_mail", fresh=True):
+        shutil.rmtree(DATA, ignore_errors=True)
+        DATA.mkdir(parents=True)
+        if engine == "sqlite":
+            Path(url.removeprefix("sqlite:///")).unlink(missing_ok=True)
+        print(f"\n[{engine}]")
+        measure(url)
+
+
+def measure(url: str) -> None:
     os.environ["LMSWEB_INSTANCE"] = str(DATA / "instance")
 
     from flask_migrate import upgrade
@@ -45,7 +54,6 @@ def main() -> None:
             if probe.connect_ex(("127.0.0.1", port)) == 0:
                 break
         time.sleep(0.1)
-    url = os.environ.get("BENCH_DATABASE_URL") or f"sqlite:///{DATA / 'bench.sqlite3'}"
     from lmsweb.config import normalise_database_url
 
     app = create_app(

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
+from bench import _support
+
 ROOT = Path(__file__).resolve().parent
 DATA = ROOT / ".data"
 USERS = 100_000
@@ -32,23 +34,7 @@ os.environ.setdefault("LMSWEB_INSTANCE", str(DATA / "instance"))
 
 
 def databases() -> list[tuple[str, str]]:
-    found = [("sqlite", f"sqlite:///{DATA / 'users_100k.sqlite3'}")]
-    url = os.environ.get("TEST_DATABASE_URL", "").strip()
-    if url.startswith(("postgres://", "postgresql")):
-        from lmsweb.config import normalise_database_url
-
-        base = sa.make_url(normalise_database_url(url))
-        server = sa.create_engine(base, isolation_level="AUTOCOMMIT")
-        with server.connect() as conn:
-            exists = conn.scalar(
-                sa.text("SELECT 1 FROM pg_database WHERE datname = 'lmsweb_bench_users'")
-            )
-            if not exists:
-                conn.exec_driver_sql('CREATE DATABASE "lmsweb_bench_users"')
-        server.dispose()
-        target = base.set(database="lmsweb_bench_users")
-        found.append(("postgresql", target.render_as_string(hide_password=False)))
-    return found
+    return _support.databases("users_100k.sqlite3", "lmsweb_bench_users")
 
 
 def make_app(url: str):
@@ -60,7 +46,6 @@ def make_app(url: str):
 def prepare(url: str) -> None:
     """Migrate, seed up to USERS users, add the bench administrator, refresh statistics."""
     from flask_migrate import upgrade
-    from werkzeug.security import generate_password_hash
 
     from lmsweb.extensions import db
     from lmsweb.models import User
@@ -76,18 +61,8 @@ def prepare(url: str) -> None:
             seed_demo(USERS - have)
             db.session.commit()
             print(f"  seeded {USERS - have:,} users in {time.perf_counter() - started:.1f} s")
-        if db.session.scalar(sa.select(User.id).where(User.email == ADMIN_EMAIL)) is None:
-            db.session.add(
-                User(
-                    email=ADMIN_EMAIL,
-                    first_name="Bench",
-                    last_name="Admin",
-                    role="admin",
-                    status="active",
-                    password_hash=generate_password_hash(ADMIN_PASSWORD),
-                )
-            )
-            db.session.commit()
+        _support.add_admin(ADMIN_EMAIL, ADMIN_PASSWORD)
+        db.session.commit()
         with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             conn.exec_driver_sql("VACUUM ANALYZE" if "postgresql" in url else "ANALYZE")
         db.session.remove()

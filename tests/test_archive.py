@@ -278,3 +278,12 @@ def test_an_administrator_cannot_archive_their_own_account(app, admin_client, ad
     )
     assert response.status_code == 409 and "your own account" in response.text
     assert get(app, User, admin.id).status == "active"
+
+
+def test_the_signed_in_administrator_is_not_offered_archive_on_their_own_row(
+    admin_client, admin, make
+):
+    other = make.learner()
+    page = admin_client.get("/admin/users").text
+    assert f'id="archive-{other.id}"' in page
+    assert f'id="archive-{admin.id}"' not in page
