@@ -1,4 +1,4 @@
-"""Bulk actions and Export Users at scale (SQLite; BENCH_DATABASE_URL is not used here).
+"""Bulk actions and Export Users at scale (SQLite only).
 
 - Approve & notify on 10,000 users matching a filter, through POST /admin/users/bulk
   (goal <= 3 s); Assign course to the same 10,000 (goal <= 5 s).
