@@ -177,7 +177,7 @@ class CourseAssignment(db.Model):
         ),
         Index("ix_course_assignments_course_state", "course_id", "state"),
         Index("ix_course_assignments_due_date", "due_date"),
-        # The dashboard's figures (migration 0002_dashboard).
+        # The dashboard's figures (migration 0003_dashboard).
         Index("ix_course_assignments_open_course", "archived_at", "course_id", "state", "due_date"),
         Index("ix_course_assignments_open_due", "archived_at", "state", "due_date", "course_id"),
     )
