@@ -91,6 +91,19 @@ def new_user():
     return see_other(safe_next(form.next.data, url_for("users.index")))
 
 
+def _audited_fields(user: User) -> dict:
+    """The details an edit can change, as the audit trail records them."""
+    return {
+        "first_name": user.first_name,
+        "last_name": user.last_name,
+        "email": user.email,
+        "user_id": user.employee_id,
+        "location": user.location.name if user.location else None,
+        "groups": [g.name for g in user.groups],
+        "role": user.role,
+    }
+
+
 def _details_context(user: User, form: UserForm) -> dict:
     assignments = db.session.scalars(
         select(CourseAssignment)
@@ -142,15 +155,7 @@ def detail(user_id: int):
             status=422,
             **_details_context(user, form),
         )
-    before = {
-        "first_name": user.first_name,
-        "last_name": user.last_name,
-        "email": user.email,
-        "user_id": user.employee_id,
-        "location": user.location.name if user.location else None,
-        "groups": [g.name for g in user.groups],
-        "role": user.role,
-    }
+    before = _audited_fields(user)
     user.first_name = form.first_name.data.strip()
     user.last_name = form.last_name.data.strip()
     user.email = form.email.data
@@ -162,15 +167,7 @@ def detail(user_id: int):
         user.end_sessions()
     db.session.flush()
     db.session.refresh(user, ["location"])
-    after = {
-        "first_name": user.first_name,
-        "last_name": user.last_name,
-        "email": user.email,
-        "user_id": user.employee_id,
-        "location": user.location.name if user.location else None,
-        "groups": [g.name for g in user.groups],
-        "role": user.role,
-    }
+    after = _audited_fields(user)
     changed = {k: {"from": before[k], "to": after[k]} for k in after if before[k] != after[k]}
     back = safe_next(form.next.data, url_for("users.index"))
     if not changed:
