@@ -113,18 +113,7 @@ def run(url: str, label: str, rows: int) -> None:
         started = time.perf_counter()
         table = roster_import.read_table("roster.xlsx", data, 1_000_000)
         read = time.perf_counter() - started
-        job = ImportJob(
-            created_by_id=admin_id,
-            filename="roster.xlsx",
-            status="previewing",
-            data=table.as_data(),
-            preview={},
-            result={},
-            total_rows=len(table.rows),
-            processed_rows=0,
-        )
-        db.session.add(job)
-        db.session.flush()
+        job = roster_import.new_job(table, "roster.xlsx", admin_id)
         roster_import.preview_job(job)
         db.session.commit()
         preview = time.perf_counter() - started

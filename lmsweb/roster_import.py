@@ -723,6 +723,27 @@ def apply(job: ImportJob, actor: User | None) -> dict[str, Any]:
 _threads: dict[int, threading.Thread] = {}
 
 
+def new_job(
+    table: Table, filename: str, created_by_id: int | None, create_missing: bool = False
+) -> ImportJob:
+    """An ImportJob holding an uploaded table, added to the session and flushed (so it has
+    an id); its preview comes from preview_job, here or in a background thread."""
+    job = ImportJob(
+        created_by_id=created_by_id,
+        filename=filename,
+        status="previewing",
+        create_missing=create_missing,
+        data=table.as_data(),
+        preview={},
+        result={},
+        total_rows=len(table.rows),
+        processed_rows=0,
+    )
+    db.session.add(job)
+    db.session.flush()
+    return job
+
+
 def preview_job(job: ImportJob, progress=None) -> None:
     plan = plan_import(job.data, job.create_missing, job.created_by_id, progress=progress)
     job.preview = plan.preview()

@@ -213,7 +213,6 @@ def previewed_import(admin_id: int, existing_email: str) -> int:
     """An import previewed as the import page does: a create, an update and an error row."""
     from lmsweb import roster_import
     from lmsweb.extensions import db
-    from lmsweb.models import ImportJob
 
     csv = (
         "First name,Last name,Email,Location\n"
@@ -222,18 +221,7 @@ def previewed_import(admin_id: int, existing_email: str) -> int:
         "No,Email,,Nowhere\n"
     ).encode()
     table = roster_import.read_table("people.csv", csv, 100)
-    job = ImportJob(
-        created_by_id=admin_id,
-        filename="people.csv",
-        status="previewing",
-        data=table.as_data(),
-        preview={},
-        result={},
-        total_rows=len(table.rows),
-        processed_rows=0,
-    )
-    db.session.add(job)
-    db.session.flush()
+    job = roster_import.new_job(table, "people.csv", admin_id)
     roster_import.preview_job(job)
     db.session.commit()
     return job.id

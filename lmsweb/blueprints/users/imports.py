@@ -118,19 +118,9 @@ def import_users():
         return render(
             "users/import.html", "users/_import_form.html", status=422, form=form, recent=_recent()
         )
-    job = ImportJob(
-        created_by_id=current_user.id,
-        filename=filename,
-        status="previewing",
-        create_missing=bool(form.create_missing.data),
-        data=table.as_data(),
-        preview={},
-        result={},
-        total_rows=len(table.rows),
-        processed_rows=0,
+    job = roster_import.new_job(
+        table, filename, current_user.id, create_missing=bool(form.create_missing.data)
     )
-    db.session.add(job)
-    db.session.flush()
     background = job.total_rows > _background_rows()
     if not background:
         roster_import.preview_job(job)
