@@ -13,12 +13,15 @@ by the code that writes users.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import date
 
 from sqlalchemy import ColumnElement, Select, String, and_, select, union_all
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.functions import FunctionElement
 from werkzeug.datastructures import MultiDict
 
+from .compliance import TRAINING_LABELS
+from .compliance import condition as training_condition
 from .models import Location, User, user_groups
 
 PER_PAGE_CHOICES = (25, 50, 100)
@@ -42,6 +45,9 @@ class UserFilters:
     sort: str = DEFAULT_SORT
     page: int = 1
     per_page: int = DEFAULT_PER_PAGE
+    # The compliance cycle: a manager's reports, and a training figure of the dashboard.
+    manager: list[int] = field(default_factory=list)
+    training: str = ""
 
     @property
     def default_status(self) -> bool:
@@ -50,7 +56,15 @@ class UserFilters:
     @property
     def active(self) -> bool:
         """Whether anything narrows the list beyond the default."""
-        return bool(self.q or self.location or self.group or self.role or not self.default_status)
+        return bool(
+            self.q
+            or self.location
+            or self.group
+            or self.role
+            or self.manager
+            or self.training
+            or not self.default_status
+        )
 
 
 def _ids(values: list[str]) -> list[int]:
@@ -84,6 +98,9 @@ def parse_filters(args: MultiDict) -> UserFilters:
     sort = args.get("sort", "")
     if sort.removeprefix("-") in SORT_KEYS:
         filters.sort = sort
+    filters.manager = _ids(args.getlist("manager"))
+    training = args.get("training", "")
+    filters.training = training if training in TRAINING_LABELS else ""
     filters.page = _positive(args.get("page"), 1)
     per_page = _positive(args.get("per_page"), DEFAULT_PER_PAGE)
     filters.per_page = per_page if per_page in PER_PAGE_CHOICES else DEFAULT_PER_PAGE
@@ -176,6 +193,10 @@ def filtered_users(filters: UserFilters) -> Select[tuple[User]]:
         # IN (subquery) rather than EXISTS: the planners turn it into an index lookup.
         members = select(user_groups.c.user_id).where(user_groups.c.group_id.in_(filters.group))
         query = query.where(User.id.in_(members))
+    if filters.manager:
+        query = query.where(User.manager_id.in_(filters.manager))
+    if filters.training:
+        query = query.where(training_condition(filters.training, date.today()))
     condition = search_condition(filters.q)
     if condition is not None:
         query = query.where(condition)

@@ -10,10 +10,10 @@ from flask_login import current_user
 from sqlalchemy import select
 from sqlalchemy.orm import joinedload, selectinload
 
-from ... import audit, lifecycle, notifications
+from ... import audit, enrolment, lifecycle, notifications
 from ...extensions import db
 from ...licensing import DomainError, assign
-from ...models import AuditEvent, CourseAssignment, OutboundEmail, User
+from ...models import AuditEvent, CourseAssignment, OutboundEmail, User, utcnow
 from ...rendering import render, see_other, toast
 from ...user_forms import NewUserForm, UserForm, safe_next
 from . import bp
@@ -59,6 +59,8 @@ def new_user():
         status="pending",
     )
     user.groups = form.selected_groups()
+    manager = form.selected_manager()
+    user.manager_id = manager.id if manager else None
     db.session.add(user)
     db.session.flush()
     courses = form.selected_courses()
@@ -101,6 +103,7 @@ def _audited_fields(user: User) -> dict:
         "location": user.location.name if user.location else None,
         "groups": [g.name for g in user.groups],
         "role": user.role,
+        "manager": user.manager.email if user.manager else None,
     }
 
 
@@ -127,6 +130,8 @@ def _details_context(user: User, form: UserForm) -> dict:
     return {
         "user": user,
         "form": form,
+        "today": utcnow().date(),
+        "waiting": enrolment.waiting_for_user(user),
         "assignments": assignments,
         "emails": emails,
         "events": events,
@@ -143,6 +148,7 @@ def detail(user_id: int):
         form.user_id.data = user.employee_id
         form.location.data = user.location_id
         form.group.data = [g.id for g in user.groups]
+        form.manager_email.data = user.manager.email if user.manager else None
         form.next.data = _next_url()
         return render(
             "users/detail.html", "users/_detail_form.html", **_details_context(user, form)
@@ -161,12 +167,14 @@ def detail(user_id: int):
     user.email = form.email.data
     user.employee_id = form.user_id.data
     user.location_id = form.location.data
+    manager = form.selected_manager()
+    user.manager_id = manager.id if manager else None
     lifecycle.set_groups(user, form.selected_groups())
     if form.role.data != user.role:
         user.role = form.role.data
         user.end_sessions()
     db.session.flush()
-    db.session.refresh(user, ["location"])
+    db.session.refresh(user, ["location", "manager"])
     after = _audited_fields(user)
     changed = {k: {"from": before[k], "to": after[k]} for k in after if before[k] != after[k]}
     back = safe_next(form.next.data, url_for("users.index"))
