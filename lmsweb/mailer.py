@@ -20,6 +20,7 @@ import mailbox
 import os
 import smtplib
 import threading
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from email import message_from_bytes
@@ -220,13 +221,27 @@ def dev_mailbox_path() -> Path:
     return Path(current_app.instance_path) / "dev-mailbox.mbox"
 
 
+def _lock(box: mailbox.mbox, timeout: float = 30.0) -> None:
+    """Wait for the mailbox: several workers may write it at once (the lock is exclusive
+    and does not block by itself)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            box.lock()
+            return
+        except mailbox.ExternalClashError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
 def _write_dev_mailbox(batch: list[Claimed]) -> None:
     path = dev_mailbox_path()
     if not path.exists():
         # 0600: the bodies carry sign-in links.
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
     box = mailbox.mbox(path)
-    box.lock()
+    _lock(box)
     try:
         for c in batch:
             box.add(message_from_bytes(_message(c).as_bytes()))

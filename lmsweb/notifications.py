@@ -29,7 +29,7 @@ def _clean_address(address: str) -> str:
     return address.strip()
 
 
-def _render(template: str, **context) -> dict:
+def render_email(template: str, **context) -> dict:
     """Subject and bodies from `email/<template>.subject.txt|.txt|.html`."""
     context.setdefault("org_name", current_app.config["ORG_NAME"])
     subject = render_template(f"email/{template}.subject.txt", **context).strip()
@@ -51,7 +51,7 @@ def queue_email(
         status="queued",
         attempts=0,
         next_attempt_at=utcnow(),
-        **_render(template, **context),
+        **render_email(template, **context),
     )
     db.session.add(message)
     return message
@@ -90,7 +90,7 @@ def retry(message: OutboundEmail) -> OutboundEmail:
         # Re-rendered with a fresh link: the one in the failed message may have expired.
         user = message.user
         link = _link(user, message.kind)
-        for name, value in _render(message.kind, user=user, link=link).items():
+        for name, value in render_email(message.kind, user=user, link=link).items():
             setattr(message, name, value)
     message.status = "queued"
     message.attempts = 0

@@ -10,7 +10,18 @@ course and per batch, never per user.
 
 from __future__ import annotations
 
-from .models import Course
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import exists, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import aliased
+
+from .extensions import db
+from .models import Course, CourseAssignment, OutboundEmail, ScheduleNotice, User, utcnow
+from .notifications import public_url, render_email
 
 
 def _days(n: int) -> str:
@@ -56,3 +67,316 @@ def describe(course: Course) -> str:
     else:
         sentences.append("a completion never expires")
     return "; ".join(sentences) + "."
+
+
+# --- the worker's pass -------------------------------------------------------------------
+
+CHUNK = 500
+# Most urgent first: the subject of a learner's email names the most urgent item.
+LEARNER_KINDS = ("overdue", "renewal", "reminder", "assignment")
+
+
+@dataclass
+class Item:
+    """One course in a learner's email."""
+
+    kind: str  # assignment, reminder, overdue, renewal
+    assignment_id: int
+    user_id: int
+    course_id: int
+    due_date: date | None
+
+
+@dataclass
+class PassResult:
+    learner_emails: int = 0
+    manager_emails: int = 0
+    items: Counter = field(default_factory=Counter)
+    renewals: int = 0
+    waiting_resolved: int = 0
+
+    def summary(self) -> str:
+        counts = ", ".join(f"{self.items[k]} {k}" for k in LEARNER_KINDS if self.items[k])
+        return (
+            f"Schedule: {self.learner_emails} learner emails ({counts or 'nothing due'}), "
+            f"{self.manager_emails} escalations to managers, {self.renewals} renewals, "
+            f"{self.waiting_resolved} waiting assignments made."
+        )
+
+
+def _insert(model):
+    if db.engine.dialect.name == "postgresql":
+        return postgresql.insert(model)
+    return sqlite.insert(model)
+
+
+def claim_keys(rows: list[dict[str, Any]]) -> set[str]:
+    """Insert notice rows; the keys that were not there yet are this worker's to act on."""
+    claimed: set[str] = set()
+    for start in range(0, len(rows), CHUNK):
+        part = rows[start : start + CHUNK]
+        stmt = (
+            _insert(ScheduleNotice)
+            .values(part)
+            .on_conflict_do_nothing(index_elements=["key"])
+            .returning(ScheduleNotice.key)
+        )
+        claimed.update(db.session.scalars(stmt))
+    return claimed
+
+
+def _notice(kind: str, assignment_id: int, user_id: int, occurrence: date, now) -> dict:
+    return {
+        "key": f"{kind}:{assignment_id}:{occurrence.isoformat()}",
+        "kind": kind,
+        "assignment_id": assignment_id,
+        "user_id": user_id,
+        "occurrence": occurrence,
+        "created_at": now,
+    }
+
+
+def _open(course: Course):
+    """This course's open, unfinished records of active users (the ones emails are about)."""
+    return select(
+        CourseAssignment.id,
+        CourseAssignment.user_id,
+        CourseAssignment.due_date,
+    ).where(
+        CourseAssignment.course_id == course.id,
+        CourseAssignment.archived_at.is_(None),
+        CourseAssignment.state != "completed",
+        CourseAssignment.user_id.in_(select(User.id).where(User.status == "active")),
+    )
+
+
+def _assignment_notices(now: datetime, courses: dict[int, Course]) -> list[Item]:
+    """Claim every unannounced record (a conditional UPDATE: a record is announced once)."""
+    if not courses:
+        return []
+    table = CourseAssignment.__table__
+    stmt = (
+        update(table)
+        .where(
+            table.c.notified_at.is_(None),
+            table.c.archived_at.is_(None),
+            table.c.state != "completed",
+            table.c.course_id.in_(list(courses)),
+            table.c.user_id.in_(select(User.id).where(User.status == "active")),
+        )
+        .values(notified_at=now)
+        .returning(
+            table.c.id, table.c.user_id, table.c.course_id, table.c.due_date, table.c.renewal_of_id
+        )
+    )
+    return [
+        Item("renewal" if renewal_of else "assignment", aid, uid, cid, due)
+        for aid, uid, cid, due, renewal_of in db.session.execute(stmt)
+    ]
+
+
+def _reminders(today: date, now: datetime, course: Course) -> list[Item]:
+    days = course.remind_before_days
+    if not days:
+        return []
+    rows = db.session.execute(
+        _open(course).where(
+            CourseAssignment.due_date > today,
+            CourseAssignment.due_date <= today + timedelta(days=days),
+            CourseAssignment.notified_at.is_not(None),
+        )
+    ).all()
+    notices = [_notice("reminder", aid, uid, due, now) for aid, uid, due in rows]
+    claimed = claim_keys(notices)
+    return [
+        Item("reminder", aid, uid, course.id, due)
+        for (aid, uid, due), n in zip(rows, notices, strict=True)
+        if n["key"] in claimed
+    ]
+
+
+def overdue_occurrence(due: date, today: date, every: int) -> date:
+    """The latest day of the series due+1, due+1+every, … that is not after today."""
+    late = (today - due).days
+    return due + timedelta(days=1 + (late - 1) // every * every)
+
+
+def _overdue(today: date, now: datetime, course: Course) -> list[Item]:
+    every = course.remind_overdue_every_days
+    if not every:
+        return []
+    already = exists().where(
+        ScheduleNotice.assignment_id == CourseAssignment.id,
+        ScheduleNotice.kind == "overdue",
+        ScheduleNotice.occurrence > today - timedelta(days=every),
+    )
+    rows = db.session.execute(
+        _open(course).where(CourseAssignment.due_date < today, ~already)
+    ).all()
+    notices = [
+        _notice("overdue", aid, uid, overdue_occurrence(due, today, every), now)
+        for aid, uid, due in rows
+    ]
+    claimed = claim_keys(notices)
+    return [
+        Item("overdue", aid, uid, course.id, due)
+        for (aid, uid, due), n in zip(rows, notices, strict=True)
+        if n["key"] in claimed
+    ]
+
+
+def _escalations(today: date, now: datetime, course: Course) -> list[Item]:
+    """Records overdue by the course's escalation days whose learner has an active manager;
+    each is escalated once per due date."""
+    days = course.escalate_after_days
+    if not days:
+        return []
+    manager = aliased(User)
+    with_manager = (
+        select(User.id)
+        .join(manager, manager.id == User.manager_id)
+        .where(manager.status == "active")
+    )
+    rows = db.session.execute(
+        _open(course).where(
+            CourseAssignment.due_date <= today - timedelta(days=days),
+            CourseAssignment.user_id.in_(with_manager),
+        )
+    ).all()
+    notices = [_notice("escalation", aid, uid, due, now) for aid, uid, due in rows]
+    claimed = claim_keys(notices)
+    return [
+        Item("escalation", aid, uid, course.id, due)
+        for (aid, uid, due), n in zip(rows, notices, strict=True)
+        if n["key"] in claimed
+    ]
+
+
+def run_pass(now: datetime | None = None) -> PassResult:
+    """One pass of the schedule at `now`, in one transaction; emails go to the outbox."""
+    from . import enrolment, sqlite_write_transaction
+
+    now = now or utcnow()
+    today = now.date()
+    result = PassResult()
+    db.session.rollback()
+    with sqlite_write_transaction():
+        result.waiting_resolved = enrolment.resolve_all_waiting(now)
+        result.renewals = renew_due(now)
+        courses = {
+            c.id: c
+            for c in db.session.scalars(select(Course).where(Course.emails_enabled.is_(True)))
+        }
+        items = _assignment_notices(now, courses)
+        escalations: list[Item] = []
+        for course in courses.values():
+            items += _reminders(today, now, course)
+            items += _overdue(today, now, course)
+            escalations += _escalations(today, now, course)
+        result.items.update(item.kind for item in items)
+        result.learner_emails = _queue_learner_emails(items, courses, today, now)
+        result.manager_emails = _queue_escalations(escalations, courses, today, now)
+        db.session.commit()
+    return result
+
+
+def renew_due(now: datetime) -> int:
+    """Recertification (see `recertify`); filled in with the renewal step."""
+    return 0
+
+
+def _users(ids) -> dict[int, User]:
+    users: dict[int, User] = {}
+    ids = sorted(set(ids))
+    for start in range(0, len(ids), CHUNK):
+        users.update(
+            (u.id, u)
+            for u in db.session.scalars(select(User).where(User.id.in_(ids[start : start + CHUNK])))
+        )
+    return users
+
+
+def _email_row(user_id, recipient, kind, rendered, now) -> dict[str, Any]:
+    return {
+        "user_id": user_id,
+        "recipient": recipient,
+        "kind": kind,
+        "status": "queued",
+        "attempts": 0,
+        # Due by the real clock, so a pass run at another `now` is sent right away.
+        "next_attempt_at": utcnow(),
+        "created_at": now,
+        **rendered,
+    }
+
+
+def _queue_learner_emails(items: list[Item], courses, today: date, now: datetime) -> int:
+    """One email per learner for this pass, whatever number of courses it is about."""
+    if not items:
+        return 0
+    # A record claimed twice in one pass (announced and already due soon) is listed once:
+    # overdue first, then as new, then as a renewal, then as a reminder.
+    rank = {kind: n for n, kind in enumerate(("overdue", "assignment", "renewal", "reminder"))}
+    per_user: dict[int, dict[int, Item]] = defaultdict(dict)
+    for item in items:
+        mine = per_user[item.user_id]
+        if item.assignment_id not in mine or rank[item.kind] < rank[mine[item.assignment_id].kind]:
+            mine[item.assignment_id] = item
+    users = _users(per_user)
+    link = public_url("learner.training")
+    rows = []
+    for user_id, mine in per_user.items():
+        user = users[user_id]
+        sections = {kind: [] for kind in LEARNER_KINDS}
+        for item in sorted(mine.values(), key=lambda i: (i.due_date or date.max, i.course_id)):
+            sections[item.kind].append(
+                {
+                    "course": courses[item.course_id],
+                    "due_date": item.due_date,
+                    "days_late": (today - item.due_date).days if item.due_date else 0,
+                }
+            )
+        kind = next(k for k in LEARNER_KINDS if sections[k])
+        rendered = render_email(
+            "training", user=user, sections=sections, kind=kind, link=link, today=today
+        )
+        rows.append(_email_row(user.id, user.email, kind, rendered, now))
+    _insert_emails(rows)
+    return len(rows)
+
+
+def _queue_escalations(items: list[Item], courses, today: date, now: datetime) -> int:
+    """One email per manager listing each overdue learner and course."""
+    if not items:
+        return 0
+    learners = _users(i.user_id for i in items)
+    managers = _users(u.manager_id for u in learners.values())
+    per_manager: dict[int, list[dict]] = defaultdict(list)
+    for item in items:
+        learner = learners[item.user_id]
+        per_manager[learner.manager_id].append(
+            {
+                "learner": learner,
+                "course": courses[item.course_id],
+                "due_date": item.due_date,
+                "days_late": (today - item.due_date).days,
+            }
+        )
+    rows = []
+    for manager_id, lines in per_manager.items():
+        manager = managers[manager_id]
+        lines.sort(key=lambda x: (x["learner"].last_name, x["learner"].first_name, x["due_date"]))
+        rendered = render_email(
+            "escalation",
+            manager=manager,
+            lines=lines,
+            today=today,
+        )
+        rows.append(_email_row(manager.id, manager.email, "escalation", rendered, now))
+    _insert_emails(rows)
+    return len(rows)
+
+
+def _insert_emails(rows: list[dict[str, Any]]) -> None:
+    for start in range(0, len(rows), CHUNK):
+        db.session.execute(insert(OutboundEmail), rows[start : start + CHUNK])
