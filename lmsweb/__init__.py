@@ -18,6 +18,7 @@ from .extensions import csrf, db, htmx, login_manager, mail, migrate
 NAVIGATION = (
     ("users.index", "Users"),
     ("courses.index", "Courses"),
+    ("rules.index", "Rules"),
     ("org.groups", "Groups"),
     ("org.locations", "Locations"),
     ("dashboard.index", "Dashboard"),
@@ -103,10 +104,11 @@ def create_app(test_config: dict | None = None) -> Flask:
         learner,
         org,
         outbox,
+        rules,
         users,
     )
 
-    for module in (auth, users, courses, org, dashboard, outbox, audit_log, learner):
+    for module in (auth, users, courses, org, dashboard, outbox, audit_log, learner, rules):
         app.register_blueprint(module.bp)
 
     from .cli import lms

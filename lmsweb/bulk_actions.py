@@ -23,7 +23,7 @@ from flask import current_app
 from jinja2 import meta
 from sqlalchemy import Select, delete, insert, select, update
 
-from . import audit, licensing, lifecycle
+from . import audit, enrolment, licensing, lifecycle
 from .extensions import db
 from .licensing import DomainError, NoSeatsAvailable
 from .models import Course, CourseAssignment, Group, OutboundEmail, User, user_groups, utcnow
@@ -320,6 +320,12 @@ def add_group(selection: Selection, params: Params) -> Result:
             insert(user_groups), [{"user_id": uid, "group_id": group.id} for uid in ids]
         )
     _expire_groups(result.done)
+    assigned, waiting = enrolment.users_joined(result.done, params.actor)
+    if assigned or waiting:
+        result.notes.append(
+            f"Enrolment rules assigned {assigned} courses"
+            + (f"; {waiting} wait for a license." if waiting else ".")
+        )
     return result
 
 

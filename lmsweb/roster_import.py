@@ -59,6 +59,7 @@ FIELDS: dict[str, tuple[str, ...]] = {
     "groups": ("groups", "group", "teams", "team", "departments", "department"),
     "role": ("role",),
     "courses": ("courses", "course", "course codes", "course code"),
+    "manager_email": ("manager email", "manager e-mail", "manager", "line manager email"),
 }
 TEMPLATE_HEADERS = ("Email", "First name", "Last name", "User ID", "Location", "Groups", "Role")
 ROLES = {
@@ -304,6 +305,7 @@ def _existing_users(emails: list[str], user_ids: list[str]) -> tuple[dict, dict]
         User.location_id,
         User.role,
         User.status,
+        User.manager_id,
     )
     found: dict[int, tuple] = {}
     for part in _chunks(emails):
@@ -315,6 +317,21 @@ def _existing_users(emails: list[str], user_ids: list[str]) -> tuple[dict, dict]
     by_email = {row[1]: row for row in found.values()}
     by_uid = {row[2]: row for row in found.values() if row[2]}
     return by_email, by_uid
+
+
+def _managers(emails: set[str]) -> dict[str, int]:
+    """Lower-cased email → id of the (unarchived) users named as managers."""
+    found: dict[str, int] = {}
+    for part in _chunks(sorted(emails)):
+        found.update(
+            (email, user_id)
+            for user_id, email in db.session.execute(
+                select(User.id, func.lower(User.email)).where(
+                    func.lower(User.email).in_(part), User.status != "archived"
+                )
+            )
+        )
+    return found
 
 
 def _links(table, column, user_ids: list[int]) -> dict[int, set[int]]:
@@ -383,6 +400,8 @@ def plan_import(
         _links(user_groups, user_groups.c.group_id, matched_ids) if "groups" in col else {}
     )
     current_courses = _open_courses(matched_ids) if "courses" in col else {}
+    managers = _managers({value(r, "manager_email").lower() for r in rows} - {""})
+    file_emails = set(emails)
     locations = {k.lower(): i for i, k in db.session.execute(select(Location.id, Location.name))}
     groups = {k.lower(): i for i, k in db.session.execute(select(Group.id, Group.name))}
     courses = {
@@ -460,6 +479,11 @@ def plan_import(
                 reasons.append(f"Unknown course “{code}”.")
             elif course[0] not in course_ids:
                 course_ids.append(course[0])
+        manager_email = value(row, "manager_email").lower()
+        if manager_email and manager_email not in managers and manager_email not in file_emails:
+            reasons.append(f"Unknown manager “{manager_email}”: no user has this email.")
+        elif manager_email and manager_email == email:
+            reasons.append("A user cannot be their own manager.")
         role_text = value(row, "role")
         role = ROLES.get(role_text.lower()) if role_text else None
         if role_text and role is None:
@@ -497,6 +521,7 @@ def plan_import(
                 "location": location_key,
                 "groups": group_keys or [],
                 "courses": course_ids,
+                "manager": manager_email or None,
             }
             plan.creates.append(op)
             seats.update(course_ids)
@@ -517,6 +542,8 @@ def plan_import(
             changes["location"] = location_key
         if role and role != target[6]:
             changes["role"] = role
+        if manager_email and managers.get(manager_email, -1) != target[8]:
+            changes["manager"] = manager_email
         if group_keys is not None:
             wanted = {groups.get(k, k) for k in group_keys}
             if wanted != current_groups.get(user_id, set()):
@@ -641,7 +668,10 @@ def apply(job: ImportJob, actor: User | None) -> dict[str, Any]:
                 }
             )
 
+    manager_of: dict[int, str] = {}
     for user_id, op in zip(created_ids, plan.creates, strict=True):
+        if op["manager"]:
+            manager_of[user_id] = op["manager"]
         links.extend(
             {"user_id": user_id, "group_id": groups[k]} for k in dict.fromkeys(op["groups"])
         )
@@ -660,6 +690,8 @@ def apply(job: ImportJob, actor: User | None) -> dict[str, Any]:
             field_updates.append({"id": op["id"], **values})
         if "role" in op:
             role_changed.append(op["id"])
+        if "manager" in op:
+            manager_of[op["id"]] = op["manager"]
         if "groups" in op:
             regroup.append(op["id"])
             links.extend(
@@ -672,6 +704,13 @@ def apply(job: ImportJob, actor: User | None) -> dict[str, Any]:
         shapes.setdefault(tuple(sorted(values)), []).append(values)
     for batch in shapes.values():
         db.session.execute(update(User), batch)
+    if manager_of:
+        # After the creates: a manager may be a new user of this same file.
+        ids_by_email = _managers(set(manager_of.values()))
+        db.session.execute(
+            update(User),
+            [{"id": uid, "manager_id": ids_by_email[m]} for uid, m in manager_of.items()],
+        )
     for part in _chunks(role_changed):
         db.session.execute(
             update(User)
@@ -688,6 +727,12 @@ def apply(job: ImportJob, actor: User | None) -> dict[str, Any]:
             take_seats(course, needed[course.id])
         _insert_rows(CourseAssignment.__table__, assignments)
 
+    # The enrolment rules' join hook, for everyone new or whose groups or location changed.
+    from .enrolment import users_joined
+
+    joined = created_ids + [op["id"] for op in plan.updates if "groups" in op or "location" in op]
+    rule_assigned, rule_waiting = users_joined(joined, actor)
+
     totals = plan.totals
     skipped = [i for i, row in enumerate(plan.rows) if row[0] == "error"]
     result = {
@@ -696,6 +741,8 @@ def apply(job: ImportJob, actor: User | None) -> dict[str, Any]:
         "unchanged": totals["unchanged"],
         "skipped": len(skipped),
         "assigned": len(assignments),
+        "assigned_by_rules": rule_assigned,
+        "waiting_for_license": rule_waiting,
         "new_locations": sorted(plan.new_locations.values()),
         "new_groups": sorted(plan.new_groups.values()),
     }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from flask import Blueprint, abort, flash, request, url_for
+from flask_login import current_user
 from flask_wtf import FlaskForm
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
@@ -238,6 +239,7 @@ def change_seats(course_id: int):
             return error.message, 409, {"Content-Type": "text/plain; charset=utf-8"}
         flash(error.message, "error")
         return see_other(url_for("courses.index"))
+    made = enrolment.resolve_waiting(course, actor=current_user._get_current_object())
     db.session.refresh(course)
     change = form.add.data
     verb = "Added" if change >= 0 else "Removed"
@@ -246,6 +248,8 @@ def change_seats(course_id: int):
         f"{'to' if change >= 0 else 'from'} {course.code}: {course.seats_total} in total, "
         f"{course.seats_available} available."
     )
+    if made:
+        message += f" {made} waiting {'assignment was' if made == 1 else 'assignments were'} made."
     audit.record(
         "course.seats",
         target=course,

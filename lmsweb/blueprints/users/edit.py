@@ -76,6 +76,7 @@ def new_user():
                     actor=current_user,
                 )
             details["courses"] = [c.code for c in courses]
+        enrolment.user_joined(user, actor=current_user._get_current_object())
         if form.approve_notify.data:
             lifecycle.approve(user)
             notifications.queue_invitation(user)
@@ -170,6 +171,7 @@ def detail(user_id: int):
     manager = form.selected_manager()
     user.manager_id = manager.id if manager else None
     lifecycle.set_groups(user, form.selected_groups())
+    enrolment.user_joined(user, actor=current_user._get_current_object())
     if form.role.data != user.role:
         user.role = form.role.data
         user.end_sessions()

@@ -31,6 +31,7 @@ LABELS = {
     "groups": "Groups",
     "role": "Role",
     "courses": "Courses",
+    "manager_email": "Manager email",
     "employee_id": "User ID",
 }
 
