@@ -21,7 +21,7 @@ TRAINING_LABELS = {
 }
 
 
-def _records(*where) -> ColumnElement[bool]:
+def _records(where) -> ColumnElement[bool]:
     a = aliased(CourseAssignment)
     return exists(select(a.id).where(a.user_id == User.id, a.archived_at.is_(None), *where(a)))
 

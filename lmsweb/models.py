@@ -231,6 +231,15 @@ class CourseAssignment(db.Model):
         return self.state != "assigned"
 
     @property
+    def expired(self) -> bool:
+        """A renewed completion past its expiry date (the record itself stays)."""
+        return self.expires_on is not None and self.expires_on <= utcnow().date()
+
+    @property
+    def renewal_due(self) -> bool:
+        return self.renewal_of_id is not None and self.state != "completed" and not self.archived_at
+
+    @property
     def overdue(self) -> bool:
         return (
             self.state != "completed"

@@ -15,12 +15,20 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import exists, insert, select, update
+from sqlalchemy import bindparam, exists, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import aliased
 
 from .extensions import db
-from .models import Course, CourseAssignment, OutboundEmail, ScheduleNotice, User, utcnow
+from .models import (
+    Course,
+    CourseAssignment,
+    OutboundEmail,
+    ScheduleNotice,
+    User,
+    WaitingEnrolment,
+    utcnow,
+)
 from .notifications import public_url, render_email
 
 
@@ -281,8 +289,80 @@ def run_pass(now: datetime | None = None) -> PassResult:
 
 
 def renew_due(now: datetime) -> int:
-    """Recertification (see `recertify`); filled in with the renewal step."""
-    return 0
+    """Recertification: a completion `valid_for_days − renew_before_days` old gets a new
+    assignment (a new seat) due on the day it expires. The old record stays, archived as
+    renewed, with its expiry date; without a free seat the renewal waits for a license."""
+    today = now.date()
+    made = 0
+    courses = db.session.scalars(select(Course).where(Course.valid_for_days > 0)).all()
+    for course in courses:
+        lead = max(course.valid_for_days - course.renew_before_days, 0)
+        # completed_at.date() + lead <= today, as a bound on the column (no date arithmetic
+        # in SQL, which the two engines spell differently).
+        before = datetime.combine(today - timedelta(days=lead - 1), datetime.min.time())
+        waits = exists().where(
+            WaitingEnrolment.renewal_of_id == CourseAssignment.id,
+            WaitingEnrolment.resolved_at.is_(None),
+        )
+        rows = db.session.execute(
+            select(CourseAssignment.id, CourseAssignment.user_id, CourseAssignment.completed_at)
+            .where(
+                CourseAssignment.course_id == course.id,
+                CourseAssignment.state == "completed",
+                CourseAssignment.archived_at.is_(None),
+                CourseAssignment.completed_at < before,
+                CourseAssignment.user_id.in_(select(User.id).where(User.status != "archived")),
+                ~waits,
+            )
+            .order_by(CourseAssignment.completed_at, CourseAssignment.id)
+        ).all()
+        expiry = {aid: done.date() + timedelta(days=course.valid_for_days) for aid, _, done in rows}
+        notices = [_notice("renewal", aid, uid, expiry[aid], now) for aid, uid, _ in rows]
+        claimed = claim_keys(notices)
+        due = [(aid, uid) for (aid, uid, _), n in zip(rows, notices, strict=True)
+               if n["key"] in claimed]  # fmt: skip
+        if due:
+            made += _renew(course, due, expiry, now)
+    return made
+
+
+def _renew(course: Course, due: list[tuple[int, int]], expiry: dict[int, date], now) -> int:
+    from . import licensing
+
+    table = CourseAssignment.__table__
+    db.session.refresh(course, ["seats_total", "seats_reserved", "seats_used"])
+    seated, waiting = due[: course.seats_available], due[course.seats_available :]
+    db.session.execute(
+        update(table).where(table.c.id == bindparam("aid")).values(expires_on=bindparam("exp")),
+        [{"aid": aid, "exp": expiry[aid]} for aid, _ in due],
+    )
+    if seated:
+        licensing.take_seats(course, len(seated))
+        # Archived first: one open record per user and course.
+        db.session.execute(
+            update(table)
+            .where(table.c.id.in_([aid for aid, _ in seated]))
+            .values(archived_at=now, archive_reason="renewed")
+        )
+        db.session.execute(
+            insert(CourseAssignment),
+            [
+                {"user_id": uid, "course_id": course.id, "renewal_of_id": aid,
+                 "assigned_at": now, "due_date": expiry[aid], "state": "assigned"}
+                for aid, uid in seated
+            ],
+        )  # fmt: skip
+    if waiting:
+        db.session.execute(
+            _insert(WaitingEnrolment).on_conflict_do_nothing(),
+            [
+                {"user_id": uid, "course_id": course.id, "renewal_of_id": aid,
+                 "due_days": course.default_due_days, "due_date": expiry[aid],
+                 "created_at": now}
+                for aid, uid in waiting
+            ],
+        )  # fmt: skip
+    return len(seated)
 
 
 def _users(ids) -> dict[int, User]:

@@ -13,7 +13,7 @@ from sqlalchemy.orm import joinedload, selectinload
 from ... import audit, enrolment, lifecycle, notifications
 from ...extensions import db
 from ...licensing import DomainError, assign
-from ...models import AuditEvent, CourseAssignment, OutboundEmail, User, utcnow
+from ...models import AuditEvent, CourseAssignment, OutboundEmail, User
 from ...rendering import render, see_other, toast
 from ...user_forms import NewUserForm, UserForm, safe_next
 from . import bp
@@ -131,7 +131,6 @@ def _details_context(user: User, form: UserForm) -> dict:
     return {
         "user": user,
         "form": form,
-        "today": utcnow().date(),
         "waiting": enrolment.waiting_for_user(user),
         "assignments": assignments,
         "emails": emails,
