@@ -554,6 +554,23 @@ def _required(value, message: str):
     return value
 
 
+# --- reminders --------------------------------------------------------------------------
+
+
+def remind(selection: Selection, params: Params) -> Result:
+    """Queue a reminder now to each target with unfinished training (one email each)."""
+    from .schedule import remind_now
+
+    result = Result("remind", verb="Reminded:")
+    rows = _target_rows(selection)
+    _missing(selection, (r.id for r in rows), result)
+    done, nothing = remind_now([r.id for r in rows])
+    result.done.extend(done)
+    for user_id in nothing:
+        result.skip("not active, or nothing unfinished", user_id)
+    return result
+
+
 # --- the registry -----------------------------------------------------------------------
 
 
@@ -637,6 +654,7 @@ ACTIONS: dict[str, BulkAction] = {
             destructive=True,
         ),
         BulkAction("restore", "Restore", "Restore {count}?", restore),
+        BulkAction("remind", "Remind", "Send {count} a reminder now?", remind),
         BulkAction("export", "Export selected", "Export {count}?", None),
     )
 }

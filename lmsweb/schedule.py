@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, exists, insert, select, update
+from sqlalchemy import bindparam, exists, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import aliased
 
@@ -390,7 +390,9 @@ def _email_row(user_id, recipient, kind, rendered, now) -> dict[str, Any]:
     }
 
 
-def _queue_learner_emails(items: list[Item], courses, today: date, now: datetime) -> int:
+def _queue_learner_emails(
+    items: list[Item], courses, today: date, now: datetime, kind: str | None = None
+) -> int:
     """One email per learner for this pass, whatever number of courses it is about."""
     if not items:
         return 0
@@ -416,11 +418,12 @@ def _queue_learner_emails(items: list[Item], courses, today: date, now: datetime
                     "days_late": (today - item.due_date).days if item.due_date else 0,
                 }
             )
-        kind = next(k for k in LEARNER_KINDS if sections[k])
+        urgent = next(k for k in LEARNER_KINDS if sections[k])
         rendered = render_email(
-            "training", user=user, sections=sections, kind=kind, link=link, today=today
-        )
-        rows.append(_email_row(user.id, user.email, kind, rendered, now))
+            "training", user=user, sections=sections, kind=urgent, link=link, today=today,
+            manual=kind is not None,
+        )  # fmt: skip
+        rows.append(_email_row(user.id, user.email, kind or urgent, rendered, now))
     _insert_emails(rows)
     return len(rows)
 
@@ -460,3 +463,55 @@ def _queue_escalations(items: list[Item], courses, today: date, now: datetime) -
 def _insert_emails(rows: list[dict[str, Any]]) -> None:
     for start in range(0, len(rows), CHUNK):
         db.session.execute(insert(OutboundEmail), rows[start : start + CHUNK])
+
+
+# --- Remind (the row and bulk action) ---------------------------------------------------
+
+REMINDER_KINDS = ("reminder", "overdue", "manual_reminder")
+
+
+def remind_now(user_ids: list[int], now: datetime | None = None) -> tuple[list[int], list[int]]:
+    """Queue one reminder now to each of these users about all their unfinished training
+    (courses whose emails are off left out). Returns (reminded, nothing to remind of):
+    archived or pending users and users with nothing open are not emailed."""
+    now = now or utcnow()
+    today = now.date()
+    courses = {
+        c.id: c for c in db.session.scalars(select(Course).where(Course.emails_enabled.is_(True)))
+    }
+    items: list[Item] = []
+    for start in range(0, len(user_ids), CHUNK):
+        part = user_ids[start : start + CHUNK]
+        rows = db.session.execute(
+            select(
+                CourseAssignment.id,
+                CourseAssignment.user_id,
+                CourseAssignment.course_id,
+                CourseAssignment.due_date,
+            ).where(
+                CourseAssignment.user_id.in_(part),
+                CourseAssignment.archived_at.is_(None),
+                CourseAssignment.state != "completed",
+                CourseAssignment.course_id.in_(list(courses)),
+                CourseAssignment.user_id.in_(select(User.id).where(User.status == "active")),
+            )
+        )
+        items += [
+            Item("overdue" if due and due < today else "reminder", aid, uid, cid, due)
+            for aid, uid, cid, due in rows
+        ]
+    reminded = sorted({i.user_id for i in items})
+    _queue_learner_emails(items, courses, today, now, kind="manual_reminder")
+    return reminded, sorted(set(user_ids) - set(reminded))
+
+
+def last_reminders(user_ids: list[int]) -> dict[int, datetime]:
+    """When each user's latest reminder (scheduled or asked for) was queued."""
+    if not user_ids:
+        return {}
+    rows = db.session.execute(
+        select(OutboundEmail.user_id, func.max(OutboundEmail.created_at))
+        .where(OutboundEmail.user_id.in_(user_ids), OutboundEmail.kind.in_(REMINDER_KINDS))
+        .group_by(OutboundEmail.user_id)
+    )
+    return dict(rows.all())

@@ -10,7 +10,7 @@ from flask_login import current_user
 from sqlalchemy import select
 from sqlalchemy.orm import joinedload, selectinload
 
-from ... import audit, enrolment, lifecycle, notifications
+from ... import audit, enrolment, lifecycle, notifications, schedule
 from ...extensions import db
 from ...licensing import DomainError, assign
 from ...models import AuditEvent, CourseAssignment, OutboundEmail, User
@@ -132,6 +132,7 @@ def _details_context(user: User, form: UserForm) -> dict:
         "user": user,
         "form": form,
         "waiting": enrolment.waiting_for_user(user),
+        "last_reminder": schedule.last_reminders([user.id]).get(user.id),
         "assignments": assignments,
         "emails": emails,
         "events": events,
