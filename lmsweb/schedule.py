@@ -102,13 +102,14 @@ class PassResult:
     items: Counter = field(default_factory=Counter)
     renewals: int = 0
     waiting_resolved: int = 0
+    digests: int = 0
 
     def summary(self) -> str:
         counts = ", ".join(f"{self.items[k]} {k}" for k in LEARNER_KINDS if self.items[k])
         return (
             f"Schedule: {self.learner_emails} learner emails ({counts or 'nothing due'}), "
             f"{self.manager_emails} escalations to managers, {self.renewals} renewals, "
-            f"{self.waiting_resolved} waiting assignments made."
+            f"{self.waiting_resolved} waiting assignments made, {self.digests} digests."
         )
 
 
@@ -284,6 +285,7 @@ def run_pass(now: datetime | None = None) -> PassResult:
         result.items.update(item.kind for item in items)
         result.learner_emails = _queue_learner_emails(items, courses, today, now)
         result.manager_emails = _queue_escalations(escalations, courses, today, now)
+        result.digests = _queue_digests(today, now)
         db.session.commit()
     return result
 
@@ -456,6 +458,41 @@ def _queue_escalations(items: list[Item], courses, today: date, now: datetime) -
             today=today,
         )
         rows.append(_email_row(manager.id, manager.email, "escalation", rendered, now))
+    _insert_emails(rows)
+    return len(rows)
+
+
+def _queue_digests(today: date, now: datetime) -> int:
+    """The weekly compliance digest, once per ISO week to each administrator who asked."""
+    from .compliance import DIMENSIONS, FIGURES, TRAINING_LABELS, all_figures
+
+    monday = today - timedelta(days=today.weekday())
+    admins = db.session.scalars(
+        select(User).where(
+            User.role == "admin", User.status == "active", User.wants_digest.is_(True)
+        )
+    ).all()
+    notices = [
+        {"key": f"digest:{a.id}:{monday.isoformat()}", "kind": "digest", "assignment_id": None,
+         "user_id": a.id, "occurrence": monday, "created_at": now}
+        for a in admins
+    ]  # fmt: skip
+    claimed = claim_keys(notices)
+    recipients = [a for a, n in zip(admins, notices, strict=True) if n["key"] in claimed]
+    if not recipients:
+        return 0
+    context = {
+        "figures_by": all_figures(today),
+        "dimensions": DIMENSIONS,
+        "figures": FIGURES,
+        "labels": TRAINING_LABELS,
+        "today": today,
+        "link": public_url("dashboard.index"),
+    }
+    rows = [
+        _email_row(a.id, a.email, "digest", render_email("digest", user=a, **context), now)
+        for a in recipients
+    ]
     _insert_emails(rows)
     return len(rows)
 
