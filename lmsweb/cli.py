@@ -187,6 +187,7 @@ def _worker(once: bool, interval: float, now: datetime | None) -> None:
     if once:
         result = run_once(now)
         click.echo(result.schedule.summary())
+        click.echo(f"Imports: {result.imports} background jobs run.")
         mail = result.mail
         click.echo(f"Sent {mail.sent}, will retry {mail.retried}, failed {mail.failed}.")
         for error in mail.errors:

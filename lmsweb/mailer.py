@@ -19,7 +19,6 @@ import logging
 import mailbox
 import os
 import smtplib
-import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -367,17 +366,3 @@ def drain(batch_size: int = BATCH_SIZE, now: datetime | None = None) -> BatchRes
         total.add(result)
         if result.claimed == 0:
             return total
-
-
-def run_forever(app, stop: threading.Event, interval: float = 2.0) -> None:
-    """The worker loop for `flask lms send-mail` and the demo server's background thread."""
-    with app.app_context():
-        while not stop.is_set():
-            try:
-                drain()
-            except Exception:  # noqa: BLE001 - a bad moment (database busy) must not end the loop
-                log.exception("Outbox worker: batch failed; trying again shortly")
-                db.session.rollback()
-            finally:
-                db.session.remove()
-            stop.wait(interval)

@@ -14,7 +14,6 @@ from __future__ import annotations
 import csv
 import io
 import re
-import threading
 import zipfile
 from collections import Counter
 from dataclasses import dataclass, field
@@ -22,7 +21,6 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
-from flask import Flask
 from sqlalchemy import delete, func, insert, select, update
 
 from . import audit
@@ -767,14 +765,12 @@ def apply(job: ImportJob, actor: User | None) -> dict[str, Any]:
 
 # --- jobs --------------------------------------------------------------------------------
 
-_threads: dict[int, threading.Thread] = {}
-
 
 def new_job(
     table: Table, filename: str, created_by_id: int | None, create_missing: bool = False
 ) -> ImportJob:
     """An ImportJob holding an uploaded table, added to the session and flushed (so it has
-    an id); its preview comes from preview_job, here or in a background thread."""
+    an id); its preview comes from preview_job, here or in the worker (import_jobs)."""
     job = ImportJob(
         created_by_id=created_by_id,
         filename=filename,
@@ -797,66 +793,6 @@ def preview_job(job: ImportJob, progress=None) -> None:
     job.status = "ready"
     job.processed_rows = job.total_rows
     job.updated_at = utcnow()
-
-
-def _set_progress(job_id: int, processed: int) -> None:
-    db.session.execute(
-        update(ImportJob)
-        .where(ImportJob.id == job_id)
-        .values(processed_rows=processed, updated_at=utcnow())
-        .execution_options(synchronize_session=False)
-    )
-    db.session.commit()
-
-
-def _run(app: Flask, job_id: int, phase: str) -> None:
-    from . import sqlite_write_transaction
-    from .licensing import DomainError
-
-    with app.app_context(), sqlite_write_transaction():
-        try:
-            job = db.session.get(ImportJob, job_id)
-            if phase == "preview":
-                preview_job(job, progress=lambda n: _set_progress(job_id, n))
-            else:
-                actor = db.session.get(User, job.created_by_id) if job.created_by_id else None
-                apply(job, actor)
-            db.session.commit()
-        except Exception as exc:
-            db.session.rollback()
-            if not isinstance(exc, DomainError):
-                app.logger.exception("Import job %s failed", job_id)
-            message = (
-                exc.message
-                if isinstance(exc, DomainError)
-                else "The import failed; nothing was changed."
-            )
-            db.session.execute(
-                update(ImportJob)
-                .where(ImportJob.id == job_id)
-                .values(status="failed", error=message, finished_at=utcnow(), updated_at=utcnow())
-            )
-            db.session.commit()
-        finally:
-            db.session.remove()
-            _threads.pop(job_id, None)
-
-
-def start_background(app: Flask, job_id: int, phase: str) -> threading.Thread:
-    """Run the preview or apply phase of a job in a thread with its own app context."""
-    thread = threading.Thread(
-        target=_run, args=(app, job_id, phase), name=f"import-{job_id}", daemon=True
-    )
-    _threads[job_id] = thread
-    thread.start()
-    return thread
-
-
-def wait_for(job_id: int, timeout: float | None = None) -> None:
-    """Block until a background job of this process finishes (tests, benchmarks)."""
-    thread = _threads.get(job_id)
-    if thread is not None:
-        thread.join(timeout)
 
 
 def error_rows(job: ImportJob):

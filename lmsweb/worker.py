@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from .extensions import db
+from .import_jobs import run_pending
 from .mailer import BatchResult, drain
 from .schedule import PassResult, run_pass
 
@@ -23,13 +24,15 @@ SCHEDULE_EVERY_SECONDS = 60.0
 @dataclass
 class WorkerResult:
     schedule: PassResult
+    imports: int
     mail: BatchResult
 
 
 def run_once(now: datetime | None = None) -> WorkerResult:
     """One pass of everything due at `now` (the schedule's clock), then drain the outbox."""
     schedule = run_pass(now)
-    return WorkerResult(schedule, drain())
+    imports = run_pending()
+    return WorkerResult(schedule, imports, drain())
 
 
 def run_forever(app, stop: threading.Event, interval: float = 2.0) -> None:
@@ -42,6 +45,7 @@ def run_forever(app, stop: threading.Event, interval: float = 2.0) -> None:
                     result = run_pass()
                     last_pass = time.monotonic()
                     log.info("%s", result.summary())
+                run_pending()
                 drain()
             except Exception:  # noqa: BLE001 - a bad moment (database busy) must not end the loop
                 log.exception("Worker: pass failed; trying again shortly")

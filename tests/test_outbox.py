@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 
-from lmsweb import mailer, sqlite_write_transaction
+from lmsweb import mailer, sqlite_write_transaction, worker
 from lmsweb.extensions import db
 from lmsweb.models import AuditEvent, OutboundEmail, User, utcnow
 from tests.conftest import HX, count, get
@@ -388,7 +388,7 @@ class TestWithoutMailServer:
 def test_the_background_worker_of_the_demo_server_sends_what_is_queued(app, smtp, make):
     """`flask lms serve` runs this loop in a thread; here it runs until the mail arrives."""
     stop = threading.Event()
-    thread = threading.Thread(target=mailer.run_forever, args=(app, stop, 0.05))
+    thread = threading.Thread(target=worker.run_forever, args=(app, stop, 0.05))
     thread.start()
     try:
         queue(app, [make.user(email="loop@example.com")])
