@@ -29,7 +29,7 @@ from .models import (
     WaitingEnrolment,
     utcnow,
 )
-from .notifications import public_url, render_email
+from .notifications import email_renderer, public_url
 
 
 def _days(n: int) -> str:
@@ -121,16 +121,14 @@ def _insert(model):
 
 def claim_keys(rows: list[dict[str, Any]]) -> set[str]:
     """Insert notice rows; the keys that were not there yet are this worker's to act on."""
+    if not rows:
+        return set()
+    table = ScheduleNotice.__table__
+    # One cached statement, executed many (insertmanyvalues batches it, RETURNING included).
+    stmt = _insert(table).on_conflict_do_nothing(index_elements=["key"]).returning(table.c.key)
     claimed: set[str] = set()
     for start in range(0, len(rows), CHUNK):
-        part = rows[start : start + CHUNK]
-        stmt = (
-            _insert(ScheduleNotice)
-            .values(part)
-            .on_conflict_do_nothing(index_elements=["key"])
-            .returning(ScheduleNotice.key)
-        )
-        claimed.update(db.session.scalars(stmt))
+        claimed.update(db.session.scalars(stmt, rows[start : start + CHUNK]))
     return claimed
 
 
@@ -400,7 +398,7 @@ def _queue_learner_emails(
         return 0
     # A record claimed twice in one pass (announced and already due soon) is listed once:
     # overdue first, then as new, then as a renewal, then as a reminder.
-    rank = {kind: n for n, kind in enumerate(("overdue", "assignment", "renewal", "reminder"))}
+    rank = {k: n for n, k in enumerate(("overdue", "assignment", "renewal", "reminder"))}
     per_user: dict[int, dict[int, Item]] = defaultdict(dict)
     for item in items:
         mine = per_user[item.user_id]
@@ -408,6 +406,7 @@ def _queue_learner_emails(
             mine[item.assignment_id] = item
     users = _users(per_user)
     link = public_url("learner.training")
+    render = email_renderer("training")
     rows = []
     for user_id, mine in per_user.items():
         user = users[user_id]
@@ -421,8 +420,8 @@ def _queue_learner_emails(
                 }
             )
         urgent = next(k for k in LEARNER_KINDS if sections[k])
-        rendered = render_email(
-            "training", user=user, sections=sections, kind=urgent, link=link, today=today,
+        rendered = render(
+            user=user, sections=sections, kind=urgent, link=link, today=today,
             manual=kind is not None,
         )  # fmt: skip
         rows.append(_email_row(user.id, user.email, kind or urgent, rendered, now))
@@ -448,11 +447,11 @@ def _queue_escalations(items: list[Item], courses, today: date, now: datetime) -
             }
         )
     rows = []
+    render = email_renderer("escalation")
     for manager_id, lines in per_manager.items():
         manager = managers[manager_id]
         lines.sort(key=lambda x: (x["learner"].last_name, x["learner"].first_name, x["due_date"]))
-        rendered = render_email(
-            "escalation",
+        rendered = render(
             manager=manager,
             lines=lines,
             today=today,
@@ -489,17 +488,15 @@ def _queue_digests(today: date, now: datetime) -> int:
         "today": today,
         "link": public_url("dashboard.index"),
     }
-    rows = [
-        _email_row(a.id, a.email, "digest", render_email("digest", user=a, **context), now)
-        for a in recipients
-    ]
+    render = email_renderer("digest")
+    rows = [_email_row(a.id, a.email, "digest", render(user=a, **context), now) for a in recipients]
     _insert_emails(rows)
     return len(rows)
 
 
 def _insert_emails(rows: list[dict[str, Any]]) -> None:
     for start in range(0, len(rows), CHUNK):
-        db.session.execute(insert(OutboundEmail), rows[start : start + CHUNK])
+        db.session.execute(insert(OutboundEmail.__table__), rows[start : start + CHUNK])
 
 
 # --- Remind (the row and bulk action) ---------------------------------------------------
