@@ -126,6 +126,8 @@ def claim_keys(rows: list[dict[str, Any]]) -> set[str]:
     table = ScheduleNotice.__table__
     # One cached statement, executed many (insertmanyvalues batches it, RETURNING included).
     stmt = _insert(table).on_conflict_do_nothing(index_elements=["key"]).returning(table.c.key)
+    # In key order, so two workers claiming the same keys wait for each other, never deadlock.
+    rows = sorted(rows, key=lambda row: row["key"])
     claimed: set[str] = set()
     for start in range(0, len(rows), CHUNK):
         claimed.update(db.session.scalars(stmt, rows[start : start + CHUNK]))

@@ -266,6 +266,8 @@ def seed_demo(users: int, seed: int = 7, batch: int = 5000) -> dict[str, int]:
                         "course_id": course.id,
                         "assigned_by_id": None,
                         "assigned_at": assigned,
+                        # Announced when assigned: the worker sends no notices for history.
+                        "notified_at": assigned,
                         "due_date": (assigned + timedelta(days=course.default_due_days)).date(),
                         "started_at": started,
                         "completed_at": started + timedelta(days=rng.randint(0, 5))
