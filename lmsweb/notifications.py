@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from flask import current_app, render_template
+from jinja2 import Environment, select_autoescape
 from sqlalchemy import func, select
 
 from .extensions import db
@@ -40,11 +41,25 @@ def render_email(template: str, **context) -> dict:
     }
 
 
+def _batch_environment():
+    """A Jinja environment over the app's templates without Flask's globals and context
+    processors, kept on the app: a worker pass renders thousands of emails, and building
+    each render's context from Flask's globals costs more than the render itself."""
+    env = current_app.extensions.get("lmsweb_email_env")
+    if env is None:
+        env = Environment(
+            loader=current_app.jinja_env.loader,
+            autoescape=select_autoescape(["html"]),
+            auto_reload=False,
+        )
+        current_app.extensions["lmsweb_email_env"] = env
+    return env
+
+
 def email_renderer(template: str):
-    """`render_email` for a batch: the three templates loaded once and rendered without
-    Flask's per-call context processors (a worker pass renders thousands). The templates see
-    their context and `org_name` only."""
-    env = current_app.jinja_env
+    """`render_email` for a batch: the three templates loaded once, rendered with their
+    context and `org_name` only (no Flask globals such as `config` or `url_for`)."""
+    env = _batch_environment()
     parts = [
         env.get_template(f"email/{template}{ext}") for ext in (".subject.txt", ".txt", ".html")
     ]
