@@ -72,7 +72,7 @@ class UserForm(FlaskForm):
     group = SelectMultipleField("Groups", coerce=int)
     role = SelectField("Role", choices=ROLE_CHOICES, default="learner")
     manager_email = StringField(
-        "Manager’s email",
+        "Manager",
         validators=[Optional(), Length(max=254)],
         filters=[_blank_to_none],
     )
