@@ -150,3 +150,10 @@ def figures(dimension: str, today: date) -> list[Row]:
 
 def all_figures(today: date) -> dict[str, list[Row]]:
     return {dimension: figures(dimension, today) for dimension in DIMENSIONS}
+
+
+def people(kind: str, today: date) -> int:
+    """How many unarchived people the Users list shows for `training=kind`."""
+    return db.session.scalar(
+        select(func.count()).where(User.status != "archived", condition(kind, today))
+    )

@@ -64,6 +64,7 @@ def test_figures_by_group_location_and_manager_link_to_exactly_those_people(
             assert number == len(people)
             assert listed(admin_client, url) == people, (dimension, figure)
     assert "(50%)" in page.text
+    assert 'id="dash-waiting">0<' in page.text and 'id="dash-expired">0<' in page.text
 
 
 def at(day: date):

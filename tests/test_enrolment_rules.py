@@ -84,6 +84,7 @@ def test_a_rule_previews_then_assigns_its_members_and_the_rest_wait(app, admin_c
     listing = admin_client.get("/admin/rules")
     assert f'id="rule-{rule_id}"' in listing.text and "Members of Nurses" in listing.text
     assert "Waiting for a license" in admin_client.get(f"/admin/users/{members[3].id}").text
+    assert 'id="dash-waiting">2<' in admin_client.get("/admin/dashboard").text
     course_page = admin_client.get(f"/admin/courses/{course.id}")
     assert 'id="course-waiting">2<' in course_page.text
 

@@ -98,6 +98,8 @@ def test_renewal_makes_a_new_record_and_keeps_the_old_one_expired(app, admin, cl
         page = admin_client.get(f"/admin/users/{lee.id}")
         assert 'Expired</span> <span class="muted">on 2027-01-10' in page.text
         assert f'id="user-{lee.id}"' in admin_client.get("/admin/users?training=expired").text
+        dashboard = admin_client.get("/admin/dashboard").text
+        assert 'id="dash-expired">1<' in dashboard and 'id="dash-renewal-due">1<' in dashboard
         with app.app_context():
             licensing.complete(db.session.get(CourseAssignment, new.id), score=91)
             db.session.commit()

@@ -103,6 +103,10 @@ def index():
         context.update(summary=reports.summary(), due_soon_days=reports.DUE_SOON_DAYS)
         context.update(
             compliance=compliance.all_figures(utcnow().date()),
+            cycle={
+                kind: compliance.people(kind, utcnow().date())
+                for kind in ("waiting", "renewal_due", "expired")
+            },
             dimensions=compliance.DIMENSIONS,
             figures=compliance.FIGURES,
             training_labels=compliance.TRAINING_LABELS,
