@@ -20,6 +20,13 @@ DAY0 = date(2026, 1, 5)
 DUE = DAY0 + timedelta(days=30)  # 2026-02-04
 
 
+@pytest.fixture(autouse=True)
+def _own_dev_mailbox(app, tmp_path):
+    """Mail drained without MAIL_SERVER lands in this test's own instance folder, not in the
+    session's (where the outbox tests count the messages)."""
+    app.instance_path = str(tmp_path)
+
+
 @pytest.fixture
 def app_config():
     server = SMTPServer().start()

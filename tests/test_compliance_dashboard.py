@@ -6,12 +6,20 @@ from __future__ import annotations
 import re
 from datetime import date, datetime, timedelta
 
+import pytest
 import sqlalchemy as sa
 import time_machine
 
 from lmsweb.extensions import db
 from lmsweb.models import AuditEvent, OutboundEmail, User
 from tests.conftest import count, get
+
+
+@pytest.fixture(autouse=True)
+def _own_dev_mailbox(app, tmp_path):
+    """Mail drained without MAIL_SERVER lands in this test's own instance folder, not in the
+    session's (where the outbox tests count the messages)."""
+    app.instance_path = str(tmp_path)
 
 
 def listed(client, url) -> set[int]:

@@ -22,6 +22,13 @@ from tests.conftest import HX, count, get
 from tests.import_support import csv_bytes, job_id, upload
 
 
+@pytest.fixture(autouse=True)
+def _own_dev_mailbox(app, tmp_path):
+    """Mail drained without MAIL_SERVER lands in this test's own instance folder, not in the
+    session's (where the outbox tests count the messages)."""
+    app.instance_path = str(tmp_path)
+
+
 def records(app, course, rule=None):
     """user id → due date of the course's open records (made by `rule`, when given)."""
     with app.app_context():

@@ -5,10 +5,19 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
+
 from lmsweb import import_jobs
 from lmsweb.extensions import db
 from lmsweb.models import ImportJob, User, utcnow
 from tests.conftest import count, get
+
+
+@pytest.fixture(autouse=True)
+def _own_dev_mailbox(app, tmp_path):
+    """Mail drained without MAIL_SERVER lands in this test's own instance folder, not in the
+    session's (where the outbox tests count the messages)."""
+    app.instance_path = str(tmp_path)
 
 
 def job(app, admin, rows=3):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
+import pytest
 import sqlalchemy as sa
 import time_machine
 
@@ -16,6 +17,13 @@ from tests.conftest import count, get, login
 DONE = date(2026, 1, 10)  # completed; valid 365 days, renewed 30 days before expiry
 RENEW = date(2026, 12, 11)
 EXPIRY = date(2027, 1, 10)
+
+
+@pytest.fixture(autouse=True)
+def _own_dev_mailbox(app, tmp_path):
+    """Mail drained without MAIL_SERVER lands in this test's own instance folder, not in the
+    session's (where the outbox tests count the messages)."""
+    app.instance_path = str(tmp_path)
 
 
 def at(day: date):

@@ -5,11 +5,19 @@ from __future__ import annotations
 import json
 from datetime import date, timedelta
 
+import pytest
 import sqlalchemy as sa
 
 from lmsweb.extensions import db
 from lmsweb.models import AuditEvent, OutboundEmail
 from tests.conftest import HX, count
+
+
+@pytest.fixture(autouse=True)
+def _own_dev_mailbox(app, tmp_path):
+    """Mail drained without MAIL_SERVER lands in this test's own instance folder, not in the
+    session's (where the outbox tests count the messages)."""
+    app.instance_path = str(tmp_path)
 
 
 def emails(app):
