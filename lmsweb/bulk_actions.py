@@ -25,7 +25,8 @@ from sqlalchemy import Select, delete, insert, select, update
 
 from . import audit, licensing, lifecycle
 from .extensions import db
-from .licensing import DomainError, NoSeatsAvailable
+from .domain_error import DomainError
+from .licensing import NoSeatsAvailable
 from .models import Course, CourseAssignment, Group, OutboundEmail, User, user_groups, utcnow
 from .notifications import public_url
 from .tokens import make_token
@@ -492,12 +493,13 @@ def archive_user(selection: Selection, params: Params) -> Result:
     found = []
     for user in _target_users(selection):
         found.append(user.id)
-        if params.actor is not None and user.id == params.actor.id:
+        try:
+            returned += len(lifecycle.archive(user, "user", actor=params.actor).unstarted)
+        except lifecycle.ArchivingYourself:
             result.skip("is you (you cannot archive yourself)", user.id)
-        elif user.status == "archived":
+        except lifecycle.AlreadyArchived:
             result.skip("already archived", user.id)
         else:
-            returned += len(lifecycle.archive(user, "user").unstarted)
             result.done.append(user.id)
     _missing(selection, found, result)
     result.notes.append(f"{returned} {'license' if returned == 1 else 'licenses'} returned.")

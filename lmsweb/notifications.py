@@ -6,7 +6,7 @@ from flask import current_app, render_template
 from sqlalchemy import func, select
 
 from .extensions import db
-from .licensing import DomainError
+from .domain_error import DomainError
 from .models import OutboundEmail, User, utcnow
 from .tokens import make_token
 

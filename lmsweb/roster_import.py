@@ -19,13 +19,15 @@ import zipfile
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from email_validator import EmailNotValidError, validate_email
 from flask import Flask
 from sqlalchemy import delete, func, insert, select, update
 
-from . import audit
+from . import audit, lifecycle
+from .database import sqlite_write_transaction
+from .domain_error import DomainError
 from .extensions import db
 from .licensing import take_seats
 from .models import Course, CourseAssignment, Group, ImportJob, Location, User, user_groups, utcnow
@@ -294,6 +296,44 @@ def _split(text: str) -> list[str]:
     return [part for part in _LIST_SPLIT.split(text) if part]
 
 
+class Existing(NamedTuple):
+    """A user the file's rows may match, as the planner compares them."""
+
+    id: int
+    email: str
+    employee_id: str | None
+    first_name: str
+    last_name: str
+    location_id: int | None
+    role: str
+    status: str
+
+
+class CourseRow(NamedTuple):
+    id: int
+    code: str
+    title: str
+    available: int
+
+
+class _AdminsLeft:
+    """The administrators an import leaves: read at its first demotion, less the ones its
+    earlier rows demote (so a file cannot demote the last administrator either)."""
+
+    def __init__(self) -> None:
+        self._ids: set[int] | None = None
+        self.demoted: set[int] = set()
+
+    def besides(self, user_id: int) -> int:
+        if self._ids is None:
+            self._ids = set(
+                db.session.scalars(
+                    select(User.id).where(User.role == "admin", User.status != "archived")
+                )
+            )
+        return len(self._ids - self.demoted - {user_id})
+
+
 def _existing_users(emails: list[str], user_ids: list[str]) -> tuple[dict, dict]:
     columns = (
         User.id,
@@ -305,15 +345,15 @@ def _existing_users(emails: list[str], user_ids: list[str]) -> tuple[dict, dict]
         User.role,
         User.status,
     )
-    found: dict[int, tuple] = {}
+    found: dict[int, Existing] = {}
     for part in _chunks(emails):
         for row in db.session.execute(select(*columns).where(func.lower(User.email).in_(part))):
-            found[row[0]] = tuple(row)
+            found[row[0]] = Existing(*row)
     for part in _chunks(user_ids):
         for row in db.session.execute(select(*columns).where(User.employee_id.in_(part))):
-            found[row[0]] = tuple(row)
-    by_email = {row[1]: row for row in found.values()}
-    by_uid = {row[2]: row for row in found.values() if row[2]}
+            found[row[0]] = Existing(*row)
+    by_email = {row.email: row for row in found.values()}
+    by_uid = {row.employee_id: row for row in found.values() if row.employee_id}
     return by_email, by_uid
 
 
@@ -377,7 +417,7 @@ def plan_import(
     uids = [value(r, "user_id") for r in rows]
     by_email, by_uid = _existing_users([e for e in set(emails) if e], [u for u in set(uids) if u])
     matched_ids = sorted(
-        {row[0] for row in by_email.values()} | {row[0] for row in by_uid.values()}
+        {row.id for row in by_email.values()} | {row.id for row in by_uid.values()}
     )
     current_groups = (
         _links(user_groups, user_groups.c.group_id, matched_ids) if "groups" in col else {}
@@ -386,7 +426,7 @@ def plan_import(
     locations = {k.lower(): i for i, k in db.session.execute(select(Location.id, Location.name))}
     groups = {k.lower(): i for i, k in db.session.execute(select(Group.id, Group.name))}
     courses = {
-        code.lower(): (cid, code, title, available)
+        code.lower(): CourseRow(cid, code, title, available)
         for cid, code, title, available in db.session.execute(
             select(
                 Course.id,
@@ -402,6 +442,7 @@ def plan_import(
     seen_target: dict[int, int] = {}
     domains: dict[str, str | None] = {}
     seats: Counter[int] = Counter()
+    admins = _AdminsLeft()
 
     for index, row in enumerate(rows):
         if progress and index and index % CHUNK == 0:
@@ -427,11 +468,11 @@ def plan_import(
             reasons.append(f"User ID {uid} belongs to another user ({owner[1]}).")
         target = existing or owner
         if target is not None and not reasons:
-            if target[0] in seen_target:
+            if target.id in seen_target:
                 reasons.append(
-                    f"Matches the same user ({target[1]}) as row {seen_target[target[0]]}."
+                    f"Matches the same user ({target.email}) as row {seen_target[target.id]}."
                 )
-            seen_target.setdefault(target[0], line)
+            seen_target.setdefault(target.id, line)
 
         location_key = None
         location_name = value(row, "location")
@@ -458,8 +499,8 @@ def plan_import(
             course = courses.get(code.lower())
             if course is None:
                 reasons.append(f"Unknown course “{code}”.")
-            elif course[0] not in course_ids:
-                course_ids.append(course[0])
+            elif course.id not in course_ids:
+                course_ids.append(course.id)
         role_text = value(row, "role")
         role = ROLES.get(role_text.lower()) if role_text else None
         if role_text and role is None:
@@ -476,14 +517,18 @@ def plan_import(
             if not last:
                 reasons.append("Missing last name (needed for a new user).")
         else:
-            if target[7] == "archived" and course_ids:
-                new_courses = set(course_ids) - current_courses.get(target[0], set())
+            if target.status == "archived" and course_ids:
+                new_courses = set(course_ids) - current_courses.get(target.id, set())
                 if new_courses:
                     reasons.append("The user is archived: restore them before assigning courses.")
-            if role and role != target[6] and target[0] == actor_id:
-                reasons.append("You cannot change your own role.")
+            if role and (
+                refusal := lifecycle.role_change_refusal(
+                    target.id, target.role, role, actor_id, lambda: admins.besides(target.id)
+                )
+            ):
+                reasons.append(refusal)
         if reasons:
-            plan.rows.append(["error", reasons, target[0] if target else None, []])
+            plan.rows.append(["error", reasons, target.id if target else None, []])
             continue
 
         if target is None:
@@ -503,20 +548,22 @@ def plan_import(
             plan.rows.append(["create", [], None, []])
             continue
 
-        user_id = target[0]
+        user_id = target.id
         changes: dict[str, Any] = {}
-        if email != target[1]:
+        if email != target.email:
             changes["email"] = email
-        if uid and uid != target[2]:
+        if uid and uid != target.employee_id:
             changes["employee_id"] = uid
-        if first and first != target[3]:
+        if first and first != target.first_name:
             changes["first_name"] = first
-        if last and last != target[4]:
+        if last and last != target.last_name:
             changes["last_name"] = last
-        if location_key is not None and locations.get(location_key) != target[5]:
+        if location_key is not None and locations.get(location_key) != target.location_id:
             changes["location"] = location_key
-        if role and role != target[6]:
+        if role and role != target.role:
             changes["role"] = role
+            if target.role == "admin":
+                admins.demoted.add(user_id)
         if group_keys is not None:
             wanted = {groups.get(k, k) for k in group_keys}
             if wanted != current_groups.get(user_id, set()):
@@ -531,9 +578,9 @@ def plan_import(
         plan.updates.append({"kind": "update", "id": user_id, **changes})
         plan.rows.append(["update", [], user_id, list(changes)])
 
-    by_id = {c[0]: c for c in courses.values()}
+    by_id = {c.id: c for c in courses.values()}
     plan.licenses = [
-        {"code": by_id[cid][1], "title": by_id[cid][2], "needed": n, "available": by_id[cid][3]}
+        {"code": by_id[cid].code, "title": by_id[cid].title, "needed": n, "available": by_id[cid].available}
         for cid, n in sorted(seats.items(), key=lambda item: by_id[item[0]][1])
     ]
     return plan
@@ -763,9 +810,6 @@ def _set_progress(job_id: int, processed: int) -> None:
 
 
 def _run(app: Flask, job_id: int, phase: str) -> None:
-    from . import sqlite_write_transaction
-    from .licensing import DomainError
-
     with app.app_context(), sqlite_write_transaction():
         try:
             job = db.session.get(ImportJob, job_id)

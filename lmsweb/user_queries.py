@@ -14,11 +14,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from flask import abort
 from sqlalchemy import ColumnElement, Select, String, and_, select, union_all
 from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.orm import selectinload
 from sqlalchemy.sql.functions import FunctionElement
 from werkzeug.datastructures import MultiDict
 
+from .extensions import db
 from .models import Location, User, user_groups
 
 PER_PAGE_CHOICES = (25, 50, 100)
@@ -203,3 +206,13 @@ def ordered(query: Select, sort: str) -> Select:
     if descending:
         columns = [c if i == 0 and key == "location" else c.desc() for i, c in enumerate(columns)]
     return query.order_by(*columns)
+
+
+def get_user_or_404(user_id: int, *, with_groups: bool = False) -> User:
+    """The user every /admin/users/<id> route acts on, or 404: the one place that decides
+    which users an administrator may reach."""
+    options = [selectinload(User.groups)] if with_groups else []
+    user = db.session.get(User, user_id, options=options)
+    if user is None:
+        abort(404, "That user does not exist.")
+    return user

@@ -265,7 +265,7 @@ def test_unknown_course_and_role_are_row_errors(admin_client):
 def test_an_admin_cannot_change_their_own_role_by_import(app, admin_client, admin):
     headers = ["Email", "Role"]
     preview = upload(admin_client, "r.csv", csv_bytes([[admin.email, "learner"]], headers=headers))
-    assert "You cannot change your own role." in preview.text
+    assert "You cannot remove your own administrator role." in preview.text
     assert get(app, User, admin.id).role == "admin"
 
 

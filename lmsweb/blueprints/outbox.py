@@ -10,7 +10,7 @@ from wtforms.validators import NumberRange, Optional
 
 from .. import audit
 from ..extensions import db
-from ..licensing import DomainError
+from ..domain_error import DomainError
 from ..models import EMAIL_STATUSES, OutboundEmail
 from ..notifications import retry
 from ..rendering import render, see_other, toast, wants_partial

@@ -14,7 +14,7 @@ from wtforms.validators import AnyOf, DataRequired, Optional
 from ... import bulk_actions
 from ...bulk_actions import ACTIONS, Params, Selection
 from ...extensions import db
-from ...licensing import DomainError
+from ...domain_error import DomainError
 from ...models import Course, Group
 from ...rendering import see_other, toast, wants_partial
 from ...user_queries import parse_filters

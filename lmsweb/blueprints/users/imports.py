@@ -14,7 +14,7 @@ from wtforms import BooleanField
 
 from ... import roster_import
 from ...extensions import db
-from ...licensing import DomainError
+from ...domain_error import DomainError
 from ...models import ImportJob, utcnow
 from ...rendering import render, see_other
 from ...xlsx import write_workbook
