@@ -22,6 +22,7 @@ NAVIGATION = (
     ("audit_log.index", "Audit"),
 )
 
+
 def icons_href() -> str:
     """The icon sprite's URL, built once per request: a list of users draws hundreds."""
     if "icons_href" not in g:
@@ -72,9 +73,7 @@ def create_app(test_config: dict | None = None) -> Flask:
 
     app.cli.add_command(lms)
 
-    app.jinja_env.globals.update(
-        icons_href=icons_href, app_path=app_path, app_url=app_url
-    )
+    app.jinja_env.globals.update(icons_href=icons_href, app_path=app_path, app_url=app_url)
 
     @app.context_processor
     def navigation():

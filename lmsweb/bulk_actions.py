@@ -24,8 +24,8 @@ from jinja2 import meta
 from sqlalchemy import Select, delete, insert, select, update
 
 from . import audit, licensing, lifecycle
-from .extensions import db
 from .domain_error import DomainError
+from .extensions import db
 from .licensing import NoSeatsAvailable
 from .models import Course, CourseAssignment, Group, OutboundEmail, User, user_groups, utcnow
 from .notifications import public_url

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from sqlalchemy import func, select
 from sqlalchemy.orm import joinedload
 
-from .extensions import db
 from .domain_error import DomainError
+from .extensions import db
 from .licensing import archive_activity
 from .models import CourseAssignment, Group, User, utcnow
 

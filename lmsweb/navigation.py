@@ -84,4 +84,3 @@ def refuse(message: str, status: int = 409, back: str | None = None) -> Response
         return response
     flash(message, "error")
     return go_back(back or back_to_list())
-

@@ -5,8 +5,8 @@ from __future__ import annotations
 from flask import current_app, render_template
 from sqlalchemy import func, select
 
-from .extensions import db
 from .domain_error import DomainError
+from .extensions import db
 from .models import OutboundEmail, User, utcnow
 from .tokens import make_token
 

@@ -523,7 +523,11 @@ def plan_import(
                     reasons.append("The user is archived: restore them before assigning courses.")
             if role and (
                 refusal := lifecycle.role_change_refusal(
-                    target.id, target.role, role, actor_id, lambda: admins.besides(target.id)
+                    target.id,
+                    target.role,
+                    role,
+                    actor_id,
+                    lambda user_id=target.id: admins.besides(user_id),
                 )
             ):
                 reasons.append(refusal)
@@ -580,8 +584,8 @@ def plan_import(
 
     by_id = {c.id: c for c in courses.values()}
     plan.licenses = [
-        {"code": by_id[cid].code, "title": by_id[cid].title, "needed": n, "available": by_id[cid].available}
-        for cid, n in sorted(seats.items(), key=lambda item: by_id[item[0]][1])
+        {"code": c.code, "title": c.title, "needed": n, "available": c.available}
+        for c, n in sorted(((by_id[cid], n) for cid, n in seats.items()), key=lambda i: i[0].code)
     ]
     return plan
 

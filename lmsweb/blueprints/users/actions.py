@@ -7,11 +7,11 @@ from flask_wtf import FlaskForm
 from wtforms import BooleanField, HiddenField
 
 from ... import audit, lifecycle
-from ...extensions import db
 from ...domain_error import DomainError
+from ...extensions import db
 from ...models import User
-from ...notifications import queue_invitation
 from ...navigation import back_to_list, go_back, refuse
+from ...notifications import queue_invitation
 from ...rendering import toast, wants_partial
 from ...user_queries import get_user_or_404
 from . import bp

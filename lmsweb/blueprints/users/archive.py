@@ -12,8 +12,8 @@ from wtforms import HiddenField, StringField
 from wtforms.validators import AnyOf, InputRequired
 
 from ... import audit, lifecycle
-from ...extensions import db
 from ...domain_error import DomainError
+from ...extensions import db
 from ...models import User
 from ...navigation import back_to_list, go_back, refuse
 from ...rendering import render, toast, wants_partial

@@ -13,9 +13,10 @@ from wtforms.validators import AnyOf, DataRequired, Optional
 
 from ... import bulk_actions
 from ...bulk_actions import ACTIONS, Params, Selection
-from ...extensions import db
 from ...domain_error import DomainError
+from ...extensions import db
 from ...models import Course, Group
+from ...navigation import refuse
 from ...rendering import see_other, toast, wants_partial
 from ...user_queries import parse_filters
 from . import bp
@@ -77,8 +78,8 @@ def bulk_context():
 def _message(text: str, status: int, level: str = "error"):
     """A refusal. htmx: invalid input (422, swapped) goes to the action bar's result region;
     other refusals are plain text, which app.js shows as an error toast. Otherwise a page."""
-    if request.headers.get("HX-Request") == "true" and status != 422:
-        return make_response(text, status, {"Content-Type": "text/plain; charset=utf-8"})
+    if request.htmx and status != 422:
+        return refuse(text, status)
     if wants_partial():
         response = make_response(
             render_template("users/_bulk_result.html", message=text, level=level), status

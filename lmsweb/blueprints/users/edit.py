@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 from datetime import date, timedelta
+
 from flask import flash, request, url_for
 from flask_login import current_user
 from sqlalchemy import select
 from sqlalchemy.orm import joinedload
 
 from ... import audit, lifecycle, notifications
-from ...extensions import db
 from ...domain_error import DomainError
+from ...extensions import db
 from ...licensing import assign
 from ...models import AuditEvent, CourseAssignment, OutboundEmail, User
-from ...rendering import render, see_other, toast
 from ...navigation import app_path, app_url, back_to_list, go_back, refuse
+from ...rendering import render, see_other, toast
 from ...user_forms import NewUserForm, UserForm
 from ...user_queries import get_user_or_404
 from . import bp
