@@ -19,20 +19,15 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
-from flask import current_app
-from jinja2 import meta
 from sqlalchemy import Select, delete, insert, select, update
 
-from . import audit, licensing, lifecycle
+from . import audit, licensing, lifecycle, notifications
 from .domain_error import DomainError
 from .extensions import db
 from .licensing import NoSeatsAvailable
-from .models import Course, CourseAssignment, Group, OutboundEmail, User, user_groups, utcnow
-from .notifications import public_url
-from .tokens import make_token
+from .models import Course, CourseAssignment, Group, User, user_groups, utcnow
 from .user_queries import UserFilters, filtered_users
 
-TOKEN_SLOT = "TOKEN-SLOT"  # noqa: S105 (a placeholder in a URL, not a secret)
 CHUNK = 500  # ids per statement: far below SQLite's and PostgreSQL's parameter limits
 
 
@@ -184,52 +179,6 @@ def _approve_rows(rows: list, result: Result) -> None:
     _expire_users(result.done)
 
 
-class _InvitationRenderer:
-    """notifications.queue_invitation for many: the templates are loaded once, not per user."""
-
-    def __init__(self) -> None:
-        env = current_app.jinja_env
-        # What queue_email gives the templates (config and the like are Jinja globals); not
-        # the whole request context, which Jinja would copy for each of 30,000 renders.
-        self.context: dict[str, Any] = {"org_name": current_app.config["ORG_NAME"]}
-        self.subject = env.get_template("email/invitation.subject.txt")
-        self.text = env.get_template("email/invitation.txt")
-        self.html = env.get_template("email/invitation.html")
-        # A subject that names no per-user variable is the same for everyone: render it once.
-        self.fixed_subject = None
-        if not {"user", "link"} & _variables(env, "email/invitation.subject.txt"):
-            self.fixed_subject = " ".join(self.subject.render(self.context).split())
-        self.login_link = public_url("auth.login")
-        # Built once with a slot for each user's token: url building per user is the slow part.
-        self.activate_link = public_url("auth.activate", token=TOKEN_SLOT)
-
-    def message(self, user, now) -> dict[str, Any]:
-        if any(ch in user.email for ch in "\r\n"):
-            raise DomainError("An email address cannot contain line breaks.")
-        if user.password_hash:
-            link = self.login_link
-        else:
-            link = self.activate_link.replace(TOKEN_SLOT, make_token(user, "activate"))
-        context = {**self.context, "user": user, "link": link}
-        return {
-            "user_id": user.id,
-            "recipient": user.email.strip(),
-            "kind": "invitation",
-            "subject": self.fixed_subject or " ".join(self.subject.render(context).split()),
-            "body_text": self.text.render(context),
-            "body_html": self.html.render(context),
-            "status": "queued",
-            "attempts": 0,
-            "next_attempt_at": now,
-            "created_at": now,
-        }
-
-
-def _variables(env, name: str) -> set[str]:
-    source = env.loader.get_source(env, name)[0]
-    return meta.find_undeclared_variables(env.parse(source))
-
-
 def notify(selection: Selection, params: Params) -> Result:
     """Queue the invitation (or a sign-in reminder) for every target that may get email."""
     result = Result("notify", verb="Queued an invitation to")
@@ -240,29 +189,12 @@ def notify(selection: Selection, params: Params) -> Result:
 
 
 def _notify_rows(rows: list, result: Result) -> None:
-    renderer = _InvitationRenderer()
-    now = utcnow()
-    messages = []
-    for row in rows:
-        if row.status == "archived":
-            result.skip("archived (archived users get no email)", row.id)
-            continue
-        try:
-            messages.append(renderer.message(row, now))
-        except DomainError:
-            result.skip("with an unusable email address", row.id)
-            continue
-        result.done.append(row.id)
-    for start in range(0, len(messages), CHUNK):
-        db.session.execute(insert(OutboundEmail), messages[start : start + CHUNK])
-    for ids in chunks(result.done):
-        db.session.execute(
-            update(User)
-            .where(User.id.in_(ids))
-            .values(notified_at=now)
-            .execution_options(synchronize_session=False)
-        )
-    _expire_users(result.done)
+    invitations = notifications.queue_invitations(rows)
+    for user_id in invitations.archived:
+        result.skip("archived (archived users get no email)", user_id)
+    for user_id in invitations.unusable:
+        result.skip("with an unusable email address", user_id)
+    result.done.extend(invitations.queued)
 
 
 def approve_notify(selection: Selection, params: Params) -> Result:
