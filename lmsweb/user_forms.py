@@ -20,9 +20,9 @@ from wtforms.validators import DataRequired, Length, Optional, ValidationError
 
 from . import lifecycle
 from .extensions import db
-from .models import Course, Group, Location, User
+from .models import ROLE_LABELS, Course, Group, Location, User
 
-ROLE_CHOICES = [SelectChoice("learner", "Learner"), SelectChoice("admin", "Administrator")]
+ROLE_CHOICES = [SelectChoice(role, label) for role, label in ROLE_LABELS.items()]
 
 
 def _optional_int(value):

@@ -17,7 +17,7 @@ from ...extensions import db
 from ...models import User
 from ...navigation import back_to_list, go_back, refuse
 from ...rendering import render, toast, wants_partial
-from ...user_queries import get_user_or_404, parse_filters
+from ...user_queries import UserFilters, get_user_or_404
 from . import bp
 
 MODES = {"user": "Archive user", "activity": "Archive course activity only"}
@@ -41,7 +41,7 @@ class RestoreForm(FlaskForm):
 def _list_shows(next_url: str, user: User) -> bool:
     """Does the list at `next_url` show users with this user's status?"""
     query = urlsplit(next_url).query
-    filters = parse_filters(MultiDict(parse_qsl(query, keep_blank_values=True)))
+    filters = UserFilters.from_args(MultiDict(parse_qsl(query, keep_blank_values=True)))
     return user.status in filters.status
 
 
