@@ -236,46 +236,43 @@ def _members(group: Group, ids: list[int]) -> set[int]:
     return found
 
 
-def add_group(selection: Selection, params: Params) -> Result:
-    """Add the targets to a group (lifecycle.set_groups' rule: a membership once)."""
+def _membership(selection: Selection, params: Params, add: bool) -> Result:
+    """Add the targets to a group, or remove them (lifecycle.set_groups' rule: a
+    membership once); those already in (or not in) it are skipped."""
     group = _required(params.group, "Choose a group.")
-    result = Result("add_group", verb=f"Added to {group.name}:")
+    if add:
+        result = Result("add_group", verb=f"Added to {group.name}:")
+    else:
+        result = Result("remove_group", verb=f"Removed from {group.name}:")
     rows = _target_rows(selection)
     _missing(selection, (r.id for r in rows), result)
     members = _members(group, [r.id for r in rows])
     for row in rows:
-        if row.id in members:
-            result.skip(f"already in {group.name}", row.id)
-        else:
+        if (row.id in members) != add:
             result.done.append(row.id)
+        else:
+            result.skip(f"already in {group.name}" if add else f"not in {group.name}", row.id)
     for ids in chunks(result.done):
-        db.session.execute(
-            insert(user_groups), [{"user_id": uid, "group_id": group.id} for uid in ids]
-        )
+        if add:
+            db.session.execute(
+                insert(user_groups), [{"user_id": uid, "group_id": group.id} for uid in ids]
+            )
+        else:
+            db.session.execute(
+                delete(user_groups).where(
+                    user_groups.c.group_id == group.id, user_groups.c.user_id.in_(ids)
+                )
+            )
     _expire_groups(result.done)
     return result
+
+
+def add_group(selection: Selection, params: Params) -> Result:
+    return _membership(selection, params, add=True)
 
 
 def remove_group(selection: Selection, params: Params) -> Result:
-    """Remove the targets from a group."""
-    group = _required(params.group, "Choose a group.")
-    result = Result("remove_group", verb=f"Removed from {group.name}:")
-    rows = _target_rows(selection)
-    _missing(selection, (r.id for r in rows), result)
-    members = _members(group, [r.id for r in rows])
-    for row in rows:
-        if row.id in members:
-            result.done.append(row.id)
-        else:
-            result.skip(f"not in {group.name}", row.id)
-    for ids in chunks(result.done):
-        db.session.execute(
-            delete(user_groups).where(
-                user_groups.c.group_id == group.id, user_groups.c.user_id.in_(ids)
-            )
-        )
-    _expire_groups(result.done)
-    return result
+    return _membership(selection, params, add=False)
 
 
 def _expire_groups(ids: Iterable[int]) -> None:

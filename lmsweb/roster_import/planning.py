@@ -177,6 +177,17 @@ def _full_check(email: str) -> str | None:
     return None
 
 
+def _name_key(name: str, kind: str, known: dict, new: dict | None, reasons: list[str]) -> str:
+    """A location's or group's key; an unknown one goes into `new`, or is a row error."""
+    key = name.lower()
+    if key not in known:
+        if new is not None:
+            new.setdefault(key, name)
+        else:
+            reasons.append(f"Unknown {kind} “{name}”.")
+    return key
+
+
 def plan_import(
     data: dict[str, Any], create_missing: bool, actor_id: int | None, progress=None
 ) -> Plan:
@@ -219,6 +230,10 @@ def plan_import(
     seats: Counter[int] = Counter()
     admins = _AdminsLeft()
 
+    # Unknown locations and groups are created (collected here) or refused.
+    new_locations = plan.new_locations if create_missing else None
+    new_groups = plan.new_groups if create_missing else None
+
     for index, row in enumerate(rows):
         if progress and index and index % CHUNK == 0:
             progress(index)
@@ -249,26 +264,18 @@ def plan_import(
                 )
             seen_target.setdefault(target.id, line)
 
-        location_key = None
         location_name = value(row, "location")
-        if location_name:
-            location_key = location_name.lower()
-            if location_key not in locations:
-                if create_missing:
-                    plan.new_locations.setdefault(location_key, location_name)
-                else:
-                    reasons.append(f"Unknown location “{location_name}”.")
+        location_key = (
+            _name_key(location_name, "location", locations, new_locations, reasons)
+            if location_name
+            else None
+        )
         group_keys = None
         if value(row, "groups"):
-            group_keys = []
-            for name in _split(value(row, "groups")):
-                key = name.lower()
-                if key not in groups:
-                    if create_missing:
-                        plan.new_groups.setdefault(key, name)
-                    else:
-                        reasons.append(f"Unknown group “{name}”.")
-                group_keys.append(key)
+            group_keys = [
+                _name_key(name, "group", groups, new_groups, reasons)
+                for name in _split(value(row, "groups"))
+            ]
         course_ids: list[int] = []
         for code in _split(value(row, "courses")):
             course = courses.get(code.lower())
