@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import os
-import sqlite3
-from contextlib import contextmanager
-from contextvars import ContextVar
 
-from flask import Flask, g, has_request_context, request, url_for
-from sqlalchemy import event
-from sqlalchemy.engine import Engine
+from flask import Flask, g, url_for
 
 from . import config as config_module
+from .database import sqlite_write_transaction  # noqa: F401  (the engine listeners; and re-exported)
 from .extensions import csrf, db, htmx, login_manager, mail, migrate
+from .navigation import app_path, app_url
 
 # Navigation of the admin pages.
 NAVIGATION = (
@@ -24,43 +21,6 @@ NAVIGATION = (
     ("outbox.index", "Email log"),
     ("audit_log.index", "Audit"),
 )
-
-_immediate: ContextVar[bool] = ContextVar("sqlite_immediate", default=False)
-
-
-@contextmanager
-def sqlite_write_transaction():
-    """Outside a request (CLI, workers): start SQLite transactions with BEGIN IMMEDIATE."""
-    token = _immediate.set(True)
-    try:
-        yield
-    finally:
-        _immediate.reset(token)
-
-
-@event.listens_for(Engine, "connect")
-def _sqlite_on_connect(dbapi_connection, _record):
-    if isinstance(dbapi_connection, sqlite3.Connection):
-        # We emit BEGIN ourselves (below): pysqlite's lazy BEGIN breaks check-then-write.
-        dbapi_connection.isolation_level = None
-        cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA foreign_keys = ON")
-        cursor.execute("PRAGMA journal_mode = WAL")
-        cursor.execute("PRAGMA synchronous = NORMAL")
-        cursor.execute("PRAGMA busy_timeout = 20000")
-        cursor.close()
-
-
-@event.listens_for(Engine, "begin")
-def _sqlite_on_begin(connection):
-    if connection.dialect.name != "sqlite":
-        return
-    # A POST writes: take the write lock up front so a count checked is a count kept,
-    # and two writers never deadlock upgrading shared locks.
-    writing = _immediate.get() or (
-        has_request_context() and request.method not in ("GET", "HEAD", "OPTIONS")
-    )
-    connection.exec_driver_sql("BEGIN IMMEDIATE" if writing else "BEGIN")
 
 
 def icons_href() -> str:
@@ -113,7 +73,7 @@ def create_app(test_config: dict | None = None) -> Flask:
 
     app.cli.add_command(lms)
 
-    app.jinja_env.globals["icons_href"] = icons_href
+    app.jinja_env.globals.update(icons_href=icons_href, app_path=app_path, app_url=app_url)
 
     @app.context_processor
     def navigation():

@@ -13,16 +13,9 @@ from datetime import date
 from sqlalchemy import case, func, select, update
 from sqlalchemy.exc import IntegrityError
 
+from .domain_error import DomainError
 from .extensions import db
 from .models import Course, CourseAssignment, User, utcnow
-
-
-class DomainError(Exception):
-    """A rule was broken; the message is shown to the administrator as it is."""
-
-    def __init__(self, message: str):
-        super().__init__(message)
-        self.message = message
 
 
 class NoSeatsAvailable(DomainError):

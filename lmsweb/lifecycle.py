@@ -7,13 +7,15 @@ and tell the administrator.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import joinedload
 
+from .domain_error import DomainError
 from .extensions import db
-from .licensing import DomainError, archive_activity
+from .licensing import archive_activity
 from .models import CourseAssignment, Group, User, utcnow
 
 
@@ -26,6 +28,46 @@ def approve(user: User) -> bool:
     user.status = "active"
     user.approved_at = utcnow()
     return True
+
+
+class ArchivingYourself(DomainError):
+    pass
+
+
+class AlreadyArchived(DomainError):
+    pass
+
+
+OWN_ROLE = "You cannot remove your own administrator role."
+LAST_ADMIN = "This is the last administrator; make someone else one first."
+
+
+def role_change_refusal(
+    user_id: int | None,
+    current: str,
+    new: str,
+    actor_id: int | None,
+    other_admins: Callable[[], int],
+) -> str | None:
+    """Why a user may not go from role `current` to `new`, or None. Nobody demotes
+    themselves, and the last administrator stays one; `other_admins()` counts the active
+    and pending administrators left besides this user (asked only for a demotion)."""
+    if current != "admin" or new == "admin":
+        return None
+    if user_id is not None and user_id == actor_id:
+        return OWN_ROLE
+    if other_admins() <= 0:
+        return LAST_ADMIN
+    return None
+
+
+def other_admins(user_id: int) -> int:
+    """Administrators besides `user_id` who are not archived."""
+    return db.session.scalar(
+        select(func.count())
+        .select_from(User)
+        .where(User.role == "admin", User.status != "archived", User.id != user_id)
+    )
 
 
 @dataclass
@@ -58,16 +100,21 @@ def archive_plan(user: User) -> ArchivePlan:
     return plan
 
 
-def archive(user: User, mode: str) -> ArchivePlan:
+def archive(user: User, mode: str, actor: User | None = None) -> ArchivePlan:
     """mode "user": archive the user and their open records; "activity": the records only.
+    Nobody archives their own account (`actor`: who asks).
 
     Unstarted records return their seat; started and completed ones keep it (used).
     """
     if mode not in ("user", "activity"):
         raise DomainError("Choose whether to archive the user or only their course activity.")
+    if mode == "user" and actor is not None and user.id == actor.id:
+        raise ArchivingYourself("You cannot archive your own account.")
     if mode == "user" and user.status == "archived":
-        raise DomainError(f"{user.name} is already archived.")
+        raise AlreadyArchived(f"{user.name} is already archived.")
     plan = archive_plan(user)
+    if mode == "activity" and not plan.unstarted + plan.started:
+        raise DomainError(f"{user.name} has no open training records to archive.")
     reason = "user_archived" if mode == "user" else "activity_archived"
     for assignment in plan.unstarted + plan.started:
         archive_activity(assignment, reason)

@@ -31,8 +31,11 @@ def utcnow() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
-ROLES = ("learner", "admin")
-STATUSES = ("pending", "active", "archived")
+# The user vocabularies, with the words the pages use for them.
+ROLE_LABELS = {"learner": "Learner", "admin": "Administrator"}
+STATUS_LABELS = {"pending": "Pending", "active": "Active", "archived": "Archived"}
+ROLES = tuple(ROLE_LABELS)
+STATUSES = tuple(STATUS_LABELS)
 ASSIGNMENT_STATES = ("assigned", "in_progress", "completed")
 EMAIL_STATUSES = ("queued", "sending", "sent", "failed")
 

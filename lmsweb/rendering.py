@@ -38,7 +38,7 @@ def toast(response: Response, message: str, level: str = "success", **events: An
 
 def see_other(location: str) -> Response:
     """After a POST: 303 to a plain request, `HX-Redirect` to htmx (never a 302 it would swap)."""
-    if request.headers.get("HX-Request") == "true":
+    if request.htmx:
         response = make_response("", 204)
         response.headers["HX-Redirect"] = location
         return response

@@ -36,7 +36,7 @@ def is_admin_rule(rule: str) -> bool:
 
 def _unauthenticated():
     login = url_for("auth.login", next=request.full_path.rstrip("?"))
-    if request.headers.get("HX-Request") == "true":
+    if request.htmx:
         response = make_response("Your session has ended. Please sign in again.", 401)
         response.headers["HX-Redirect"] = url_for("auth.login")
         return response

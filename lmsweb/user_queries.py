@@ -13,18 +13,20 @@ by the code that writes users.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
+from flask import abort
 from sqlalchemy import ColumnElement, Select, String, and_, select, union_all
 from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.orm import selectinload
 from sqlalchemy.sql.functions import FunctionElement
 from werkzeug.datastructures import MultiDict
 
-from .models import Location, User, user_groups
+from .extensions import db
+from .models import ROLES, STATUSES, Location, User, user_groups
 
 PER_PAGE_CHOICES = (25, 50, 100)
 DEFAULT_PER_PAGE = 50
-STATUS_CHOICES = ("pending", "active", "archived")
-ROLE_CHOICES = ("learner", "admin")
 DEFAULT_STATUSES = ("pending", "active")
 SORT_KEYS = ("name", "email", "location", "status", "created")
 DEFAULT_SORT = "name"
@@ -32,25 +34,11 @@ MAX_SEARCH_WORDS = 4
 MAX_ID = 2**31 - 1
 
 
-@dataclass
-class UserFilters:
-    q: str = ""
-    location: list[int] = field(default_factory=list)
-    group: list[int] = field(default_factory=list)
-    status: list[str] = field(default_factory=lambda: list(DEFAULT_STATUSES))
-    role: list[str] = field(default_factory=list)
-    sort: str = DEFAULT_SORT
-    page: int = 1
-    per_page: int = DEFAULT_PER_PAGE
-
-    @property
-    def default_status(self) -> bool:
-        return sorted(self.status) == sorted(DEFAULT_STATUSES)
-
-    @property
-    def active(self) -> bool:
-        """Whether anything narrows the list beyond the default."""
-        return bool(self.q or self.location or self.group or self.role or not self.default_status)
+# The list state's query parameters (the filter form's field names are the same).
+Q, LOCATION, GROUP, STATUS, ROLE = "q", "location", "group", "status", "role"
+SORT, PAGE, PER_PAGE = "sort", "page", "per_page"
+FILTER_PARAMS = (Q, LOCATION, GROUP, STATUS, ROLE)
+LIST_PARAMS = (*FILTER_PARAMS, SORT, PAGE, PER_PAGE)
 
 
 def _ids(values: list[str]) -> list[int]:
@@ -69,25 +57,90 @@ def _positive(value: str | None, default: int, maximum: int = MAX_ID) -> int:
     return default
 
 
-def parse_filters(args: MultiDict) -> UserFilters:
-    """Read the list state from query (or form) parameters; bad values are ignored."""
-    filters = UserFilters()
-    # NUL cannot be stored or compared by PostgreSQL; other control characters never match.
-    q = "".join(ch for ch in (args.get("q") or "") if ch.isprintable() or ch == " ")
-    filters.q = " ".join(q.split())[:100]
-    filters.location = _ids(args.getlist("location"))
-    filters.group = _ids(args.getlist("group"))
-    statuses = [s for s in STATUS_CHOICES if s in args.getlist("status")]
-    if statuses:
-        filters.status = statuses
-    filters.role = [r for r in ROLE_CHOICES if r in args.getlist("role")]
-    sort = args.get("sort", "")
-    if sort.removeprefix("-") in SORT_KEYS:
-        filters.sort = sort
-    filters.page = _positive(args.get("page"), 1)
-    per_page = _positive(args.get("per_page"), DEFAULT_PER_PAGE)
-    filters.per_page = per_page if per_page in PER_PAGE_CHOICES else DEFAULT_PER_PAGE
-    return filters
+@dataclass
+class UserFilters:
+    """The Users list's state. The list, its selection banner, bulk actions ("everyone
+    matching") and the export read and write it only through `from_args`/`to_args`."""
+
+    q: str = ""
+    location: list[int] = field(default_factory=list)
+    group: list[int] = field(default_factory=list)
+    status: list[str] = field(default_factory=lambda: list(DEFAULT_STATUSES))
+    role: list[str] = field(default_factory=list)
+    sort: str = DEFAULT_SORT
+    page: int = 1
+    per_page: int = DEFAULT_PER_PAGE
+
+    @property
+    def default_status(self) -> bool:
+        return sorted(self.status) == sorted(DEFAULT_STATUSES)
+
+    @property
+    def active(self) -> bool:
+        """Whether anything narrows the list beyond the default."""
+        return bool(self.q or self.location or self.group or self.role or not self.default_status)
+
+    @classmethod
+    def from_args(cls, args: MultiDict, prefix: str = "") -> UserFilters:
+        """Read the state from query (or form) parameters named `prefix` + name; bad
+        values are ignored."""
+        filters = cls()
+        # NUL cannot be stored or compared by PostgreSQL; other control characters never match.
+        raw_q = args.get(prefix + Q) or ""
+        q = "".join(ch for ch in raw_q if ch.isprintable() or ch == " ")
+        filters.q = " ".join(q.split())[:100]
+        filters.location = _ids(args.getlist(prefix + LOCATION))
+        filters.group = _ids(args.getlist(prefix + GROUP))
+        statuses = [s for s in STATUSES if s in args.getlist(prefix + STATUS)]
+        if statuses:
+            filters.status = statuses
+        filters.role = [r for r in ROLES if r in args.getlist(prefix + ROLE)]
+        sort = args.get(prefix + SORT, "")
+        if sort.removeprefix("-") in SORT_KEYS:
+            filters.sort = sort
+        filters.page = _positive(args.get(prefix + PAGE), 1)
+        per_page = _positive(args.get(prefix + PER_PAGE), DEFAULT_PER_PAGE)
+        filters.per_page = per_page if per_page in PER_PAGE_CHOICES else DEFAULT_PER_PAGE
+        return filters
+
+    def to_args(
+        self,
+        prefix: str = "",
+        *,
+        params: tuple[str, ...] = LIST_PARAMS,
+        defaults: bool = False,
+        **changes: Any,
+    ) -> MultiDict:
+        """The state as parameters named `prefix` + name, with `changes` applied: only
+        `params`, and values equal to the defaults left out unless `defaults`."""
+        state: dict[str, Any] = {
+            Q: self.q,
+            LOCATION: self.location,
+            GROUP: self.group,
+            STATUS: self.status,
+            ROLE: self.role,
+            SORT: self.sort,
+            PAGE: self.page,
+            PER_PAGE: self.per_page,
+        }
+        state.update(changes)
+        if not defaults:
+            for key, default in (
+                (SORT, DEFAULT_SORT),
+                (PAGE, 1),
+                (PER_PAGE, DEFAULT_PER_PAGE),
+            ):
+                if state[key] == default:
+                    state[key] = ""
+            if sorted(state[STATUS]) == sorted(DEFAULT_STATUSES):
+                state[STATUS] = []
+        args = MultiDict()
+        for key in params:
+            value = state[key]
+            for item in value if isinstance(value, list) else [value]:
+                if item not in ("", None):
+                    args.add(prefix + key, item)
+        return args
 
 
 class search_key(FunctionElement):  # noqa: N801 - reads like the SQL function it renders
@@ -163,10 +216,10 @@ def filtered_users(filters: UserFilters) -> Select[tuple[User]]:
     statuses = set(filters.status)
     # Every status is everyone; two of three read as "not the third", which lets the
     # planners walk a name-ordered index instead of sorting both status ranges.
-    if len(statuses) == len(STATUS_CHOICES) - 1:
-        (excluded,) = set(STATUS_CHOICES) - statuses
+    if len(statuses) == len(STATUSES) - 1:
+        (excluded,) = set(STATUSES) - statuses
         query = query.where(User.status != excluded)
-    elif statuses and len(statuses) < len(STATUS_CHOICES):
+    elif statuses and len(statuses) < len(STATUSES):
         query = query.where(User.status.in_(sorted(statuses)))
     if filters.role:
         query = query.where(User.role.in_(filters.role))
@@ -203,3 +256,13 @@ def ordered(query: Select, sort: str) -> Select:
     if descending:
         columns = [c if i == 0 and key == "location" else c.desc() for i, c in enumerate(columns)]
     return query.order_by(*columns)
+
+
+def get_user_or_404(user_id: int, *, with_groups: bool = False) -> User:
+    """The user every /admin/users/<id> route acts on, or 404: the one place that decides
+    which users an administrator may reach."""
+    options = [selectinload(User.groups)] if with_groups else []
+    user = db.session.get(User, user_id, options=options)
+    if user is None:
+        abort(404, "That user does not exist.")
+    return user

@@ -10,7 +10,7 @@ from sqlalchemy import event
 from werkzeug.datastructures import MultiDict
 
 from lmsweb.extensions import db
-from lmsweb.user_queries import _after, filtered_users, parse_filters
+from lmsweb.user_queries import UserFilters, _after, filtered_users
 from tests.conftest import HX
 
 
@@ -314,10 +314,10 @@ def test_filters_need_a_signed_in_administrator(client, learner_client):
     assert learner_client.get("/admin/users").status_code == 403
 
 
-def test_parse_filters_and_the_shared_query_without_http(appctx, org):
-    filters = parse_filters(MultiDict([("q", "  Mar\x00  "), ("status", "archived")]))
+def test_from_args_and_the_shared_query_without_http(appctx, org):
+    filters = UserFilters.from_args(MultiDict([("q", "  Mar\x00  "), ("status", "archived")]))
     assert filters.q == "Mar" and filters.status == ["archived"]
     found = {u.id for u in db.session.scalars(filtered_users(filters))}
     assert found == ids(org, "old")
-    assert parse_filters(MultiDict()).status == ["pending", "active"]
+    assert UserFilters.from_args(MultiDict()).status == ["pending", "active"]
     assert _after("ab") == "ac" and _after("a\U0010ffff") == "b" and _after("\ud7ff") == "\ue000"

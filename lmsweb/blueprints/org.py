@@ -14,6 +14,7 @@ from wtforms.validators import DataRequired, Length
 from .. import audit
 from ..extensions import db
 from ..models import Group, Location, User, user_groups
+from ..navigation import app_path, refuse
 from ..rendering import render, see_other, toast
 
 bp = Blueprint("org", __name__, url_prefix="/admin")
@@ -97,17 +98,14 @@ def _page(kind: Kind, status: int = 200, form: NameForm | None = None, rename=No
 
 def _done(kind: Kind, message: str):
     """After a change: the refreshed list to htmx (with a toast), 303 + flash otherwise."""
-    if request.headers.get("HX-Request") == "true":
+    if request.htmx:
         return toast(_page(kind), message)
     flash(message, "success")
     return see_other(url_for(f"org.{kind.slug}"))
 
 
 def _refuse(kind: Kind, message: str, status: int = 409):
-    if request.headers.get("HX-Request") == "true":
-        return message, status, {"Content-Type": "text/plain; charset=utf-8"}
-    flash(message, "error")
-    return see_other(url_for(f"org.{kind.slug}"))
+    return refuse(message, status, back=app_path(url_for(f"org.{kind.slug}")))
 
 
 def _add(kind: Kind):

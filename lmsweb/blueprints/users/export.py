@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from ...models import User, utcnow
 from ...roster_export import file_name, write_users
-from ...user_queries import filtered_users, parse_filters
+from ...user_queries import STATUS, UserFilters, filtered_users
 from . import bp
 
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
@@ -22,8 +22,8 @@ def export_users():
     if ids:
         users = select(User).where(User.id.in_(ids))
     else:
-        filters = parse_filters(request.args)
-        if "status" not in request.args:
+        filters = UserFilters.from_args(request.args)
+        if STATUS not in request.args:
             filters.status = ["active"]
         users = filtered_users(filters)
     # Written to a temporary file (write-only openpyxl streams rows to disk as well), then

@@ -13,9 +13,10 @@ from sqlalchemy.exc import IntegrityError
 from wtforms import BooleanField
 
 from ... import roster_import
+from ...domain_error import DomainError
 from ...extensions import db
-from ...licensing import DomainError
 from ...models import ImportJob, utcnow
+from ...navigation import app_path, refuse
 from ...rendering import render, see_other
 from ...xlsx import write_workbook
 from . import bp
@@ -42,10 +43,6 @@ class ImportForm(FlaskForm):
 
 def _background_rows() -> int:
     return current_app.config.get("IMPORT_BACKGROUND_ROWS", roster_import.BACKGROUND_ROWS)
-
-
-def _text(message: str, status: int):
-    return message, status, {"Content-Type": "text/plain; charset=utf-8"}
 
 
 def _recent() -> list[ImportJob]:
@@ -152,7 +149,10 @@ def confirm_import(job_id: int):
     ).rowcount
     if claimed != 1:
         db.session.rollback()
-        return _text("This import is not waiting for confirmation.", 409)
+        return refuse(
+            "This import is not waiting for confirmation.",
+            back=app_path(url_for("users.import_job", job_id=job.id)),
+        )
     db.session.refresh(job)
     if job.total_rows > _background_rows():
         db.session.commit()
@@ -169,8 +169,8 @@ def confirm_import(job_id: int):
             else "Users changed while this import was being applied; nothing was imported. "
             "Upload the file again for a fresh preview."
         )
-        if request.headers.get("HX-Request") == "true":
-            return _text(message, 409)
+        if request.htmx:
+            return refuse(message)
         job = load_job(job_id)
         job.error = message
         return _render_job(job, status=409)
