@@ -223,7 +223,8 @@ def archive_activity(assignment: CourseAssignment, reason: str = "activity_archi
         return True
     if _transition(assignment, ("in_progress", "completed"), **values):
         return False
-    raise _refusal(assignment, "That activity is already archived.")
+    # In any state, so the only way to lose is to find it archived already.
+    raise DomainError("That activity is already archived.")
 
 
 def start(assignment: CourseAssignment) -> bool:
