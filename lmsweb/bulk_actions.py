@@ -335,6 +335,9 @@ def assign_course(selection: Selection, params: Params) -> Result:
     there are seats (the first in list order) and the rest are reported as skipped.
     The seats are taken at once by licensing.take_seats (one conditional UPDATE)."""
     course = _required(params.course, "Choose a course.")
+    # Locked in licensing's order before the plan is read, so the plan stays true.
+    licensing.lock_users([r.id for r in _target_rows(selection)], share=True)
+    licensing.lock_courses([course.id])
     eligible, result = _assign_plan(selection, course)
     db.session.refresh(course)
     available = course.seats_available
@@ -420,15 +423,17 @@ def archive_user(selection: Selection, params: Params) -> Result:
     result = Result("archive_user", verb="Archived")
     returned = 0
     found = []
+    lifecycle.lock_for_archive([r.id for r in _target_rows(selection)])
     for user in _target_users(selection):
         found.append(user.id)
         try:
-            returned += len(lifecycle.archive(user, "user", actor=params.actor).unstarted)
+            plan = lifecycle.archive_locked(user, "user", actor=params.actor)
         except lifecycle.ArchivingYourself:
             result.skip("is you (you cannot archive yourself)", user.id)
         except lifecycle.AlreadyArchived:
             result.skip("already archived", user.id)
         else:
+            returned += len(plan.unstarted)
             result.done.append(user.id)
     _missing(selection, found, result)
     result.notes.append(f"{returned} {'license' if returned == 1 else 'licenses'} returned.")
@@ -442,17 +447,16 @@ def archive_activity(selection: Selection, params: Params) -> Result:
     result = Result("archive_activity", verb=f"Archived the {what} of")
     returned = 0
     found = []
+    course_id = course.id if course else None
+    lifecycle.lock_for_archive([r.id for r in _target_rows(selection)], course_id)
     for user in _target_users(selection):
         found.append(user.id)
-        plan = lifecycle.archive_plan(user)
-        records = [
-            a for a in plan.unstarted + plan.started if course is None or a.course_id == course.id
-        ]
-        if not records:
+        try:
+            plan = lifecycle.archive_locked(user, "activity", course_id=course_id)
+        except DomainError:
             result.skip(f"have no open {what}", user.id)
             continue
-        for record in records:
-            returned += licensing.archive_activity(record, "activity_archived")
+        returned += len(plan.unstarted)
         result.done.append(user.id)
     _missing(selection, found, result)
     result.notes.append(f"{returned} {'license' if returned == 1 else 'licenses'} returned.")
@@ -463,6 +467,7 @@ def restore(selection: Selection, params: Params) -> Result:
     """lifecycle.restore for each target; their archived records stay archived."""
     result = Result("restore", verb="Restored")
     found = []
+    licensing.lock_users([r.id for r in _target_rows(selection)])
     for user in _target_users(selection):
         found.append(user.id)
         if lifecycle.restore(user):

@@ -50,9 +50,8 @@ def _refused(message: str):
 def start_training(assignment_id: int):
     """Start a course: first access recorded, its license becomes used, the course opens."""
     assignment = _own_assignment(assignment_id)
-    first = assignment.state == "assigned"
     try:
-        licensing.start(assignment)
+        first = licensing.start(assignment)
     except DomainError as error:
         return _refused(error.message)
     course = assignment.course

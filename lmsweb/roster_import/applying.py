@@ -7,10 +7,12 @@ from datetime import date, timedelta
 from typing import Any
 
 from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
 
 from .. import audit
+from ..domain_error import DomainError
 from ..extensions import db
-from ..licensing import NoSeatsAvailable, take_seats
+from ..licensing import NoSeatsAvailable, lock_users, take_seats
 from ..models import Course, CourseAssignment, Group, ImportJob, Location, User, user_groups, utcnow
 from .planning import _chunks, plan_import
 
@@ -63,6 +65,9 @@ def apply(job: ImportJob, actor: User | None) -> dict[str, Any]:
             f"No licenses available for {short['code']}: needs {short['needed']}, "
             f"{short['available']} available. Nothing was imported."
         )
+    # The users this import changes, locked before any pool (licensing's order); the plan
+    # was read without locks, so what a concurrent request changed is checked below.
+    lock_users([op["id"] for op in plan.updates])
     locations = _ensure_named(Location, plan.new_locations)
     groups = _ensure_named(Group, plan.new_groups)
     now = utcnow()
@@ -154,10 +159,21 @@ def apply(job: ImportJob, actor: User | None) -> dict[str, Any]:
         db.session.execute(delete(user_groups).where(user_groups.c.user_id.in_(part)))
     _insert_rows(user_groups, links)
     if assignments:
+        _refuse_archived_meanwhile({a["user_id"] for a in assignments} - set(created_ids))
         needed = Counter(a["course_id"] for a in assignments)
-        for course in db.session.scalars(select(Course).where(Course.id.in_(list(needed)))):
+        # Pools in id order, as everywhere, so racing requests never deadlock.
+        for course in db.session.scalars(
+            select(Course).where(Course.id.in_(list(needed))).order_by(Course.id)
+        ):
             take_seats(course, needed[course.id])
-        _insert_rows(CourseAssignment.__table__, assignments)
+        try:
+            with db.session.begin_nested():
+                _insert_rows(CourseAssignment.__table__, assignments)
+        except IntegrityError:
+            raise DomainError(
+                "Some of these courses were assigned by someone else while the import ran; "
+                "nothing was imported. Apply the import again."
+            ) from None
 
     totals = plan.totals
     skipped = [i for i, row in enumerate(plan.rows) if row[0] == "error"]
@@ -187,3 +203,17 @@ def apply(job: ImportJob, actor: User | None) -> dict[str, Any]:
     )
     db.session.flush()
     return result
+
+
+def _refuse_archived_meanwhile(user_ids: set[int]) -> None:
+    """The plan saw these users unarchived; under their locks, make sure they still are."""
+    ids = sorted(user_ids)
+    for part in _chunks(ids):
+        archived = db.session.scalar(
+            select(User.email).where(User.id.in_(part), User.status == "archived").limit(1)
+        )
+        if archived is not None:
+            raise DomainError(
+                f"{archived} was archived while the import ran; nothing was imported. "
+                "Apply the import again."
+            )

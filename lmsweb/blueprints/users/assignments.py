@@ -260,7 +260,8 @@ def _assign(user: User) -> Response:
     if not form.validate_on_submit():
         return _courses_view(user, 422, assign_form=form)
     by_id = {c.id: c for c in courses}
-    chosen = [by_id[i] for i in dict.fromkeys(form.course.data)]
+    # In id order, the order pools are locked in everywhere (no deadlock between requests).
+    chosen = [by_id[i] for i in sorted(set(form.course.data))]
     taken = []
     try:
         for course in chosen:
