@@ -86,14 +86,15 @@ def create_app(test_config: dict | None = None) -> Flask:
     csrf.init_app(app)
     htmx.init_app(app)
 
-    from . import auth_session, errors, security, sso, throttle
-
+    from . import auth_session, errors, params, security, sso, throttle
     # before_request order: session timeouts, portal sign-in, then deny by default.
     auth_session.init_app(app)
     sso.init_app(app)
     security.init_app(app)
     throttle.init_app(app)
     errors.init_app(app)
+    # Before the blueprints: their routes use the bounded `<id:...>` converter.
+    params.init_app(app)
 
     from .blueprints import (
         audit_log,

@@ -63,7 +63,7 @@ def index():
     )
 
 
-@bp.route("/<int:email_id>/retry", methods=["POST"])
+@bp.route("/<id:email_id>/retry", methods=["POST"])
 def retry_email(email_id: int):
     """Queue a failed message again, from its first attempt."""
     message = db.get_or_404(OutboundEmail, email_id)

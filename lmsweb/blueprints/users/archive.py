@@ -89,7 +89,7 @@ def _row_response(user: User, next_url: str, message: str):
     return toast(response, message, closeDialog=True)
 
 
-@bp.route("/<int:user_id>/archive", methods=["GET"])
+@bp.route("/<id:user_id>/archive", methods=["GET"])
 def confirm_archive(user_id: int):
     """Show what archiving this user would do, with the two choices."""
     user = _load_user(user_id)
@@ -100,7 +100,7 @@ def confirm_archive(user_id: int):
     )
 
 
-@bp.route("/<int:user_id>/archive", methods=["POST"])
+@bp.route("/<id:user_id>/archive", methods=["POST"])
 def archive(user_id: int):
     """Archive the user (mode=user) or only their open course activity (mode=activity)."""
     user = _load_user(user_id)
@@ -159,7 +159,7 @@ def archive(user_id: int):
     return see_other(next_url)
 
 
-@bp.route("/<int:user_id>/restore", methods=["POST"])
+@bp.route("/<id:user_id>/restore", methods=["POST"])
 def restore(user_id: int):
     """Restore an archived user to active; their archived records stay archived."""
     user = _load_user(user_id)

@@ -143,7 +143,7 @@ def _groups_view(user: User, form: GroupsForm, status: int = 200) -> Response:
     return render(page, partial, status=status, user=user, form=form, next_url=_next_url())
 
 
-@bp.route("/<int:user_id>/groups", methods=["GET", "POST"])
+@bp.route("/<id:user_id>/groups", methods=["GET", "POST"])
 def edit_groups(user_id: int):
     """Choose a user's groups: the full new set replaces the old one."""
     user = _load_user(user_id)
@@ -243,7 +243,7 @@ def _load_assignment(user: User, form: AssignmentForm) -> CourseAssignment:
     return assignment
 
 
-@bp.route("/<int:user_id>/courses", methods=["GET", "POST"])
+@bp.route("/<id:user_id>/courses", methods=["GET", "POST"])
 def edit_courses(user_id: int):
     """A user's course assignments: assign, change due dates, unassign, archive activity."""
     user = _load_user(user_id)
