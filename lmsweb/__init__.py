@@ -87,6 +87,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     htmx.init_app(app)
 
     from . import auth_session, errors, params, security, sso, throttle
+
     # before_request order: session timeouts, portal sign-in, then deny by default.
     auth_session.init_app(app)
     sso.init_app(app)

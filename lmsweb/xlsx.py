@@ -164,7 +164,7 @@ def _workbook_xml(title: str, last_ref: str) -> str:
         'xmlns:r="http://schemas.openxmlformats.org/officeDocument/2006/relationships">'
         f'<sheets><sheet name="{name}" sheetId="1" r:id="rId1"/></sheets>'
         "<definedNames>"
-        f"<definedName name=\"_xlnm._FilterDatabase\" localSheetId=\"0\" hidden=\"1\">'"
+        f'<definedName name="_xlnm._FilterDatabase" localSheetId="0" hidden="1">\''
         f"{name.replace(chr(39), chr(39) * 2)}'!{last_ref}</definedName>"
         "</definedNames></workbook>"
     )

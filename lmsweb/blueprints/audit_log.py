@@ -139,9 +139,7 @@ def export_events():
     # the export is bounded to the events that existed then: the count is what is sent.
     last_id = db.session.scalar(select(func.max(AuditEvent.id))) or 0
     events = filtered_events(form).where(AuditEvent.id <= last_id)
-    written = db.session.scalar(
-        select(func.count()).select_from(events.order_by(None).subquery())
-    )
+    written = db.session.scalar(select(func.count()).select_from(events.order_by(None).subquery()))
     audit.record(
         "audit.export",
         summary=f"Exported {written} audit events",
@@ -180,9 +178,16 @@ def _export_rows(events: Select):
         .outerjoin(target, AuditEvent.target_user_id == target.id)
         .execution_options(stream_results=True, yield_per=1000)
     )
-    for when, actor_email, action, target_email, kind, target_id, summary, details in (
-        db.session.execute(query)
-    ):
+    for (
+        when,
+        actor_email,
+        action,
+        target_email,
+        kind,
+        target_id,
+        summary,
+        details,
+    ) in db.session.execute(query):
         if target_email is not None:
             described = target_email
         elif kind:
