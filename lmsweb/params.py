@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from flask import Flask, abort, request
 from werkzeug.routing import BaseConverter, ValidationError
+from wtforms.validators import NumberRange
 
 MAX_ID = 2**31 - 1
 # Enough for any selection made by hand; larger sets go by "all matching the filters".
@@ -51,7 +52,12 @@ def coerce_id(value) -> int:
     return number
 
 
-class IdConverter(BaseConverter):
+def in_range() -> NumberRange:
+    """For a WTForms IntegerField holding an id or a page: 1..MAX_ID, else a form error."""
+    return NumberRange(min=1, max=MAX_ID, message="Enter a number from 1 to 2,147,483,647.")
+
+
+class BoundedIntegerConverter(BaseConverter):
     """`<id:name>`: ASCII digits within the database's integer range, else 404."""
 
     regex = r"[0-9]{1,10}"
@@ -81,5 +87,5 @@ def _refuse_nul() -> None:
 
 
 def init_app(app: Flask) -> None:
-    app.url_map.converters["id"] = IdConverter
+    app.url_map.converters["id"] = BoundedIntegerConverter
     app.before_request(_refuse_nul)

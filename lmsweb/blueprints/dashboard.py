@@ -7,11 +7,12 @@ from flask_wtf import FlaskForm
 from sqlalchemy import select
 from wtforms import IntegerField, SearchField, SelectField
 from wtforms.fields.choices import SelectChoice
-from wtforms.validators import NumberRange, Optional
+from wtforms.validators import Optional
 
 from .. import reports
 from ..extensions import db
 from ..models import Course, Group, Location, utcnow
+from ..params import in_range
 from ..rendering import render, wants_partial
 from ..xlsx import download, stream_workbook
 
@@ -43,7 +44,7 @@ class RecordFilterForm(FlaskForm):
         ],
         default="",
     )
-    page = IntegerField("Page", validators=[Optional(), NumberRange(min=1)], default=1)
+    page = IntegerField("Page", validators=[Optional(), in_range()], default=1)
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

@@ -6,13 +6,14 @@ from flask import Blueprint, flash, make_response, render_template, request, url
 from sqlalchemy import func, select
 from wtforms import Form, IntegerField, SelectField
 from wtforms.fields.choices import SelectChoice
-from wtforms.validators import NumberRange, Optional
+from wtforms.validators import Optional
 
 from .. import audit
 from ..extensions import db
 from ..licensing import DomainError
 from ..models import EMAIL_STATUSES, OutboundEmail
 from ..notifications import retry
+from ..params import in_range
 from ..rendering import render, see_other, toast, wants_partial
 from .auth import safe_next
 
@@ -31,7 +32,7 @@ class OutboxFilterForm(Form):
         default="",
         validators=[Optional()],
     )
-    page = IntegerField("Page", default=1, validators=[Optional(), NumberRange(min=1)])
+    page = IntegerField("Page", default=1, validators=[Optional(), in_range()])
 
 
 @bp.route("")

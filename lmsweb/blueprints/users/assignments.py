@@ -17,6 +17,7 @@ from ... import audit, licensing
 from ...extensions import db
 from ...lifecycle import set_groups
 from ...models import Course, CourseAssignment, Group, User, utcnow
+from ...params import in_range
 from ...rendering import render, see_other, toast
 from ..auth import safe_next
 from . import bp
@@ -83,7 +84,7 @@ class AssignForm(FlaskForm):
 
 
 class AssignmentForm(FlaskForm):
-    assignment = IntegerField(validators=[InputRequired(message="Which assignment?")])
+    assignment = IntegerField(validators=[InputRequired(message="Which assignment?"), in_range()])
     next = HiddenField()
 
 
