@@ -46,7 +46,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     csrf.init_app(app)
     htmx.init_app(app)
 
-    from . import auth_session, errors, security, sso, throttle
+    from . import auth_session, errors, params, security, sso, throttle
 
     # before_request order: session timeouts, portal sign-in, then deny by default.
     auth_session.init_app(app)
@@ -54,6 +54,8 @@ def create_app(test_config: dict | None = None) -> Flask:
     security.init_app(app)
     throttle.init_app(app)
     errors.init_app(app)
+    # Before the blueprints: their routes use the bounded `<id:...>` converter.
+    params.init_app(app)
 
     from .blueprints import (
         audit_log,

@@ -121,6 +121,12 @@ def from_environment(instance_path: str) -> dict:
         # Uploads.
         "MAX_CONTENT_LENGTH": _int("MAX_UPLOAD_MB", 10) * 1024 * 1024,
         "IMPORT_MAX_ROWS": _int("IMPORT_MAX_ROWS", 100_000),
+        # Read bounds of an import (lmsweb/sheet_reader.py): checked while the file is read,
+        # so a crafted workbook is refused before it can take memory or time.
+        "IMPORT_MAX_COLUMNS": _int("IMPORT_MAX_COLUMNS", 50),
+        "IMPORT_MAX_CELL_CHARS": _int("IMPORT_MAX_CELL_CHARS", 1000),
+        "IMPORT_MAX_SHARED_STRINGS": _int("IMPORT_MAX_SHARED_STRINGS", 1_000_000),
+        "IMPORT_MAX_UNCOMPRESSED_MB": _int("IMPORT_MAX_UNCOMPRESSED_MB", 100),
         "WTF_CSRF_TIME_LIMIT": None,
         "WTF_CSRF_SSL_STRICT": False,
     }

@@ -147,7 +147,7 @@ def create_course():
     return see_other(url_for("courses.index"))
 
 
-@bp.route("/<int:course_id>/seats", methods=["POST"])
+@bp.route("/<id:course_id>/seats", methods=["POST"])
 def change_seats(course_id: int):
     """Add licenses to a pool, or remove some (never below what is assigned or in use)."""
     course = _load(course_id)
@@ -194,7 +194,7 @@ class CourseEditForm(CourseForm):
     seats = None  # the pool changes through change_seats, never by overwriting it
 
 
-@bp.route("/<int:course_id>/edit", methods=["GET", "POST"])
+@bp.route("/<id:course_id>/edit", methods=["GET", "POST"])
 def edit_course(course_id: int):
     """Edit a course's catalogue entry (code, title, description, launch link, due period)."""
     course = _load(course_id)

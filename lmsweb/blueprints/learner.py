@@ -46,7 +46,7 @@ def _refused(message: str):
     return refuse(message, back=app_path(url_for("learner.training")))
 
 
-@bp.route("/training/<int:assignment_id>/start", methods=["POST"])
+@bp.route("/training/<id:assignment_id>/start", methods=["POST"])
 def start_training(assignment_id: int):
     """Start a course: first access recorded, its license becomes used, the course opens."""
     assignment = _own_assignment(assignment_id)
@@ -73,7 +73,7 @@ def start_training(assignment_id: int):
     return see_other(url_for("learner.training"))
 
 
-@bp.route("/training/<int:assignment_id>/complete", methods=["POST"])
+@bp.route("/training/<id:assignment_id>/complete", methods=["POST"])
 def complete_training(assignment_id: int):
     """Mark a course complete (starting it first if it was never opened)."""
     assignment = _own_assignment(assignment_id)

@@ -183,13 +183,13 @@ def add_group():
     return _add(GROUPS)
 
 
-@bp.route("/groups/<int:item_id>/rename", methods=["POST"])
+@bp.route("/groups/<id:item_id>/rename", methods=["POST"])
 def rename_group(item_id: int):
     """Rename a group."""
     return _rename(GROUPS, item_id)
 
 
-@bp.route("/groups/<int:item_id>/remove", methods=["POST"])
+@bp.route("/groups/<id:item_id>/remove", methods=["POST"])
 def remove_group(item_id: int):
     """Remove a group nobody is in."""
     return _remove(GROUPS, item_id)
@@ -207,13 +207,13 @@ def add_location():
     return _add(LOCATIONS)
 
 
-@bp.route("/locations/<int:item_id>/rename", methods=["POST"])
+@bp.route("/locations/<id:item_id>/rename", methods=["POST"])
 def rename_location(item_id: int):
     """Rename a location."""
     return _rename(LOCATIONS, item_id)
 
 
-@bp.route("/locations/<int:item_id>/remove", methods=["POST"])
+@bp.route("/locations/<id:item_id>/remove", methods=["POST"])
 def remove_location(item_id: int):
     """Remove a location nobody is at."""
     return _remove(LOCATIONS, item_id)

@@ -6,7 +6,7 @@ from flask import Blueprint, flash, make_response, render_template, request, url
 from sqlalchemy import func, select
 from wtforms import Form, IntegerField, SelectField
 from wtforms.fields.choices import SelectChoice
-from wtforms.validators import NumberRange, Optional
+from wtforms.validators import Optional
 
 from .. import audit
 from ..domain_error import DomainError
@@ -14,6 +14,7 @@ from ..extensions import db
 from ..models import EMAIL_STATUSES, OutboundEmail
 from ..navigation import app_path, go_back, refuse, safe_next
 from ..notifications import retry
+from ..params import in_range
 from ..rendering import render, toast, wants_partial
 
 bp = Blueprint("outbox", __name__, url_prefix="/admin/outbox")
@@ -31,7 +32,7 @@ class OutboxFilterForm(Form):
         default="",
         validators=[Optional()],
     )
-    page = IntegerField("Page", default=1, validators=[Optional(), NumberRange(min=1)])
+    page = IntegerField("Page", default=1, validators=[Optional(), in_range()])
 
 
 @bp.route("")
@@ -63,7 +64,7 @@ def index():
     )
 
 
-@bp.route("/<int:email_id>/retry", methods=["POST"])
+@bp.route("/<id:email_id>/retry", methods=["POST"])
 def retry_email(email_id: int):
     """Queue a failed message again, from its first attempt."""
     message = db.get_or_404(OutboundEmail, email_id)

@@ -15,10 +15,13 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
+from flask import current_app, has_app_context
+
+from .. import sheet_reader
+
 EXTENSIONS = (".xlsx", ".xls", ".ods", ".csv")
 # Zip containers (.xlsx, .ods) are checked before any parsing.
 MAX_ZIP_MEMBERS = 1000
-MAX_UNCOMPRESSED_BYTES = 300 * 1024 * 1024
 ZIP_MAGIC = b"PK\x03\x04"
 OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 
@@ -56,12 +59,12 @@ def _key(text: str) -> str:
 _ALIASES = {_key(alias): name for name, aliases in FIELDS.items() for alias in aliases}
 
 
-def check_zip(
-    data: bytes, max_members: int = MAX_ZIP_MEMBERS, max_bytes: int = MAX_UNCOMPRESSED_BYTES
-):
+def check_zip(data: bytes, max_members: int = MAX_ZIP_MEMBERS, max_bytes: int | None = None):
     """Refuse a zip container with too many members or too much data once inflated.
 
     Declared sizes can lie, so members are inflated (and discarded) while counting."""
+    if max_bytes is None:
+        max_bytes = _limits(0).uncompressed_bytes
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
     except (zipfile.BadZipFile, OSError) as exc:
@@ -108,13 +111,26 @@ def cell_text(value: Any) -> str:
     return str(value).strip()
 
 
-def _read_excel(data: bytes, extension: str) -> list[list[str]]:
+def _limits(max_rows: int) -> sheet_reader.Limits:
+    config = current_app.config if has_app_context() else {}
+    return sheet_reader.Limits.from_config(config, max_rows)
+
+
+def _read_excel(data: bytes, extension: str, max_rows: int) -> list[tuple[int, list[str]]]:
+    """The non-empty rows as (row number, cells); .xlsx through the bounded reader."""
     if extension in (".xlsx", ".ods"):
         if not data.startswith(ZIP_MAGIC):
             raise ImportFileError(
                 f"The file is not a valid {extension} workbook (was another file renamed?)."
             )
         check_zip(data)
+        if extension == ".xlsx":
+            try:
+                streamed = sheet_reader.check_xlsx(io.BytesIO(data), _limits(max_rows))
+            except sheet_reader.SheetError as exc:
+                raise ImportFileError(str(exc)) from exc
+            if streamed is not None:
+                return streamed
     elif not data.startswith(OLE_MAGIC):
         raise ImportFileError("The file is not a valid .xls workbook (was another file renamed?).")
     from python_calamine import CalamineWorkbook
@@ -126,7 +142,8 @@ def _read_excel(data: bytes, extension: str) -> list[list[str]]:
         rows = workbook.get_sheet_by_index(0).to_python(skip_empty_area=False)
     except Exception as exc:  # calamine raises its own error types for any damage
         raise ImportFileError(f"The workbook could not be read: {exc}") from exc
-    return [[cell_text(v) for v in row] for row in rows]
+    texts = ([cell_text(v) for v in row] for row in rows)
+    return [(n, row) for n, row in enumerate(texts, start=1) if any(row)]
 
 
 def decode_text(data: bytes) -> str:
@@ -191,8 +208,15 @@ def read_table(filename: str, data: bytes, max_rows: int) -> Table:
         raise ImportFileError("Upload an .xlsx, .xls, .ods or .csv file.")
     if not data:
         raise ImportFileError("The file is empty.")
-    raw = _read_csv(data) if extension == ".csv" else _read_excel(data, extension)
-    numbered = [(n, row) for n, row in enumerate(raw, start=1) if any(c for c in row)]
+    if extension == ".csv":
+        raw = _read_csv(data)
+        numbered = [(n, row) for n, row in enumerate(raw, start=1) if any(c for c in row)]
+    else:
+        numbered = _read_excel(data, extension, max_rows)
+    try:
+        sheet_reader.check_cells(numbered, _limits(max_rows))
+    except sheet_reader.SheetError as exc:
+        raise ImportFileError(str(exc)) from exc
     if not numbered:
         raise ImportFileError("The file is empty.")
     header_line, header = numbered[0]

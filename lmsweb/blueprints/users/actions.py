@@ -47,7 +47,7 @@ def _notify(user: User, resend: bool) -> None:
     )
 
 
-@bp.route("/<int:user_id>/approve", methods=["POST"])
+@bp.route("/<id:user_id>/approve", methods=["POST"])
 def approve_user(user_id: int):
     """Approve a pending user; with `notify`, queue their invitation in the same step."""
     user = get_user_or_404(user_id)
@@ -72,7 +72,7 @@ def approve_user(user_id: int):
     return _answer(user, message, next_url)
 
 
-@bp.route("/<int:user_id>/notify", methods=["POST"])
+@bp.route("/<id:user_id>/notify", methods=["POST"])
 def notify_user(user_id: int):
     """Queue the invitation email (again, if already notified)."""
     user = get_user_or_404(user_id)

@@ -64,7 +64,7 @@ def _row_response(user: User, next_url: str, message: str):
     return toast(response, message, closeDialog=True)
 
 
-@bp.route("/<int:user_id>/archive", methods=["GET"])
+@bp.route("/<id:user_id>/archive", methods=["GET"])
 def confirm_archive(user_id: int):
     """Show what archiving this user would do, with the two choices."""
     user = get_user_or_404(user_id)
@@ -75,7 +75,7 @@ def confirm_archive(user_id: int):
     )
 
 
-@bp.route("/<int:user_id>/archive", methods=["POST"])
+@bp.route("/<id:user_id>/archive", methods=["POST"])
 def archive(user_id: int):
     """Archive the user (mode=user) or only their open course activity (mode=activity)."""
     user = get_user_or_404(user_id)
@@ -127,7 +127,7 @@ def archive(user_id: int):
     return go_back(next_url)
 
 
-@bp.route("/<int:user_id>/restore", methods=["POST"])
+@bp.route("/<id:user_id>/restore", methods=["POST"])
 def restore(user_id: int):
     """Restore an archived user to active; their archived records stay archived."""
     user = get_user_or_404(user_id)

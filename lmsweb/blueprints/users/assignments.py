@@ -19,6 +19,7 @@ from ...extensions import db
 from ...lifecycle import set_groups
 from ...models import Course, CourseAssignment, Group, User, utcnow
 from ...navigation import back_to_list, go_back, refuse
+from ...params import in_range
 from ...rendering import render, see_other, toast
 from ...user_queries import get_user_or_404
 from . import bp
@@ -85,7 +86,7 @@ class AssignForm(FlaskForm):
 
 
 class AssignmentForm(FlaskForm):
-    assignment = IntegerField(validators=[InputRequired(message="Which assignment?")])
+    assignment = IntegerField(validators=[InputRequired(message="Which assignment?"), in_range()])
     next = HiddenField()
 
 
@@ -125,7 +126,7 @@ def _groups_view(user: User, form: GroupsForm, status: int = 200) -> Response:
     return render(page, partial, status=status, user=user, form=form, next_url=back_to_list())
 
 
-@bp.route("/<int:user_id>/groups", methods=["GET", "POST"])
+@bp.route("/<id:user_id>/groups", methods=["GET", "POST"])
 def edit_groups(user_id: int):
     """Choose a user's groups: the full new set replaces the old one."""
     user = get_user_or_404(user_id, with_groups=True)
@@ -225,7 +226,7 @@ def _load_assignment(user: User, form: AssignmentForm) -> CourseAssignment:
     return assignment
 
 
-@bp.route("/<int:user_id>/courses", methods=["GET", "POST"])
+@bp.route("/<id:user_id>/courses", methods=["GET", "POST"])
 def edit_courses(user_id: int):
     """A user's course assignments: assign, change due dates, unassign, archive activity."""
     user = get_user_or_404(user_id, with_groups=True)

@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from werkzeug.datastructures import MultiDict
 from wtforms import DateField, HiddenField, IntegerField, SelectMultipleField, StringField
-from wtforms.validators import AnyOf, DataRequired, Optional
+from wtforms.validators import AnyOf, DataRequired, Length, Optional
 
 from ... import bulk_actions
 from ...bulk_actions import ACTIONS, Params, Selection
@@ -17,6 +17,7 @@ from ...domain_error import DomainError
 from ...extensions import db
 from ...models import Course, Group
 from ...navigation import refuse
+from ...params import MAX_IDS, coerce_id, in_range
 from ...rendering import see_other, toast, wants_partial
 from ...user_queries import FILTER_PARAMS, UserFilters
 from . import bp
@@ -24,6 +25,12 @@ from .listing import list_context
 
 # The list's state comes with the bulk form as `filter_<name>`: `group` is also an action's field.
 STATE_PREFIX = "filter_"
+
+
+TOO_MANY = (
+    f"At most {MAX_IDS:,} users can be checked at once; select all users matching the "
+    "filters instead."
+)
 
 
 class BulkForm(FlaskForm):
@@ -34,10 +41,15 @@ class BulkForm(FlaskForm):
             AnyOf(list(ACTIONS), message="Choose one of the listed actions."),
         ],
     )
-    user_ids = SelectMultipleField("Users", coerce=int, validate_choice=False)
+    user_ids = SelectMultipleField(
+        "Users",
+        coerce=coerce_id,
+        validate_choice=False,
+        validators=[Length(max=MAX_IDS, message=TOO_MANY)],
+    )
     select_all = HiddenField()
-    group = IntegerField("Group", validators=[Optional()])
-    course = IntegerField("Course", validators=[Optional()])
+    group = IntegerField("Group", validators=[Optional(), in_range()])
+    course = IntegerField("Course", validators=[Optional(), in_range()])
     due_date = DateField("Due date", validators=[Optional()])
     confirm = HiddenField()
     fit = HiddenField()

@@ -115,7 +115,7 @@ def _details_context(user: User, form: UserForm) -> dict:
     }
 
 
-@bp.route("/<int:user_id>", methods=["GET", "POST"])
+@bp.route("/<id:user_id>", methods=["GET", "POST"])
 def detail(user_id: int):
     """A user's details: edit them; status, history, training and audit trail."""
     user = get_user_or_404(user_id, with_groups=True)
@@ -165,7 +165,7 @@ def detail(user_id: int):
     return go_back(back)
 
 
-@bp.route("/<int:user_id>/reset-password", methods=["POST"])
+@bp.route("/<id:user_id>/reset-password", methods=["POST"])
 def reset_password(user_id: int):
     """Email the user a link to choose a new password (admins never see or set one)."""
     user = get_user_or_404(user_id, with_groups=True)

@@ -18,7 +18,7 @@ from ...extensions import db
 from ...models import ImportJob, utcnow
 from ...navigation import app_path, refuse
 from ...rendering import render, see_other
-from ...xlsx import write_workbook
+from ...xlsx import download, stream_workbook, write_workbook
 from . import bp
 
 PREVIEW_ROWS = 200
@@ -130,13 +130,13 @@ def import_users():
     return response
 
 
-@bp.route("/import/<int:job_id>")
+@bp.route("/import/<id:job_id>")
 def import_job(job_id: int):
     """An import: its progress, its preview, or its outcome (polled by htmx while running)."""
     return _render_job(load_job(job_id))
 
 
-@bp.route("/import/<int:job_id>/confirm", methods=["POST"])
+@bp.route("/import/<id:job_id>/confirm", methods=["POST"])
 def confirm_import(job_id: int):
     """Apply the valid rows of a previewed import in one transaction."""
     job = load_job(job_id)
@@ -177,22 +177,18 @@ def confirm_import(job_id: int):
     return see_other(url_for("users.import_job", job_id=job.id))
 
 
-@bp.route("/import/<int:job_id>/errors.xlsx")
+@bp.route("/import/<id:job_id>/errors.xlsx")
 def import_errors(job_id: int):
     """The rows that will be (or were) skipped, with a reason column, as Excel."""
     job = load_job(job_id)
     if not job.preview:
         abort(409, "This import has no preview yet.")
     headers = ["Row", *[LABELS[f] for f in job.data["fields"]], "Reason"]
-    buffer = io.BytesIO()
-    write_workbook(buffer, "Errors", headers, roster_import.error_rows(job))
-    buffer.seek(0)
     stem = job.filename.rsplit(".", 1)[0] or "import"
-    return send_file(
-        buffer,
-        mimetype="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-        as_attachment=True,
-        download_name=f"{stem}-errors.xlsx",
+    # The rows come from the job's stored table (bounded by IMPORT_MAX_ROWS and the cell
+    # limits of sheet_reader); the workbook is streamed as it is written.
+    return download(
+        f"{stem}-errors.xlsx", stream_workbook("Errors", headers, roster_import.error_rows(job))
     )
 
 
