@@ -20,6 +20,7 @@ NAVIGATION = (
     ("dashboard.index", "Dashboard"),
     ("outbox.index", "Email log"),
     ("audit_log.index", "Audit"),
+    ("settings.scim", "Settings"),
 )
 
 
@@ -46,7 +47,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     csrf.init_app(app)
     htmx.init_app(app)
 
-    from . import auth_session, errors, params, security, sso, throttle
+    from . import auth_session, errors, oidc, params, security, sso, throttle
 
     # before_request order: session timeouts, portal sign-in, then deny by default.
     auth_session.init_app(app)
@@ -56,6 +57,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     errors.init_app(app)
     # Before the blueprints: their routes use the bounded `<id:...>` converter.
     params.init_app(app)
+    oidc.init_app(app)
 
     from .blueprints import (
         audit_log,
@@ -63,12 +65,17 @@ def create_app(test_config: dict | None = None) -> Flask:
         courses,
         dashboard,
         learner,
+        oidc,
         org,
         outbox,
+        scim,
+        settings,
         users,
     )
 
-    for module in (auth, users, courses, org, dashboard, outbox, audit_log, learner):
+    blueprints = (auth, oidc, users, courses, org, dashboard, outbox, audit_log, learner)
+    blueprints += (settings, scim)
+    for module in blueprints:
         app.register_blueprint(module.bp)
 
     from .cli import lms

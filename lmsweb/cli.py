@@ -300,3 +300,43 @@ def check_deploy(workers: int | None):
     if problems:
         sys.exit(1)
     click.echo("Deployment settings look right.")
+
+
+@lms.group("scim-token")
+def scim_token():
+    """Bearer tokens for SCIM provisioning clients."""
+
+
+@scim_token.command("create")
+@click.option("--name", required=True, help="What the token is for, e.g. the directory.")
+@with_appcontext
+def scim_token_create(name: str):
+    """Create a SCIM token; it is printed once, as the last line."""
+    from . import scim_tokens
+    from .licensing import DomainError
+
+    try:
+        row, token = scim_tokens.create(name, None)
+    except DomainError as error:
+        raise click.BadParameter(error.message, param_hint="--name") from error
+    db.session.commit()
+    click.echo(f"SCIM token “{row.name}” created. Copy it now: it is not shown again.")
+    click.echo(token)
+
+
+@scim_token.command("revoke")
+@click.option("--name", required=True, help="The token's name.")
+@with_appcontext
+def scim_token_revoke(name: str):
+    """Revoke a SCIM token by name."""
+    from . import scim_tokens
+    from .models import ScimToken
+
+    row = db.session.scalar(select(ScimToken).where(ScimToken.name == name))
+    if row is None:
+        raise click.BadParameter(f"no token named {name!r}", param_hint="--name")
+    if not scim_tokens.revoke(row, None):
+        click.echo(f"SCIM token “{name}” was already revoked.")
+        return
+    db.session.commit()
+    click.echo(f"SCIM token “{name}” revoked.")

@@ -69,7 +69,7 @@ def _link(user: User, kind: str) -> str:
     """A fresh link for an invitation or a reset (tokens expire, so never reuse an old one)."""
     if kind == "password_reset":
         return public_url("auth.reset_password", token=make_token(user, "reset"))
-    if user.password_hash:
+    if user.password_hash or not current_app.config.get("PASSWORD_LOGIN", True):
         return public_url("auth.login")
     return public_url("auth.activate", token=make_token(user, "activate"))
 

@@ -16,7 +16,7 @@ from wtforms.validators import Length, Optional, ValidationError
 
 from .. import audit
 from ..extensions import db
-from ..models import AuditEvent, User, utcnow
+from ..models import AuditEvent, User, actor_label, utcnow
 from ..params import page_arg
 from ..rendering import render
 from ..xlsx import download, stream_workbook
@@ -196,7 +196,7 @@ def _export_rows(events: Select):
             described = ""
         yield (
             when,
-            actor_email or "system",
+            actor_label(actor_email, details),
             action,
             described,
             summary,

@@ -112,6 +112,8 @@ def login():
     if current_user.is_authenticated and request.method == "GET":
         return redirect(home_for(current_user))
     form = LoginForm()
+    if request.method == "POST" and not current_app.config.get("PASSWORD_LOGIN", True):
+        return _render_error(403, "Sign in with your organisation's account.")
     if form.validate_on_submit():
         email = form.email.data
         if throttle.login_blocked(email):
@@ -172,6 +174,9 @@ def logout():
 
 
 def _set_password_view(token: str, purpose: str, title: str):
+    if not current_app.config.get("PASSWORD_LOGIN", True):
+        message = "Passwords are not used here: sign in with your organisation's account."
+        return render_template("auth/link_invalid.html", message=message, purpose=purpose), 410
     try:
         user = read_token(token, purpose)
     except InvalidToken as exc:
