@@ -60,6 +60,11 @@ def column_letter(index: int) -> str:
     return letters
 
 
+# Text that needs more than wrapping: escapes, removed characters, a quote prefix (formula
+# start) or preserved space at either end.
+_PLAIN = re.compile(r"[&<>\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]|^[=+\-@\s]|\s$")
+
+
 def _text_cell(ref: str, value: str, style: int = 0) -> str:
     text = _CONTROL.sub("", value) if _CONTROL.search(value) else value
     if style == 0 and text.startswith(FORMULA_START):
@@ -216,7 +221,14 @@ def stream_workbook(
             number = count + 1
             batch.append(f'<row r="{number}">')
             for letter, value in zip(letters, row, strict=False):
-                if value is not None and value != "":
+                if value is None or value == "":
+                    continue
+                # Most cells are plain text: one pattern check, then one f-string.
+                if type(value) is str and _PLAIN.search(value) is None:
+                    batch.append(
+                        f'<c r="{letter}{number}" t="inlineStr"><is><t>{value}</t></is></c>'
+                    )
+                else:
                     batch.append(_cell(f"{letter}{number}", value))
             batch.append("</row>")
             if count % BATCH_ROWS == 0:
