@@ -272,7 +272,7 @@ def test_pager_links_and_page_size(admin_client, make, admin):
         "status=bogus&role=root",
         "sort=password_hash",
         "sort=-",
-        "q=%00%01%1f",
+        "q=%01%1f",
         "q=" + "x" * 5000,
         "q=%F4%8F%BF%BF",
         "q=%25_%5C",
@@ -283,6 +283,13 @@ def test_invalid_parameters_are_ignored_never_a_500(admin_client, org, query):
     for headers in ({}, HX):
         response = admin_client.get(f"/admin/users?{query}", headers=headers)
         assert response.status_code == 200, (query, response.text[:500])
+
+
+def test_a_nul_in_the_search_is_refused_with_400(admin_client, org):
+    # NUL is refused before any view runs (PostgreSQL cannot compare it: issue #14).
+    for headers in ({}, HX):
+        response = admin_client.get("/admin/users?q=%00%01%1f", headers=headers)
+        assert response.status_code == 400 and "NUL" in response.text
 
 
 def test_a_page_past_the_end_shows_the_last_page(admin_client, org):
