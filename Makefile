@@ -53,7 +53,15 @@ chromium:
 	  fi; \
 	fi
 
-test: $(VENV)/.installed-test $(if $(HAVE_JAVA_NPM),$(VNU_JAR)) chromium
+# The OpenID Connect provider the sign-in tests run (oauth2-mock-server from npm, on
+# loopback), installed into tools/oidc when npm is present (the tests skip without it).
+OIDC_PROVIDER := tools/oidc/node_modules/oauth2-mock-server/package.json
+HAVE_NPM := $(shell command -v npm)
+
+$(OIDC_PROVIDER): tests/oidc_support.py | $(VENV)/.installed-test
+	$(BIN)/python -m tests.oidc_support && touch $@
+
+test: $(VENV)/.installed-test $(if $(HAVE_JAVA_NPM),$(VNU_JAR)) $(if $(HAVE_NPM),$(OIDC_PROVIDER)) chromium
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed-test
