@@ -388,3 +388,26 @@ def test_parse_filters_and_the_shared_query_without_http(appctx, org):
     assert found == ids(org, "old")
     assert parse_filters(MultiDict()).status == ["pending", "active"]
     assert _after("ab") == "ac" and _after("a\U0010ffff") == "b" and _after("\ud7ff") == "\ue000"
+
+
+def test_count_stops_at_the_cap_and_says_more_than(admin_client, make, monkeypatch):
+    """Past the cap the list never shows a wrong exact number: "More than N", the pages it
+    can prove (Next, not Last); a page deep enough to need the rows counts them exactly."""
+    from lmsweb.blueprints.users import listing
+
+    monkeypatch.setattr(listing, "COUNT_CAP", 10)
+    for n in range(30):
+        make.user(first_name="Cap", last_name=f"Member{n:02d}", email=f"cap{n}@example.com")
+    page = admin_client.get("/admin/users?per_page=25", headers=HX).text
+    assert re.search(r'id="users-count"[^>]*>More than 10 users<', page)
+    assert "Showing 1–25 of more than 10</p>" in page
+    assert len(rows(page)) == 25
+    assert re.search(r'<a class="btn btn--small" href="[^"]*page=2"[^>]*>Next</a>', page)
+    assert '<span class="btn btn--small" aria-disabled="true">Last</span>' in page
+    assert "Select all users matching these filters" in page
+    second = admin_client.get("/admin/users?per_page=25&page=2", headers=HX).text
+    assert matching(second) == 31  # and the administrator
+    assert len(rows(second)) == 6
+    assert "Page 2 of 2" in second
+    few = admin_client.get("/admin/users?q=member0", headers=HX).text
+    assert matching(few) == 10 and "Select all" not in few
