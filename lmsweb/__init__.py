@@ -86,7 +86,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     csrf.init_app(app)
     htmx.init_app(app)
 
-    from . import auth_session, errors, security, sso, throttle
+    from . import auth_session, compression, errors, security, sso, throttle
 
     # before_request order: session timeouts, portal sign-in, then deny by default.
     auth_session.init_app(app)
@@ -94,6 +94,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     security.init_app(app)
     throttle.init_app(app)
     errors.init_app(app)
+    compression.init_app(app)
 
     from .blueprints import (
         audit_log,
