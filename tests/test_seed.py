@@ -13,7 +13,7 @@ from lmsweb.extensions import db
 from lmsweb.models import CourseAssignment, User
 from tests.conftest import HX, IS_POSTGRES
 
-SCHEMA = "SELECT type, name, sql FROM sqlite_master WHERE type IN ('index', 'trigger') ORDER BY name"
+SCHEMA = "SELECT type, name, sql FROM sqlite_master WHERE type IN ('index', 'trigger') ORDER BY 2"
 
 
 @pytest.mark.skipif(IS_POSTGRES, reason="the bulk path is SQLite's")
