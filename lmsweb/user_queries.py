@@ -17,7 +17,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from sqlalchemy import (
-    Boolean,
     ColumnElement,
     Integer,
     Select,
@@ -168,15 +167,21 @@ def _search_text(element, compiler, **kw):
     )
 
 
+def _inside(word: str) -> str:
+    """A LIKE pattern for `word` anywhere, built whole so the planner sees a constant."""
+    escaped = word.replace("/", "//").replace("%", "/%").replace("_", "/_")
+    return f"%{escaped}%"
+
+
 def _fts5_phrase(word: str) -> str:
     return '"' + word.replace('"', '""') + '"'
 
 
 class _per_dialect(FunctionElement):  # noqa: N801
     """The first condition on SQLite, the second on PostgreSQL: the list's queries are built
-    before (and without knowing) the engine that runs them."""
+    before (and without knowing) the engine that runs them. Untyped on purpose: a Boolean
+    type would make SQLite's WHERE read `(... IN (...)) = 1`, which no index can answer."""
 
-    type = Boolean()
     inherit_cache = True
 
 
@@ -200,7 +205,7 @@ def _containing(words: list[str]) -> ColumnElement[bool]:
     # Both spellings lower() may have stored, as for prefixes (one index either way).
     postgresql = and_(
         *(
-            or_(*(search_text().contains(v, autoescape=True) for v in _word_variants(word)))
+            or_(*(search_text().like(_inside(v), escape="/") for v in _word_variants(word)))
             for word in words
         )
     )
