@@ -259,7 +259,8 @@ def rows_shown(name: str, body: bytes) -> int:
 def load(port: int, path: str, headers: dict) -> float:
     """Requests/second with CLIENTS closed-loop clients; every answer must be a 200."""
     if shutil.which("wrk"):
-        args = ["wrk", "-t2", f"-c{CLIENTS}", f"-d{SECONDS:g}s"]
+        # A long timeout: on a loaded machine a slow answer is a figure, not an error.
+        args = ["wrk", "-t2", f"-c{CLIENTS}", f"-d{SECONDS:g}s", "--timeout", "60s"]
         for key, value in headers.items():
             args += ["-H", f"{key}: {value}"]
         out = subprocess.run(
@@ -309,6 +310,13 @@ def measure(url: str, all_screens: list[dict]) -> dict:
                 elapsed = (time.perf_counter() - started) * 1000
                 assert response.status == 200, (screen["name"], request, response.status)
                 results[request, screen["name"]]["times"].append(elapsed)
+    print("\n  Sequential, before the load phase:")
+    print(f"  {'request':<14} {'screen':<26} {'p50 ms':>7} {'p95 ms':>7}")
+    for request in REQUESTS:
+        for screen in all_screens:
+            times = results[request, screen["name"]]["times"]
+            p50, p95 = statistics.median(times), statistics.quantiles(times, n=20)[-1]
+            print(f"  {request:<14} {screen['name']:<26} {p50:7.1f} {p95:7.1f}", flush=True)
     for request in REQUESTS:
         for screen in all_screens:
             results[request, screen["name"]]["rps"] = load(
