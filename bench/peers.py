@@ -48,8 +48,10 @@ DJANGO_USER, DJANGO_PASSWORD = "bench", "bench-django-password"
 REQUESTS = ("page 1", "status", f"search '{SEARCH}'", "group", "combined", "deep page")
 
 
-def _request(port: int, path: str, headers: dict | None = None, method="GET", body=None):
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+def _request(
+    port: int, path: str, headers: dict | None = None, method="GET", body=None, timeout=120
+):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     try:
         conn.request(method, path, body=body, headers=headers or {})
         response = conn.getresponse()
@@ -87,10 +89,13 @@ class Server:
                 raise RuntimeError(f"{self.name} exited with {self.process.returncode}")
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=1):
-                    return
+                    break
             except OSError:
                 time.sleep(0.1)
-        raise RuntimeError(f"{self.name} did not start")
+        else:
+            raise RuntimeError(f"{self.name} did not start")
+        # The port opens before the workers have imported the app: wait for an answer.
+        _request(self.port, "/", timeout=300)
 
     def stop(self) -> None:
         self.process.terminate()
