@@ -13,7 +13,8 @@ and as the partial htmx asks for. Ratios are the best peer's figure against lmsw
 (above 1: lmsweb ahead). SQLite, and PostgreSQL when TEST_DATABASE_URL names it.
 
 Needs the bench extra: `pip install -e '.[bench]'`. Sizes: PEERS_RUNS (sequential rounds,
-default 30) and PEERS_SECONDS (seconds of load per screen and request, default 4).
+default 30) and PEERS_SECONDS (seconds of load per screen and request, default 4);
+PEERS_ENGINE=sqlite or postgresql measures that one only.
 
     .venv/bin/python -m bench peers
 """
@@ -387,7 +388,10 @@ def run(engine: str, url: str) -> None:
 
 
 def main() -> None:
+    only = os.environ.get("PEERS_ENGINE", "")
     for engine, url in users_list.databases():
+        if only and engine != only:
+            continue
         print(f"\n[{engine}] {users_list.USERS:,} users")
         run(engine, url)
 
