@@ -8,12 +8,12 @@ Every app runs under gunicorn with 2 sync workers at the same time. For each req
 (page 1, a status filter, a search, a group, a combined filter, a deep page), requests to
 every screen are interleaved round by round (the screens in a new random order each round),
 sequentially, one connection each: p50/p95. Then 8 concurrent clients per screen and
-request (wrk, or Python threads without it): req/s. lmsweb counts twice, as the full page
+request, each sending a fixed number of requests: req/s. lmsweb counts twice, as the full page
 and as the partial htmx asks for. Ratios are the best peer's figure against lmsweb's
 (above 1: lmsweb ahead). SQLite, and PostgreSQL when TEST_DATABASE_URL names it.
 
 Needs the bench extra: `pip install -e '.[bench]'`. Sizes: PEERS_RUNS (sequential rounds,
-default 30) and PEERS_SECONDS (seconds of load per screen and request, default 4);
+default 30) and PEERS_LOAD_REQUESTS (requests per client in the load phase, default 6);
 PEERS_ENGINE=sqlite or postgresql measures that one only.
 
     .venv/bin/python -m bench peers
@@ -25,7 +25,6 @@ import http.client
 import os
 import random
 import re
-import shutil
 import statistics
 import subprocess
 import sys
@@ -41,7 +40,7 @@ from bench import users_list
 ROOT = Path(__file__).resolve().parent
 DATA = ROOT / ".data"
 RUNS = int(os.environ.get("PEERS_RUNS", "30"))
-SECONDS = float(os.environ.get("PEERS_SECONDS", "4"))
+LOAD_REQUESTS = int(os.environ.get("PEERS_LOAD_REQUESTS", "6"))
 CLIENTS = 8
 SEARCH = "mar"
 DEEP_PAGE = 1000
@@ -263,36 +262,29 @@ def rows_shown(name: str, body: bytes) -> int:
 
 
 def load(port: int, path: str, headers: dict) -> float:
-    """Requests/second with CLIENTS closed-loop clients; every answer must be a 200."""
-    if shutil.which("wrk"):
-        # A long timeout: on a loaded machine a slow answer is a figure, not an error.
-        args = ["wrk", "-t2", f"-c{CLIENTS}", f"-d{SECONDS:g}s", "--timeout", "60s"]
-        for key, value in headers.items():
-            args += ["-H", f"{key}: {value}"]
-        out = subprocess.run(
-            [*args, f"http://127.0.0.1:{port}{path}"], capture_output=True, text=True, check=True
-        ).stdout
-        assert "Non-2xx" not in out and "Socket errors" not in out, out
-        return float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
-    done, errors = [0], [0]
-    lock = threading.Lock()
-    deadline = time.perf_counter() + SECONDS
+    """Requests/second with CLIENTS concurrent clients, each sending LOAD_REQUESTS requests
+    one after another: a bounded count, so the figure stays meaningful however slow the
+    answers are on a loaded machine. Every answer must be a 200."""
+    errors = []
+    barrier = threading.Barrier(CLIENTS + 1)
 
-    def worker():
-        while time.perf_counter() < deadline:
+    def client():
+        barrier.wait()
+        for _ in range(LOAD_REQUESTS):
             response, _ = _request(port, path, headers)
-            with lock:
-                done[0] += 1
-                errors[0] += response.status != 200
+            if response.status != 200:
+                errors.append(response.status)
 
-    started = time.perf_counter()
-    pool = [threading.Thread(target=worker) for _ in range(CLIENTS)]
+    pool = [threading.Thread(target=client) for _ in range(CLIENTS)]
     for t in pool:
         t.start()
+    barrier.wait()
+    started = time.perf_counter()
     for t in pool:
         t.join()
-    assert errors[0] == 0, f"{errors[0]} non-200 answers from {path}"
-    return done[0] / (time.perf_counter() - started)
+    elapsed = time.perf_counter() - started
+    assert not errors, f"non-200 answers from {path}: {errors[:5]}"
+    return CLIENTS * LOAD_REQUESTS / elapsed
 
 
 def measure(url: str, all_screens: list[dict]) -> dict:
@@ -376,10 +368,9 @@ def run(engine: str, url: str) -> None:
         for server in servers:
             server.wait()
         all_screens = screens(url, *servers)
-        tool = "wrk" if shutil.which("wrk") else "Python threads"
         print(
-            f"  {RUNS} interleaved sequential rounds; {CLIENTS} clients for {SECONDS:g} s "
-            f"per screen and request ({tool}); gunicorn, 2 sync workers each"
+            f"  {RUNS} interleaved sequential rounds; {CLIENTS} concurrent clients x "
+            f"{LOAD_REQUESTS} requests per screen and request; gunicorn, 2 sync workers each"
         )
         report(measure(url, all_screens), all_screens)
     finally:
