@@ -1,4 +1,4 @@
-"""A realistic demo organisation, inserted in bulk (a million users in about two minutes
+"""A realistic demo organisation, inserted in bulk (a million users in about two minutes of CPU
 on SQLite)."""
 
 from __future__ import annotations
