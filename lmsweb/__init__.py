@@ -47,7 +47,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     csrf.init_app(app)
     htmx.init_app(app)
 
-    from . import auth_session, errors, oidc, params, security, sso, throttle
+    from . import auth_session, compression, errors, oidc, params, security, sso, throttle
 
     # before_request order: session timeouts, portal sign-in, then deny by default.
     auth_session.init_app(app)
@@ -58,6 +58,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     # Before the blueprints: their routes use the bounded `<id:...>` converter.
     params.init_app(app)
     oidc.init_app(app)
+    compression.init_app(app)
 
     from .blueprints import (
         audit_log,

@@ -3,11 +3,13 @@
 One function turns the validated state into a `Select`; the list, bulk actions
 ("everyone matching") and the export all use it, so they always agree.
 
-Search is prefix matching, word by word: every word typed must be the start of the
-first name, last name, email or user ID (case-insensitive). Each of those has an
-expression index on `lower(column)` (migration 0002_user_search), so a search is a
-few index range scans whatever the table size; no column has to be kept up to date
-by the code that writes users.
+Search is word by word, case-insensitive: every word typed must be found in the first
+name, last name, email or user ID. A word of one or two characters must start one of
+them: each has an expression index on `lower(column)` (migration 0002_user_search), so
+that is a few index range scans whatever the table size. A longer word may be anywhere
+inside one ("arsh" finds Marsh, "@acme" everyone at acme): a trigram index answers it
+(migration 0009_substring_search: pg_trgm on PostgreSQL, an FTS5 trigram table kept by
+triggers on SQLite), so no code that writes users has to know about either.
 """
 
 from __future__ import annotations
@@ -16,7 +18,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from flask import abort
-from sqlalchemy import ColumnElement, Select, String, and_, select, union_all
+from sqlalchemy import (
+    ColumnElement,
+    Integer,
+    Select,
+    String,
+    and_,
+    column,
+    or_,
+    select,
+    text,
+    union_all,
+)
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import selectinload
 from sqlalchemy.sql.functions import FunctionElement
@@ -31,6 +44,8 @@ DEFAULT_STATUSES = ("pending", "active")
 SORT_KEYS = ("name", "email", "location", "status", "created")
 DEFAULT_SORT = "name"
 MAX_SEARCH_WORDS = 4
+# Trigrams: a shorter word has none, so it stays a prefix search.
+SUBSTRING_MIN = 3
 MAX_ID = 2**31 - 1
 
 
@@ -188,25 +203,91 @@ def _starts_with(column, prefix: str) -> ColumnElement[bool]:
     return and_(key >= prefix, key < upper) if upper else key >= prefix
 
 
-def search_condition(q: str) -> ColumnElement[bool] | None:
-    """Every word is the start of a first name, last name, email or user ID.
+class search_text(FunctionElement):  # noqa: N801 - reads like the SQL expression it renders
+    """The searched fields, lower-cased and joined by spaces, exactly as PostgreSQL's
+    trigram index (0009_substring_search) is built; a word holds no space, so it matches
+    inside one field only."""
 
-    Each word is a union of index range scans that yields ids; the ids are then checked
-    against the other filters in a narrow covering index, never in the wide rows."""
-    words = q.split()[:MAX_SEARCH_WORDS]
+    type = String()
+    inherit_cache = True
+
+
+@compiles(search_text)
+def _search_text(element, compiler, **kw):
+    return (
+        "lower(users.first_name || ' ' || users.last_name || ' ' || users.email || ' ' || "
+        "coalesce(users.employee_id, ''))"
+    )
+
+
+def _inside(word: str) -> str:
+    """A LIKE pattern for `word` anywhere, built whole so the planner sees a constant."""
+    escaped = word.replace("/", "//").replace("%", "/%").replace("_", "/_")
+    return f"%{escaped}%"
+
+
+def _fts5_phrase(word: str) -> str:
+    return '"' + word.replace('"', '""') + '"'
+
+
+class _per_dialect(FunctionElement):  # noqa: N801
+    """The first condition on SQLite, the second on PostgreSQL: the list's queries are built
+    before (and without knowing) the engine that runs them. Untyped on purpose: a Boolean
+    type would make SQLite's WHERE read `(... IN (...)) = 1`, which no index can answer."""
+
+    inherit_cache = True
+
+
+@compiles(_per_dialect)
+def _per_dialect_default(element, compiler, **kw):
+    return f"({compiler.process(element.clauses.clauses[0], **kw)})"
+
+
+@compiles(_per_dialect, "postgresql")
+def _per_dialect_postgresql(element, compiler, **kw):
+    return f"({compiler.process(element.clauses.clauses[1], **kw)})"
+
+
+def _containing(words: list[str]) -> ColumnElement[bool]:
+    """Users with every word inside one of the searched fields, from the trigram index."""
+    # FTS5's trigram tokenizer folds case itself; one MATCH ANDs the phrases.
+    found = text("SELECT rowid FROM users_search WHERE users_search MATCH :pattern").bindparams(
+        pattern=" AND ".join(_fts5_phrase(word) for word in words)
+    )
+    sqlite = User.id.in_(found.columns(column("rowid", Integer)))
+    # Both spellings lower() may have stored, as for prefixes (one index either way).
+    postgresql = and_(
+        *(
+            or_(*(search_text().like(_inside(v), escape="/") for v in _word_variants(word)))
+            for word in words
+        )
+    )
+    return _per_dialect(sqlite, postgresql)
+
+
+def _starting(word: str) -> ColumnElement[bool]:
+    """Users with a field that starts with `word`: a union of index range scans that yields
+    ids, checked against the other filters in a narrow covering index, never the rows."""
     columns = (User.first_name, User.last_name, User.email, User.employee_id)
-    conditions = [
-        User.id.in_(
-            union_all(
-                *(
-                    select(User.id).where(_starts_with(column, variant))
-                    for variant in _word_variants(word)
-                    for column in columns
-                )
+    return User.id.in_(
+        union_all(
+            *(
+                select(User.id).where(_starts_with(column_, variant))
+                for variant in _word_variants(word)
+                for column_ in columns
             )
         )
-        for word in words
-    ]
+    )
+
+
+def search_condition(q: str) -> ColumnElement[bool] | None:
+    """Every word is inside (three characters or more) or at the start of (fewer) a first
+    name, last name, email or user ID."""
+    words = q.split()[:MAX_SEARCH_WORDS]
+    long_words = [w for w in words if len(w) >= SUBSTRING_MIN]
+    conditions = [_starting(w) for w in words if len(w) < SUBSTRING_MIN]
+    if long_words:
+        conditions.append(_containing(long_words))
     return and_(*conditions) if conditions else None
 
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import re
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, quote, urlsplit
 
 import pytest
-from sqlalchemy import event
+from sqlalchemy import event, text
 from werkzeug.datastructures import MultiDict
 
 from lmsweb.extensions import db
+from lmsweb.models import User
 from lmsweb.user_queries import UserFilters, _after, filtered_users
 from tests.conftest import HX
 
@@ -151,12 +152,78 @@ def test_role_location_and_group_filters(admin_client, org):
         ("rossi marco", {"marco"}),
         ("ün", {"unal"}),  # non-ASCII first letter, either case
         ("Ün", {"unal"}),
-        ("arsh", set()),  # prefixes, not substrings
+        ("ÜNAL", {"unal"}),
+        ("ünal yil", {"unal"}),
+        ("arsh", {"omar"}),  # three characters or more: anywhere in a field
+        ("ARSH", {"omar"}),
+        ("akker", {"maria"}),
+        ("@example", {"admin", "marco", "maria", "omar", "unal"}),
+        ("1001", {"marco"}),
+        ("ssi mar", {"marco"}),
+        ("rs", set()),  # shorter: the start of a field only
+        ("ar", set()),
         ("zzz", set()),
+        ("50%", set()),  # LIKE and FTS5 syntax is matched literally
+        ('"ma', set()),
+        ("m*", set()),
     ],
 )
-def test_search_matches_word_starts(admin_client, org, q, expected):
-    assert set(listed(admin_client, f"q={q}")) == ids(org, *expected)
+def test_search_matches_words_inside_fields(admin_client, org, q, expected):
+    assert set(listed(admin_client, f"q={quote(q)}")) == ids(org, *expected)
+
+
+def test_search_sees_every_writer_including_raw_sql(app, admin_client, org):
+    """The trigram index is kept by the database: rows written by plain SQL are found,
+    changed and forgotten like any other."""
+    with app.app_context():
+        db.session.execute(
+            text(
+                "INSERT INTO users (email, first_name, last_name, role, status, "
+                "session_version, created_at) VALUES ('kim@acme.example', 'Kim', "
+                "'Quartermain', 'learner', 'active', 1, CURRENT_TIMESTAMP)"
+            )
+        )
+        db.session.execute(
+            text(
+                "INSERT INTO users (email, first_name, last_name, role, status, "
+                "session_version, created_at) VALUES ('lee@acme.example', 'Lee', "
+                "'Fox', 'learner', 'active', 1, CURRENT_TIMESTAMP)"
+            )
+        )
+        db.session.commit()
+        kim, lee = (
+            db.session.scalar(text("SELECT id FROM users WHERE email = :e"), {"e": email})
+            for email in ("kim@acme.example", "lee@acme.example")
+        )
+    assert set(listed(admin_client, "q=%40acme")) == {kim, lee}
+    assert listed(admin_client, "q=termai") == [kim]
+    with app.app_context():
+        db.session.execute(text("UPDATE users SET last_name = 'Marsh' WHERE id = :id"), {"id": kim})
+        db.session.execute(
+            text("UPDATE users SET email = 'lee@other.example' WHERE id = :id"), {"id": lee}
+        )
+        db.session.commit()
+    assert listed(admin_client, "q=termai") == []
+    assert set(listed(admin_client, "q=arsh")) == {kim} | ids(org, "omar")
+    assert listed(admin_client, "q=%40acme") == [kim]
+    assert listed(admin_client, "q=%40other") == [lee]
+    with app.app_context():
+        db.session.execute(text("DELETE FROM users WHERE id = :id"), {"id": lee})
+        db.session.commit()
+    assert listed(admin_client, "q=%40other") == []
+
+
+def test_search_follows_orm_edits(admin_client, org):
+    """A user renamed through the ORM is found at once under the new name only."""
+    marco = org["users"]["marco"]
+    assert listed(admin_client, "q=ossi") == [marco.id]
+    with admin_client.application.app_context():
+        user = db.session.get(User, marco.id)
+        user.last_name = "Bianchi"
+        user.email = "marco.bianchi@example.com"
+        db.session.commit()
+    assert listed(admin_client, "q=ossi") == []
+    assert listed(admin_client, "q=anchi") == [marco.id]
 
 
 def test_filters_combine(admin_client, org):
@@ -328,3 +395,28 @@ def test_from_args_and_the_shared_query_without_http(appctx, org):
     assert found == ids(org, "old")
     assert UserFilters.from_args(MultiDict()).status == ["pending", "active"]
     assert _after("ab") == "ac" and _after("a\U0010ffff") == "b" and _after("\ud7ff") == "\ue000"
+
+
+def test_count_stops_at_the_cap_and_says_more_than(admin_client, make, monkeypatch):
+    """Past the cap the list never shows a wrong exact number: "More than N", the pages it
+    can prove (Next, not Last); a page deep enough to need the rows counts them exactly."""
+    from lmsweb.blueprints.users import listing
+
+    monkeypatch.setattr(listing, "COUNT_CAP", 10)
+    for n in range(30):
+        make.user(first_name="Cap", last_name=f"Member{n:02d}", email=f"cap{n}@example.com")
+    page = admin_client.get("/admin/users?per_page=25", headers=HX).text
+    assert re.search(r'id="users-count"[^>]*>More than 10 users<', page)
+    assert "Showing 1–25 of more than 10</p>" in page
+    assert len(rows(page)) == 25
+    assert re.search(
+        r'<a class="btn btn--small" href="[^"]*[?;]page=2(&amp;[^"]*)?"[^>]*>Next</a>', page
+    )
+    assert '<span class="btn btn--small" aria-disabled="true">Last</span>' in page
+    assert "Select all users matching these filters" in page
+    second = admin_client.get("/admin/users?per_page=25&page=2", headers=HX).text
+    assert matching(second) == 31  # and the administrator
+    assert len(rows(second)) == 6
+    assert "Page 2 of 2" in second
+    few = admin_client.get("/admin/users?q=member0", headers=HX).text
+    assert matching(few) == 10 and "Select all" not in few

@@ -28,6 +28,7 @@ SORT_LABELS = {
 }
 # The form's own controls; a request they trigger does not re-render them (focus stays).
 FORM_TRIGGERS = {"users-filters", "users-q"}
+COUNT_CAP = 10_000
 
 
 class CheckboxList(SelectMultipleField):
@@ -120,8 +121,17 @@ def sort_links(filters: UserFilters) -> dict[str, dict[str, str]]:
 def list_context(filters: UserFilters) -> dict[str, Any]:
     """Everything the table partial shows; a fixed number of queries whatever per_page."""
     query = filtered_users(filters)
-    total = db.session.scalar(select(func.count()).select_from(query.order_by(None).subquery()))
-    pages = max(ceil(total / filters.per_page), 1)
+    # Counting stops past COUNT_CAP (or the page asked for): an exact count of a million
+    # rows costs more than the page itself. Past it the list says "more than 10,000".
+    enough = max(COUNT_CAP, filters.page * filters.per_page)
+    counted = db.session.scalar(
+        select(func.count()).select_from(
+            query.with_only_columns(User.id).order_by(None).limit(enough + 1).subquery()
+        )
+    )
+    capped = counted > enough
+    total = counted  # a lower bound when capped: only compared, never shown
+    pages = filters.page + 1 if capped else max(ceil(total / filters.per_page), 1)
     filters.page = min(filters.page, pages)
     # The page's ids first (from an index alone where one covers the filters), then
     # those rows with what they show: a deep page never reads the rows it skips.
@@ -153,6 +163,8 @@ def list_context(filters: UserFilters) -> dict[str, Any]:
         "filters": filters,
         "users": users,
         "total": total,
+        "total_capped": capped,
+        "total_label": f"more than {COUNT_CAP:,}" if capped else f"{total:,}",
         "current_page": filters.page,
         "pages": pages,
         "first": first,
