@@ -14,9 +14,9 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import or_, select, update
 
-from . import sqlite_write_transaction
+from .database import sqlite_write_transaction
+from .domain_error import DomainError
 from .extensions import db
-from .licensing import DomainError
 from .models import ImportJob, User, utcnow
 from .roster_import import apply, preview_job
 

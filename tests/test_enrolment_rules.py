@@ -20,6 +20,7 @@ from lmsweb.models import (
 )
 from tests.conftest import HX, count, get
 from tests.import_support import csv_bytes, job_id, upload
+from tests.scim_support import ENTERPRISE, PATCH, USER_SCHEMA, headers, make_token
 
 
 @pytest.fixture(autouse=True)
@@ -222,6 +223,28 @@ def test_join_path_portal_sign_in_and_provisioning_hook(app, make, rule):
         assert enrolment.user_joined(user) == (0, 0)  # idempotent
         db.session.commit()
     assert uid in records(app, rule["fire"])
+
+
+def test_join_path_scim_provisioning(app, client, rule):
+    """A SCIM client creates a user in Oslo, then adds them to Nurses: each step is a join."""
+    auth = headers(make_token(app))
+    body = {
+        "schemas": [USER_SCHEMA, ENTERPRISE],
+        "userName": "prov@example.com",
+        "name": {"givenName": "Pro", "familyName": "Visioned"},
+        "emails": [{"value": "prov@example.com", "type": "work", "primary": True}],
+        "active": True,
+        ENTERPRISE: {"department": "Oslo"},
+    }
+    created = client.post("/scim/v2/Users", json=body, headers=auth)
+    assert created.status_code == 201, created.text
+    uid = int(created.get_json()["id"])
+    assert uid in records(app, rule["fire"]) and uid not in records(app, rule["hyg"])
+    member = [{"value": str(uid)}]
+    add = {"schemas": [PATCH], "Operations": [{"op": "Add", "path": "members", "value": member}]}
+    patched = client.patch(f"/scim/v2/Groups/{rule['nurses'].id}", json=add, headers=auth)
+    assert patched.status_code == 200, patched.text
+    assert records(app, rule["hyg"])[uid] == (utcnow() + timedelta(days=10)).date()
 
 
 def test_waiting_places_are_filled_by_the_worker_pass_too(app, make, runner):

@@ -11,8 +11,8 @@ from wtforms.fields.choices import SelectChoice
 from wtforms.validators import InputRequired, NumberRange
 
 from .. import enrolment
+from ..domain_error import DomainError
 from ..extensions import db
-from ..licensing import DomainError
 from ..models import Course, CourseAssignment, Group, Location, WaitingEnrolment
 from ..rendering import render, see_other
 

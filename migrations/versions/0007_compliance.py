@@ -2,14 +2,14 @@
 schedule notices (the once-only keys of reminders and escalations), import job leases.
 
 Revision ID: 0007_compliance
-Revises: 0005_import_jobs
+Revises: 0006_guard_triggers
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0007_compliance"
-down_revision = "0005_import_jobs"
+down_revision = "0006_guard_triggers"
 branch_labels = None
 depends_on = None
 

@@ -9,28 +9,17 @@ from flask import request, url_for
 from flask_wtf import FlaskForm
 from sqlalchemy import func, select
 from sqlalchemy.orm import joinedload, selectinload
-from werkzeug.datastructures import MultiDict
 from wtforms import SearchField, SelectField, SelectMultipleField
 from wtforms.fields.choices import SelectChoice
 from wtforms.widgets import CheckboxInput, ListWidget
 
 from ...compliance import TRAINING_LABELS
 from ...extensions import db
-from ...models import Group, Location, User
+from ...models import ROLE_LABELS, STATUS_LABELS, Group, Location, User
 from ...rendering import render, wants_partial
-from ...user_queries import (
-    DEFAULT_PER_PAGE,
-    DEFAULT_SORT,
-    PER_PAGE_CHOICES,
-    UserFilters,
-    filtered_users,
-    ordered,
-    parse_filters,
-)
+from ...user_queries import PER_PAGE_CHOICES, UserFilters, filtered_users, ordered
 from . import bp
 
-STATUS_LABELS = {"pending": "Pending", "active": "Active", "archived": "Archived"}
-ROLE_LABELS = {"learner": "Learner", "admin": "Administrator"}
 SORT_LABELS = {
     "name": "Name",
     "email": "Email",
@@ -40,6 +29,7 @@ SORT_LABELS = {
 }
 # The form's own controls; a request they trigger does not re-render them (focus stays).
 FORM_TRIGGERS = {"users-filters", "users-q"}
+COUNT_CAP = 10_000
 
 
 class CheckboxList(SelectMultipleField):
@@ -48,7 +38,7 @@ class CheckboxList(SelectMultipleField):
 
 
 class UserFilterForm(FlaskForm):
-    """The list's GET filter form; `parse_filters` is what reads the values back."""
+    """The list's GET filter form; `UserFilters.from_args` is what reads the values back."""
 
     class Meta:
         csrf = False
@@ -84,34 +74,8 @@ def filter_form(filters: UserFilters, locations, groups) -> UserFilterForm:
     return form
 
 
-def state_args(filters: UserFilters, **changes: Any) -> MultiDict:
-    """The list state as query parameters (defaults left out), with `changes` applied."""
-    state: dict[str, Any] = {
-        "q": filters.q,
-        "location": filters.location,
-        "group": filters.group,
-        "status": [] if filters.default_status else filters.status,
-        "role": filters.role,
-        "manager": filters.manager,
-        "training": filters.training,
-        "sort": "" if filters.sort == DEFAULT_SORT else filters.sort,
-        "per_page": "" if filters.per_page == DEFAULT_PER_PAGE else filters.per_page,
-        "page": "" if filters.page == 1 else filters.page,
-    }
-    state.update(changes)
-    for key, default in (("page", 1), ("sort", DEFAULT_SORT), ("per_page", DEFAULT_PER_PAGE)):
-        if state[key] == default:
-            state[key] = ""
-    args = MultiDict()
-    for key, value in state.items():
-        for item in value if isinstance(value, list) else [value]:
-            if item not in ("", None):
-                args.add(key, item)
-    return args
-
-
 def list_url(filters: UserFilters, **changes: Any) -> str:
-    return url_for("users.index", **state_args(filters, **changes).to_dict(flat=False))
+    return url_for("users.index", **filters.to_args(**changes).to_dict(flat=False))
 
 
 def filter_chips(filters: UserFilters, names: dict[str, dict[int, str]]) -> list[dict]:
@@ -169,8 +133,17 @@ def sort_links(filters: UserFilters) -> dict[str, dict[str, str]]:
 def list_context(filters: UserFilters) -> dict[str, Any]:
     """Everything the table partial shows; a fixed number of queries whatever per_page."""
     query = filtered_users(filters)
-    total = db.session.scalar(select(func.count()).select_from(query.order_by(None).subquery()))
-    pages = max(ceil(total / filters.per_page), 1)
+    # Counting stops past COUNT_CAP (or the page asked for): an exact count of a million
+    # rows costs more than the page itself. Past it the list says "more than 10,000".
+    enough = max(COUNT_CAP, filters.page * filters.per_page)
+    counted = db.session.scalar(
+        select(func.count()).select_from(
+            query.with_only_columns(User.id).order_by(None).limit(enough + 1).subquery()
+        )
+    )
+    capped = counted > enough
+    total = counted  # a lower bound when capped: only compared, never shown
+    pages = filters.page + 1 if capped else max(ceil(total / filters.per_page), 1)
     filters.page = min(filters.page, pages)
     # The page's ids first (from an index alone where one covers the filters), then
     # those rows with what they show: a deep page never reads the rows it skips.
@@ -207,6 +180,8 @@ def list_context(filters: UserFilters) -> dict[str, Any]:
         "filters": filters,
         "users": users,
         "total": total,
+        "total_capped": capped,
+        "total_label": f"more than {COUNT_CAP:,}" if capped else f"{total:,}",
         "current_page": filters.page,
         "pages": pages,
         "first": first,
@@ -215,8 +190,8 @@ def list_context(filters: UserFilters) -> dict[str, Any]:
         "sorts": sort_links(filters),
         "per_page_choices": PER_PAGE_CHOICES,
         "page_url": lambda page, **changes: list_url(filters, page=page, **changes),
-        "clear_url": url_for("users.index", **state_args(UserFilters()).to_dict(flat=False)),
-        "state": state_args(filters),
+        "clear_url": url_for("users.index"),
+        "state": filters.to_args(),
         "list_url": list_url(filters),
         "anyone": filters.active or bool(total) or _anyone(),
     }
@@ -229,7 +204,7 @@ def _anyone() -> bool:
 @bp.route("")
 def index():
     """List users (full page, or the table partial to htmx)."""
-    filters = parse_filters(request.args)
+    filters = UserFilters.from_args(request.args)
     context = list_context(filters)
     form_sync = not wants_partial() or request.headers.get("HX-Trigger") not in FORM_TRIGGERS
     if form_sync:

@@ -6,10 +6,10 @@ from flask import request
 
 from ... import audit, schedule
 from ...extensions import db
-from ...models import User
-from ..auth import safe_next
+from ...navigation import back_to_list, refuse
+from ...user_queries import get_user_or_404
 from . import bp
-from .actions import RowActionForm, _answer, _refuse
+from .actions import RowActionForm, _answer
 
 
 def last_reminder_text(when) -> str:
@@ -20,17 +20,17 @@ def last_reminder_text(when) -> str:
     )
 
 
-@bp.route("/<int:user_id>/remind", methods=["POST"])
+@bp.route("/<id:user_id>/remind", methods=["POST"])
 def remind_user(user_id: int):
     """Queue a reminder now; the answer says when the previous one went."""
-    user = db.get_or_404(User, user_id)
-    next_url = safe_next(RowActionForm(request.form).next.data)
+    user = get_user_or_404(user_id)
+    next_url = back_to_list(RowActionForm(request.form).next.data)
     if user.status != "active":
-        return _refuse(f"{user.name} is {user.status} and gets no reminders.", next_url)
+        return refuse(f"{user.name} is {user.status} and gets no reminders.", back=next_url)
     previous = schedule.last_reminders([user.id]).get(user.id)
     reminded, _ = schedule.remind_now([user.id])
     if not reminded:
-        return _refuse(f"{user.name} has no unfinished training to be reminded of.", next_url)
+        return refuse(f"{user.name} has no unfinished training to be reminded of.", back=next_url)
     audit.record("user.remind", target=user, summary=f"Reminder queued to {user.email}")
     db.session.commit()
     return _answer(
