@@ -182,6 +182,9 @@ def users_joined(user_ids: Iterable[int], actor: User | None = None) -> tuple[in
     assigned = waiting = 0
     for start in range(0, len(ids), CHUNK):
         part = ids[start : start + CHUNK]
+        # Users before any pool (licensing's order): each rule below takes its pool's seats
+        # with these already held, so no rule waits for a user while holding a pool.
+        licensing.lock_users(part, share=True)
         in_groups = select(user_groups.c.group_id).where(user_groups.c.user_id.in_(part))
         at_locations = select(User.location_id).where(User.id.in_(part))
         rules = db.session.scalars(
@@ -211,6 +214,14 @@ def _apply(rule: EnrolmentRule, user_ids: list[int] | None, actor) -> tuple[int,
     ids = list(db.session.scalars(query.order_by(User.id)))
     if not ids:
         return 0, 0
+    if licensing.row_locks():
+        # Shared locks before the pool's: an archive of one of them waits for this batch,
+        # or has happened and the audience is read again without them.
+        licensing.lock_users(ids, share=True)
+        locked = set(ids)
+        ids = [uid for uid in db.session.scalars(query.order_by(User.id)) if uid in locked]
+        if not ids:
+            return 0, 0
     db.session.refresh(course, ["seats_total", "seats_reserved", "seats_used"])
     now = utcnow()
     due = now.date() + timedelta(days=rule.due_days)

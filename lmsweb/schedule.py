@@ -332,6 +332,28 @@ def _renew(course: Course, due: list[tuple[int, int]], expiry: dict[int, date], 
     from . import licensing
 
     table = CourseAssignment.__table__
+    if licensing.row_locks():
+        # Users before the pool, as licensing does: a record or a user archived meanwhile
+        # is not renewed.
+        licensing.lock_users([uid for _, uid in due], share=True)
+        still: set[int] = set()
+        for start in range(0, len(due), CHUNK):
+            part = [aid for aid, _ in due[start : start + CHUNK]]
+            still.update(
+                db.session.scalars(
+                    select(CourseAssignment.id).where(
+                        CourseAssignment.id.in_(part),
+                        CourseAssignment.state == "completed",
+                        CourseAssignment.archived_at.is_(None),
+                        CourseAssignment.user_id.in_(
+                            select(User.id).where(User.status != "archived")
+                        ),
+                    )
+                )
+            )
+        due = [(aid, uid) for aid, uid in due if aid in still]
+        if not due:
+            return 0
     db.session.refresh(course, ["seats_total", "seats_reserved", "seats_used"])
     seated, waiting = due[: course.seats_available], due[course.seats_available :]
     db.session.execute(
