@@ -15,6 +15,7 @@ from .navigation import app_path, app_url
 NAVIGATION = (
     ("users.index", "Users"),
     ("courses.index", "Courses"),
+    ("rules.index", "Rules"),
     ("org.groups", "Groups"),
     ("org.locations", "Locations"),
     ("dashboard.index", "Dashboard"),
@@ -69,13 +70,14 @@ def create_app(test_config: dict | None = None) -> Flask:
         oidc,
         org,
         outbox,
+        rules,
         scim,
         settings,
         users,
     )
 
     blueprints = (auth, oidc, users, courses, org, dashboard, outbox, audit_log, learner)
-    blueprints += (settings, scim)
+    blueprints += (settings, scim, rules)
     for module in blueprints:
         app.register_blueprint(module.bp)
 

@@ -21,7 +21,7 @@ from typing import Any
 
 from sqlalchemy import Select, delete, insert, select, update
 
-from . import audit, licensing, lifecycle, notifications
+from . import audit, enrolment, licensing, lifecycle, notifications
 from .domain_error import DomainError
 from .extensions import db
 from .licensing import NoSeatsAvailable
@@ -264,6 +264,13 @@ def _membership(selection: Selection, params: Params, add: bool) -> Result:
                 )
             )
     _expire_groups(result.done)
+    if add:
+        assigned, waiting = enrolment.users_joined(result.done, params.actor)
+        if assigned or waiting:
+            result.notes.append(
+                f"Enrolment rules assigned {assigned} courses"
+                + (f"; {waiting} wait for a license." if waiting else ".")
+            )
     return result
 
 
@@ -484,6 +491,23 @@ def _required(value, message: str):
     return value
 
 
+# --- reminders --------------------------------------------------------------------------
+
+
+def remind(selection: Selection, params: Params) -> Result:
+    """Queue a reminder now to each target with unfinished training (one email each)."""
+    from .schedule import remind_now
+
+    result = Result("remind", verb="Reminded:")
+    rows = _target_rows(selection)
+    _missing(selection, (r.id for r in rows), result)
+    done, nothing = remind_now([r.id for r in rows])
+    result.done.extend(done)
+    for user_id in nothing:
+        result.skip("not active, or nothing unfinished", user_id)
+    return result
+
+
 # --- the registry -----------------------------------------------------------------------
 
 
@@ -567,6 +591,7 @@ ACTIONS: dict[str, BulkAction] = {
             destructive=True,
         ),
         BulkAction("restore", "Restore", "Restore {count}?", restore),
+        BulkAction("remind", "Remind", "Send {count} a reminder now?", remind),
         BulkAction("export", "Export selected", "Export {count}?", None),
     )
 }

@@ -9,6 +9,7 @@ import shlex
 import sys
 import threading
 import time
+from datetime import datetime
 
 import click
 from flask import current_app
@@ -136,13 +137,13 @@ def serve(host: str, port: int):
     """Serve for a demo or development (use gunicorn in production)."""
     from werkzeug.serving import run_simple
 
-    from .mailer import run_forever
+    from .worker import run_forever
 
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     _log_mail_to_console()
-    # The demo drains the outbox too, so invitations go out without a second terminal.
+    # The demo runs the worker too (outbox, schedule, imports): no second terminal needed.
     stop = threading.Event()
-    worker = threading.Thread(target=run_forever, args=(app, stop), name="outbox", daemon=True)
+    worker = threading.Thread(target=run_forever, args=(app, stop), name="worker", daemon=True)
     worker.start()
     click.echo(f"lmsweb on http://{host}:{port}/ (Ctrl+C stops)")
     click.echo(_mail_destination())
@@ -171,27 +172,60 @@ def _mail_destination() -> str:
     return f"Outbox: no MAIL_SERVER, so messages are written to {dev_mailbox_path()}."
 
 
-@lms.command("send-mail")
-@click.option("--once", is_flag=True, help="Send everything due now, then exit.")
-@click.option("--interval", default=2.0, show_default=True, help="Seconds between polls.")
-@with_appcontext
-def send_mail(once: bool, interval: float):
-    """The outbox worker: send queued emails, retrying failures with backoff."""
-    from .mailer import drain, run_forever
+def _parse_now(ctx, param, value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        return datetime.strptime(value, "%Y-%m-%dT%H:%M")
+    except ValueError:
+        raise click.BadParameter("use YYYY-MM-DDTHH:MM, e.g. 2026-12-01T08:00") from None
+
+
+def _worker(once: bool, interval: float, now: datetime | None) -> None:
+    from .worker import run_forever, run_once
 
     _log_mail_to_console()
     click.echo(_mail_destination())
     if once:
-        result = drain()
-        click.echo(f"Sent {result.sent}, will retry {result.retried}, failed {result.failed}.")
-        for error in result.errors:
+        result = run_once(now)
+        click.echo(result.schedule.summary())
+        click.echo(f"Imports: {result.imports} background jobs run.")
+        mail = result.mail
+        click.echo(f"Sent {mail.sent}, will retry {mail.retried}, failed {mail.failed}.")
+        for error in mail.errors:
             click.echo(f"FAILED {error}")
         return
+    if now is not None:
+        raise click.BadParameter("only with --once: a running worker follows the real clock")
     stop = threading.Event()
     try:
         run_forever(current_app._get_current_object(), stop, interval)  # type: ignore[attr-defined]
     except KeyboardInterrupt:
         stop.set()
+
+
+@lms.command("worker")
+@click.option("--once", is_flag=True, help="One pass of everything due, drain the outbox, exit.")
+@click.option(
+    "--now",
+    callback=_parse_now,
+    metavar="YYYY-MM-DDTHH:MM",
+    help="The clock the schedule sees (UTC); the default is now.",
+)
+@click.option("--interval", default=2.0, show_default=True, help="Seconds between polls.")
+@with_appcontext
+def worker(once: bool, now: datetime | None, interval: float):
+    """The worker: reminders, escalations, renewals, waiting assignments, imports, the outbox."""
+    _worker(once, interval, now)
+
+
+@lms.command("send-mail")
+@click.option("--once", is_flag=True, help="One pass of everything due, drain the outbox, exit.")
+@click.option("--interval", default=2.0, show_default=True, help="Seconds between polls.")
+@with_appcontext
+def send_mail(once: bool, interval: float):
+    """The worker under its older name (see `worker`)."""
+    _worker(once, interval, None)
 
 
 # Secret keys that appear in examples and tests: never acceptable in a deployment.

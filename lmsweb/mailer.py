@@ -19,7 +19,7 @@ import logging
 import mailbox
 import os
 import smtplib
-import threading
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from email import message_from_bytes
@@ -220,13 +220,27 @@ def dev_mailbox_path() -> Path:
     return Path(current_app.instance_path) / "dev-mailbox.mbox"
 
 
+def _lock(box: mailbox.mbox, timeout: float = 30.0) -> None:
+    """Wait for the mailbox: several workers may write it at once (the lock is exclusive
+    and does not block by itself)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            box.lock()
+            return
+        except mailbox.ExternalClashError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
 def _write_dev_mailbox(batch: list[Claimed]) -> None:
     path = dev_mailbox_path()
     if not path.exists():
         # 0600: the bodies carry sign-in links.
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
     box = mailbox.mbox(path)
-    box.lock()
+    _lock(box)
     try:
         for c in batch:
             box.add(message_from_bytes(_message(c).as_bytes()))
@@ -352,17 +366,3 @@ def drain(batch_size: int = BATCH_SIZE, now: datetime | None = None) -> BatchRes
         total.add(result)
         if result.claimed == 0:
             return total
-
-
-def run_forever(app, stop: threading.Event, interval: float = 2.0) -> None:
-    """The worker loop for `flask lms send-mail` and the demo server's background thread."""
-    with app.app_context():
-        while not stop.is_set():
-            try:
-                drain()
-            except Exception:  # noqa: BLE001 - a bad moment (database busy) must not end the loop
-                log.exception("Outbox worker: batch failed; trying again shortly")
-                db.session.rollback()
-            finally:
-                db.session.remove()
-            stop.wait(interval)

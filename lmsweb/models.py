@@ -116,12 +116,19 @@ class User(UserMixin, db.Model):
     # message's own status, in the same transaction.
     invite_status: Mapped[str | None] = mapped_column(String(16))
     invite_error: Mapped[str | None] = mapped_column(Text)
+    # Escalations of this user's overdue training go to the manager (0007_compliance).
+    manager_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="RESTRICT"), index=True
+    )
+    # Administrators who asked for the weekly compliance digest.
+    wants_digest: Mapped[bool] = mapped_column(default=False, server_default=text("false"))
     # SCIM: the directory's userName when it differs from the email (Entra's UPN, say),
     # and when a SCIM client DELETEd the user: archived here, gone (404) for SCIM.
     scim_user_name: Mapped[str | None] = mapped_column(String(254))
     scim_deleted_at: Mapped[datetime | None] = mapped_column(DateTime)
 
     location: Mapped[Location | None] = relationship()
+    manager: Mapped[User | None] = relationship(remote_side=lambda: [User.id])
     groups: Mapped[list[Group]] = relationship(secondary=user_groups, order_by=lambda: Group.name)
 
     @property
@@ -167,6 +174,14 @@ class Course(db.Model):
     seats_reserved: Mapped[int] = mapped_column(Integer, default=0)
     seats_used: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    # The compliance schedule (0007_compliance); 0 turns each step off.
+    remind_before_days: Mapped[int] = mapped_column(Integer, default=7, server_default="0")
+    remind_overdue_every_days: Mapped[int] = mapped_column(Integer, default=7, server_default="0")
+    escalate_after_days: Mapped[int] = mapped_column(Integer, default=14, server_default="0")
+    valid_for_days: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    renew_before_days: Mapped[int] = mapped_column(Integer, default=30, server_default="30")
+    # Off: the worker sends nothing about this course (assignment notices included).
+    emails_enabled: Mapped[bool] = mapped_column(default=True, server_default=text("true"))
 
     @property
     def seats_available(self) -> int:
@@ -196,6 +211,7 @@ class CourseAssignment(db.Model):
         # The dashboard's figures (migration 0003_dashboard).
         Index("ix_course_assignments_open_course", "archived_at", "course_id", "state", "due_date"),
         Index("ix_course_assignments_open_due", "archived_at", "state", "due_date", "course_id"),
+        Index("ix_course_assignments_notified", "notified_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -211,6 +227,17 @@ class CourseAssignment(db.Model):
     archived_at: Mapped[datetime | None] = mapped_column(DateTime)
     # Why the record was archived: unassigned, user_archived or activity_archived.
     archive_reason: Mapped[str | None] = mapped_column(String(32))
+    # The compliance cycle (0007_compliance): when the assignment notice went (NULL: the
+    # worker sends it), the enrolment rule that made it, the completion it renews, and for a
+    # renewed completion the day it expires.
+    notified_at: Mapped[datetime | None] = mapped_column(DateTime)
+    rule_id: Mapped[int | None] = mapped_column(
+        ForeignKey("enrolment_rules.id", ondelete="RESTRICT")
+    )
+    renewal_of_id: Mapped[int | None] = mapped_column(
+        ForeignKey("course_assignments.id", ondelete="RESTRICT")
+    )
+    expires_on: Mapped[date | None] = mapped_column(Date)
 
     user: Mapped[User] = relationship(foreign_keys=[user_id])
     course: Mapped[Course] = relationship()
@@ -218,6 +245,15 @@ class CourseAssignment(db.Model):
     @property
     def started(self) -> bool:
         return self.state != "assigned"
+
+    @property
+    def expired(self) -> bool:
+        """A renewed completion past its expiry date (the record itself stays)."""
+        return self.expires_on is not None and self.expires_on <= utcnow().date()
+
+    @property
+    def renewal_due(self) -> bool:
+        return self.renewal_of_id is not None and self.state != "completed" and not self.archived_at
 
     @property
     def overdue(self) -> bool:
@@ -324,8 +360,102 @@ class ImportJob(db.Model):
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime)
+    # The worker running this job holds it until then; a crashed worker's job is taken over
+    # once the lease has passed (0007_compliance).
+    lease_until: Mapped[datetime | None] = mapped_column(DateTime)
 
     created_by: Mapped[User | None] = relationship()
+
+
+class EnrolmentRule(db.Model):
+    """Members of a group, or people at a location, get a course due in N days."""
+
+    __tablename__ = "enrolment_rules"
+    __table_args__ = (
+        CheckConstraint("(group_id IS NULL) <> (location_id IS NULL)", name="group_or_location"),
+        CheckConstraint("due_days > 0", name="due_days_positive"),
+        Index("ix_enrolment_rules_group", "group_id"),
+        Index("ix_enrolment_rules_location", "location_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    group_id: Mapped[int | None] = mapped_column(ForeignKey("groups.id", ondelete="RESTRICT"))
+    location_id: Mapped[int | None] = mapped_column(ForeignKey("locations.id", ondelete="RESTRICT"))
+    course_id: Mapped[int] = mapped_column(ForeignKey("courses.id", ondelete="RESTRICT"))
+    due_days: Mapped[int] = mapped_column(Integer, default=30)
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"))
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+    group: Mapped[Group | None] = relationship()
+    location: Mapped[Location | None] = relationship()
+    course: Mapped[Course] = relationship()
+
+    @property
+    def audience(self) -> str:
+        if self.group is not None:
+            return f"members of {self.group.name}"
+        return f"people at {self.location.name if self.location else '?'}"
+
+
+class WaitingEnrolment(db.Model):
+    """An assignment a rule (or a renewal) wanted to make while the pool had no free seat;
+    made as soon as seats are added."""
+
+    __tablename__ = "waiting_enrolments"
+    __table_args__ = (
+        Index(
+            "uq_waiting_enrolments_open",
+            "user_id",
+            "course_id",
+            unique=True,
+            sqlite_where=text("resolved_at IS NULL"),
+            postgresql_where=text("resolved_at IS NULL"),
+        ),
+        Index("ix_waiting_enrolments_course", "course_id", "resolved_at", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"))
+    course_id: Mapped[int] = mapped_column(ForeignKey("courses.id", ondelete="RESTRICT"))
+    rule_id: Mapped[int | None] = mapped_column(
+        ForeignKey("enrolment_rules.id", ondelete="RESTRICT")
+    )
+    renewal_of_id: Mapped[int | None] = mapped_column(
+        ForeignKey("course_assignments.id", ondelete="RESTRICT")
+    )
+    due_days: Mapped[int] = mapped_column(Integer, default=30)
+    # A renewal is due on the old completion's expiry date, whenever the seat comes.
+    due_date: Mapped[date | None] = mapped_column(Date)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    resolved_at: Mapped[datetime | None] = mapped_column(DateTime)
+    assignment_id: Mapped[int | None] = mapped_column(
+        ForeignKey("course_assignments.id", ondelete="RESTRICT")
+    )
+
+    user: Mapped[User] = relationship()
+    course: Mapped[Course] = relationship()
+    rule: Mapped[EnrolmentRule | None] = relationship()
+
+
+class ScheduleNotice(db.Model):
+    """One row per occurrence the worker acted on (a reminder, an escalation, a renewal, a
+    digest). The unique key is the claim: a second worker's insert of the same key does
+    nothing, so no occurrence is ever emailed twice."""
+
+    __tablename__ = "schedule_notices"
+    __table_args__ = (
+        Index("ix_schedule_notices_assignment", "assignment_id", "kind", "occurrence"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key: Mapped[str] = mapped_column(String(120), unique=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    assignment_id: Mapped[int | None] = mapped_column(
+        ForeignKey("course_assignments.id", ondelete="RESTRICT")
+    )
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"))
+    occurrence: Mapped[date] = mapped_column(Date)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
 
 class ScimToken(db.Model):

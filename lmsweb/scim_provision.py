@@ -24,7 +24,7 @@ from scim2_models import (
 from sqlalchemy import func, select
 from sqlalchemy.orm import selectinload
 
-from . import audit, lifecycle, notifications
+from . import audit, enrolment, lifecycle, notifications
 from .domain_error import DomainError
 from .extensions import db
 from .models import Group, Location, ScimToken, User, user_groups, utcnow
@@ -47,7 +47,7 @@ def after_join(user: User) -> None:
 
     The one place that reacts to who is in which group: enrolment rules hook in here.
     """
-    db.session.flush()
+    enrolment.user_joined(user)
 
 
 # ---------------------------------------------------------------- users: out

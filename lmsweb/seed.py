@@ -210,6 +210,7 @@ ASSIGNMENT_COLUMNS = (
     "course_id",
     "assigned_by_id",
     "assigned_at",
+    "notified_at",
     "due_date",
     "started_at",
     "completed_at",
@@ -379,6 +380,8 @@ def seed_demo(users: int, seed: int = 7, batch: int = 5000) -> dict[str, int]:
                             uid,
                             course_id,
                             None,
+                            stamp(assigned),
+                            # Announced when assigned: the worker sends no notices for history.
                             stamp(assigned),
                             day((assigned + timedelta(days=due_days)).date()),
                             stamp(started),

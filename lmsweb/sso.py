@@ -13,7 +13,7 @@ from flask import Flask, abort, current_app, request
 from flask_login import current_user
 from sqlalchemy import func, select
 
-from . import audit
+from . import audit, enrolment
 from .auth_session import end_session, start_session
 from .extensions import db
 from .models import User
@@ -65,6 +65,7 @@ def _create_pending(email: str) -> None:
     )
     db.session.add(user)
     db.session.flush()
+    enrolment.user_joined(user)
     audit.record(
         "user.sso_request",
         target=user,

@@ -58,6 +58,11 @@ class UserForm(FlaskForm):
     location = SelectField("Location", coerce=_optional_int, validate_choice=True)
     group = SelectMultipleField("Groups", coerce=int)
     role = SelectField("Role", choices=ROLE_CHOICES, default="learner")
+    manager_email = StringField(
+        "Manager",
+        validators=[Optional(), Length(max=254)],
+        filters=[_blank_to_none],
+    )
     next = HiddenField()
 
     def __init__(self, *args, user: User | None = None, **kwargs):
@@ -87,6 +92,21 @@ class UserForm(FlaskForm):
         other = db.session.scalar(select(User).where(User.employee_id == field.data))
         if other is not None and (self.user is None or other.id != self.user.id):
             raise _taken("This user ID already belongs to", other)
+
+    def validate_manager_email(self, field):
+        manager = db.session.scalar(
+            select(User).where(func.lower(User.email) == field.data.strip().lower())
+        )
+        if manager is None:
+            raise ValidationError("No user has this email; add the manager first.")
+        if self.user is not None and manager.id == self.user.id:
+            raise ValidationError("A user cannot be their own manager.")
+        if manager.status == "archived":
+            raise ValidationError(f"{manager.name} is archived and cannot be a manager.")
+        self.manager = manager
+
+    def selected_manager(self) -> User | None:
+        return getattr(self, "manager", None) if self.manager_email.data else None
 
     def validate_role(self, field):
         if self.user is None:

@@ -15,6 +15,7 @@ triggers on SQLite), so no code that writes users has to know about either.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import date
 from typing import Any
 
 from flask import abort
@@ -35,6 +36,8 @@ from sqlalchemy.orm import selectinload
 from sqlalchemy.sql.functions import FunctionElement
 from werkzeug.datastructures import MultiDict
 
+from .compliance import TRAINING_LABELS
+from .compliance import condition as training_condition
 from .extensions import db
 from .models import ROLES, STATUSES, Location, User, user_groups
 
@@ -51,8 +54,10 @@ MAX_ID = 2**31 - 1
 
 # The list state's query parameters (the filter form's field names are the same).
 Q, LOCATION, GROUP, STATUS, ROLE = "q", "location", "group", "status", "role"
+# The compliance cycle's: a manager's reports, and a training figure of the dashboard.
+MANAGER, TRAINING = "manager", "training"
 SORT, PAGE, PER_PAGE = "sort", "page", "per_page"
-FILTER_PARAMS = (Q, LOCATION, GROUP, STATUS, ROLE)
+FILTER_PARAMS = (Q, LOCATION, GROUP, STATUS, ROLE, MANAGER, TRAINING)
 LIST_PARAMS = (*FILTER_PARAMS, SORT, PAGE, PER_PAGE)
 
 
@@ -85,6 +90,8 @@ class UserFilters:
     sort: str = DEFAULT_SORT
     page: int = 1
     per_page: int = DEFAULT_PER_PAGE
+    manager: list[int] = field(default_factory=list)
+    training: str = ""
 
     @property
     def default_status(self) -> bool:
@@ -93,7 +100,15 @@ class UserFilters:
     @property
     def active(self) -> bool:
         """Whether anything narrows the list beyond the default."""
-        return bool(self.q or self.location or self.group or self.role or not self.default_status)
+        return bool(
+            self.q
+            or self.location
+            or self.group
+            or self.role
+            or self.manager
+            or self.training
+            or not self.default_status
+        )
 
     @classmethod
     def from_args(cls, args: MultiDict, prefix: str = "") -> UserFilters:
@@ -113,6 +128,9 @@ class UserFilters:
         sort = args.get(prefix + SORT, "")
         if sort.removeprefix("-") in SORT_KEYS:
             filters.sort = sort
+        filters.manager = _ids(args.getlist(prefix + MANAGER))
+        training = args.get(prefix + TRAINING, "")
+        filters.training = training if training in TRAINING_LABELS else ""
         filters.page = _positive(args.get(prefix + PAGE), 1)
         per_page = _positive(args.get(prefix + PER_PAGE), DEFAULT_PER_PAGE)
         filters.per_page = per_page if per_page in PER_PAGE_CHOICES else DEFAULT_PER_PAGE
@@ -134,6 +152,8 @@ class UserFilters:
             GROUP: self.group,
             STATUS: self.status,
             ROLE: self.role,
+            MANAGER: self.manager,
+            TRAINING: self.training,
             SORT: self.sort,
             PAGE: self.page,
             PER_PAGE: self.per_page,
@@ -310,6 +330,10 @@ def filtered_users(filters: UserFilters) -> Select[tuple[User]]:
         # IN (subquery) rather than EXISTS: the planners turn it into an index lookup.
         members = select(user_groups.c.user_id).where(user_groups.c.group_id.in_(filters.group))
         query = query.where(User.id.in_(members))
+    if filters.manager:
+        query = query.where(User.manager_id.in_(filters.manager))
+    if filters.training:
+        query = query.where(training_condition(filters.training, date.today()))
     condition = search_condition(filters.q)
     if condition is not None:
         query = query.where(condition)

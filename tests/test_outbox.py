@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 
-from lmsweb import mailer, sqlite_write_transaction
+from lmsweb import mailer, sqlite_write_transaction, worker
 from lmsweb.extensions import db
 from lmsweb.models import AuditEvent, OutboundEmail, User, utcnow
 from tests.conftest import HX, count, get
@@ -387,11 +387,14 @@ class TestWithoutMailServer:
 
 def test_the_background_worker_of_the_demo_server_sends_what_is_queued(app, smtp, make):
     """`flask lms serve` runs this loop in a thread; here it runs until the mail arrives."""
+    # Made before the worker starts: the factory's plain BEGIN (not IMMEDIATE, unlike every
+    # write of the app) would fail on SQLite once the worker's pass commits under its read.
+    user = make.user(email="loop@example.com")
     stop = threading.Event()
-    thread = threading.Thread(target=mailer.run_forever, args=(app, stop, 0.05))
+    thread = threading.Thread(target=worker.run_forever, args=(app, stop, 0.05))
     thread.start()
     try:
-        queue(app, [make.user(email="loop@example.com")])
+        queue(app, [user])
         for _ in range(400):  # a wait for the thread, not a timing assertion
             if smtp.sink.raw:
                 break

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from flask import Blueprint, abort, flash, request, url_for
+from flask_login import current_user
 from flask_wtf import FlaskForm
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
-from wtforms import IntegerField, StringField, TextAreaField, URLField
+from wtforms import IntegerField, SelectField, StringField, TextAreaField, URLField
+from wtforms.fields.choices import SelectChoice
 from wtforms.validators import URL, DataRequired, InputRequired, Length, NumberRange, Optional
 
-from .. import audit, licensing
+from .. import audit, enrolment, licensing, schedule
 from ..domain_error import DomainError
 from ..extensions import db
 from ..models import Course
@@ -22,7 +24,75 @@ def _strip(value):
     return value.strip() if isinstance(value, str) else value
 
 
-class CourseForm(FlaskForm):
+def _days(label: str, default: int, message: str) -> IntegerField:
+    return IntegerField(
+        label,
+        default=default,
+        validators=[
+            Optional(),
+            NumberRange(min=0, max=3650, message=f"{message} Enter 0 to 3650 days."),
+        ],
+    )
+
+
+class ScheduleForm(FlaskForm):
+    """The course's compliance schedule; absent fields keep their current (or default) value."""
+
+    remind_before_days = _days(
+        "First reminder (days before the due date)", 7, "How many days before the due date?"
+    )
+    remind_overdue_every_days = _days(
+        "Repeat while overdue (every N days)", 7, "How often while overdue?"
+    )
+    escalate_after_days = _days(
+        "Tell the manager after (days overdue)", 14, "After how many days overdue?"
+    )
+    valid_for_days = _days("A completion is valid for (days)", 0, "How long is it valid?")
+    renew_before_days = _days("Renew (days before it expires)", 30, "How long before it expires?")
+    # A select, not a checkbox: a POST without the field keeps emails on.
+    emails = SelectField(
+        "Emails about this course",
+        choices=[
+            SelectChoice("on", "On: notices, reminders, escalations and renewals"),
+            SelectChoice("off", "Off: nothing is emailed about this course"),
+        ],
+        default="on",
+    )
+
+
+SCHEDULE_FIELDS = (
+    "remind_before_days",
+    "remind_overdue_every_days",
+    "escalate_after_days",
+    "valid_for_days",
+    "renew_before_days",
+)
+
+
+def _schedule_valid(form: ScheduleForm) -> bool:
+    renew, valid = form.renew_before_days.data, form.valid_for_days.data
+    if valid and renew is not None and renew >= valid:
+        form.renew_before_days.errors = [
+            *form.renew_before_days.errors,
+            "Renew fewer days before expiry than a completion is valid for.",
+        ]
+        return False
+    return True
+
+
+def _schedule_values(form: ScheduleForm, course: Course | None) -> dict:
+    """The schedule as the form gives it; a field left out keeps the course's value."""
+    values = {}
+    for name in SCHEDULE_FIELDS:
+        value = getattr(form, name).data
+        if value is None:
+            value = getattr(course, name) if course else getattr(form, name).default
+        values[name] = value
+    values["emails_enabled"] = form.emails.data != "off"
+    return values
+
+
+class CourseForm(ScheduleForm):
     code = StringField(
         "Code",
         filters=[_strip],
@@ -55,7 +125,7 @@ class CourseForm(FlaskForm):
         "Default due period (days)",
         default=30,
         validators=[
-            InputRequired(message="Enter how many days learners have by default."),
+            Optional(),
             NumberRange(min=1, max=3650, message="Enter a number of days from 1 to 3650."),
         ],
     )
@@ -105,7 +175,7 @@ def create_course():
     form = CourseForm()
     if request.method == "GET":
         return render("courses/new.html", form=CourseForm(formdata=None))
-    valid = form.validate_on_submit()
+    valid = form.validate_on_submit() and _schedule_valid(form)
     taken = "A course with that code already exists."
     if valid and db.session.scalar(
         select(Course.id).where(func.lower(Course.code) == form.code.data.lower())
@@ -121,10 +191,11 @@ def create_course():
         title=form.title.data,
         description=form.description.data or "",
         launch_url=form.launch_url.data or "",
-        default_due_days=form.default_due_days.data,
+        default_due_days=form.default_due_days.data or 30,
         seats_total=form.seats.data,
         seats_reserved=0,
         seats_used=0,
+        **_schedule_values(form, None),
     )
     db.session.add(course)
     try:
@@ -169,6 +240,7 @@ def change_seats(course_id: int):
             return error.message, 409, {"Content-Type": "text/plain; charset=utf-8"}
         flash(error.message, "error")
         return see_other(url_for("courses.index"))
+    made = enrolment.resolve_waiting(course, actor=current_user._get_current_object())
     db.session.refresh(course)
     change = form.add.data
     verb = "Added" if change >= 0 else "Removed"
@@ -177,6 +249,8 @@ def change_seats(course_id: int):
         f"{'to' if change >= 0 else 'from'} {course.code}: {course.seats_total} in total, "
         f"{course.seats_available} available."
     )
+    if made:
+        message += f" {made} waiting {'assignment was' if made == 1 else 'assignments were'} made."
     audit.record(
         "course.seats",
         target=course,
@@ -200,8 +274,9 @@ def edit_course(course_id: int):
     course = _load(course_id)
     form = CourseEditForm(obj=course)
     if request.method == "GET":
+        form.emails.data = "on" if course.emails_enabled else "off"
         return render("courses/edit.html", form=form, course=course)
-    valid = form.validate_on_submit()
+    valid = form.validate_on_submit() and _schedule_valid(form)
     if valid and db.session.scalar(
         select(Course.id).where(
             func.lower(Course.code) == form.code.data.lower(), Course.id != course.id
@@ -211,12 +286,21 @@ def edit_course(course_id: int):
         valid = False
     if not valid:
         return render("courses/edit.html", status=422, form=form, course=course)
-    fields = ("code", "title", "description", "launch_url", "default_due_days")
+    fields = ("code", "title", "description", "launch_url")
     changes = {
         name: {"from": getattr(course, name), "to": getattr(form, name).data or ""}
         for name in fields
         if (getattr(form, name).data or "") != (getattr(course, name) or "")
     }
+    wanted = {"default_due_days": form.default_due_days.data or course.default_due_days}
+    wanted.update(_schedule_values(form, course))
+    changes.update(
+        {
+            name: {"from": getattr(course, name), "to": value}
+            for name, value in wanted.items()
+            if value != getattr(course, name)
+        }
+    )
     for name, change in changes.items():
         setattr(course, name, change["to"])
     if changes:
@@ -229,3 +313,46 @@ def edit_course(course_id: int):
     db.session.commit()
     flash(f"Saved {course.code}." if changes else f"{course.code} is unchanged.", "success")
     return see_other(url_for("courses.index"))
+
+
+@bp.route("/<id:course_id>", methods=["GET", "POST"])
+def detail(course_id: int):
+    """A course: its schedule in plain words (and the form to change it), rules, waiting list."""
+    course = _load(course_id)
+    form = ScheduleForm(obj=course)
+    if request.method == "GET":
+        form.emails.data = "on" if course.emails_enabled else "off"
+        return render("courses/detail.html", **_detail_context(course, form))
+    if not (form.validate_on_submit() and _schedule_valid(form)):
+        return render("courses/detail.html", status=422, **_detail_context(course, form))
+    wanted = _schedule_values(form, course)
+    changes = {
+        name: {"from": getattr(course, name), "to": value}
+        for name, value in wanted.items()
+        if value != getattr(course, name)
+    }
+    for name, change in changes.items():
+        setattr(course, name, change["to"])
+    if changes:
+        audit.record(
+            "course.schedule",
+            target=course,
+            summary=f"Changed the schedule of {course.code}: {schedule.describe(course)}",
+            details=changes,
+        )
+    db.session.commit()
+    message = f"Saved the schedule of {course.code}." if changes else "The schedule is unchanged."
+    if request.htmx:
+        return toast(render("courses/detail.html", **_detail_context(course, form)), message)
+    flash(message, "success")
+    return see_other(url_for("courses.detail", course_id=course.id))
+
+
+def _detail_context(course: Course, form: ScheduleForm) -> dict:
+    return {
+        "course": course,
+        "form": form,
+        "description": schedule.describe(course),
+        "rules": enrolment.rules_for_course(course),
+        "waiting": enrolment.waiting_count(course),
+    }

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, make_response, request
+from flask import Blueprint, flash, make_response, request, url_for
+from flask_login import current_user
 from flask_wtf import FlaskForm
 from sqlalchemy import select
 from wtforms import IntegerField, SearchField, SelectField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import Optional
 
-from .. import reports
+from .. import audit, compliance, reports
 from ..extensions import db
 from ..models import Course, Group, Location, utcnow
 from ..params import in_range
-from ..rendering import render, wants_partial
+from ..rendering import render, see_other, wants_partial
 from ..xlsx import download, stream_workbook
 
 bp = Blueprint("dashboard", __name__, url_prefix="/admin/dashboard")
@@ -99,6 +100,16 @@ def index():
     context = {"form": form, "pagination": pagination, "today": reports.today()}
     if not wants_partial():
         context.update(summary=reports.summary(), due_soon_days=reports.DUE_SOON_DAYS)
+        context.update(
+            compliance=compliance.all_figures(utcnow().date()),
+            cycle={
+                kind: compliance.people(kind, utcnow().date())
+                for kind in ("waiting", "renewal_due", "expired")
+            },
+            dimensions=compliance.DIMENSIONS,
+            figures=compliance.FIGURES,
+            training_labels=compliance.TRAINING_LABELS,
+        )
     status = 200 if valid else 422
     return render("dashboard/index.html", "dashboard/_records.html", status, **context)
 
@@ -124,3 +135,29 @@ def export_records():
             widths=[16, 14, 30, 12, 16, 10, 12, 32, 12, 17, 11, 17, 17, 7, 8, 17, 22],
         ),
     )
+
+
+@bp.route("/digest", methods=["POST"])
+def digest():
+    """Opt in to (digest=on) or out of (digest=off) the weekly compliance digest email."""
+    choice = request.form.get("digest")
+    if choice not in ("on", "off"):
+        return make_response(
+            "Choose digest=on or digest=off.", 422, {"Content-Type": "text/plain; charset=utf-8"}
+        )
+    user = current_user._get_current_object()  # type: ignore[attr-defined]
+    user.wants_digest = choice == "on"
+    audit.record(
+        "user.digest",
+        target=user,
+        summary=f"{'Subscribed to' if user.wants_digest else 'Unsubscribed from'} the weekly "
+        "compliance digest",
+    )
+    db.session.commit()
+    flash(
+        "You will get the compliance figures by email every week."
+        if user.wants_digest
+        else "The weekly digest is stopped.",
+        "success",
+    )
+    return see_other(url_for("dashboard.index"))

@@ -2,7 +2,8 @@
 
 `reading` turns an upload into a Table; `planning` decides, row by row, what the import
 would do; `applying` re-plans inside the transaction and writes; `jobs` holds an upload as
-an ImportJob and runs preview and apply, here or in a background thread.
+an ImportJob whose preview and apply run here or, for a large file, in the worker
+(lmsweb/import_jobs.py).
 """
 
 from .applying import apply
@@ -11,8 +12,6 @@ from .jobs import (
     error_rows,
     new_job,
     preview_job,
-    start_background,
-    wait_for,
 )
 from .planning import Plan, plan_import
 from .reading import (
@@ -42,6 +41,4 @@ __all__ = [
     "preview_job",
     "read_table",
     "sniff_delimiter",
-    "start_background",
-    "wait_for",
 ]

@@ -14,7 +14,7 @@ from ..domain_error import DomainError
 from ..extensions import db
 from ..licensing import NoSeatsAvailable, lock_users, take_seats
 from ..models import Course, CourseAssignment, Group, ImportJob, Location, User, user_groups, utcnow
-from .planning import _chunks, plan_import
+from .planning import _chunks, managers_by_email, plan_import
 
 
 def _insert_rows(table, rows: list[dict[str, Any]]) -> None:
@@ -117,7 +117,10 @@ def apply(job: ImportJob, actor: User | None) -> dict[str, Any]:
                 }
             )
 
+    manager_of: dict[int, str] = {}
     for user_id, op in zip(created_ids, plan.creates, strict=True):
+        if op["manager"]:
+            manager_of[user_id] = op["manager"]
         links.extend(
             {"user_id": user_id, "group_id": groups[k]} for k in dict.fromkeys(op["groups"])
         )
@@ -136,6 +139,8 @@ def apply(job: ImportJob, actor: User | None) -> dict[str, Any]:
             field_updates.append({"id": op["id"], **values})
         if "role" in op:
             role_changed.append(op["id"])
+        if "manager" in op:
+            manager_of[op["id"]] = op["manager"]
         if "groups" in op:
             regroup.append(op["id"])
             links.extend(
@@ -148,6 +153,13 @@ def apply(job: ImportJob, actor: User | None) -> dict[str, Any]:
         shapes.setdefault(tuple(sorted(values)), []).append(values)
     for batch in shapes.values():
         db.session.execute(update(User), batch)
+    if manager_of:
+        # After the creates: a manager may be a new user of this same file.
+        ids_by_email = managers_by_email(set(manager_of.values()))
+        db.session.execute(
+            update(User),
+            [{"id": uid, "manager_id": ids_by_email[m]} for uid, m in manager_of.items()],
+        )
     for part in _chunks(role_changed):
         db.session.execute(
             update(User)
@@ -175,6 +187,12 @@ def apply(job: ImportJob, actor: User | None) -> dict[str, Any]:
                 "nothing was imported. Apply the import again."
             ) from None
 
+    # The enrolment rules' join hook, for everyone new or whose groups or location changed.
+    from ..enrolment import users_joined
+
+    joined = created_ids + [op["id"] for op in plan.updates if "groups" in op or "location" in op]
+    rule_assigned, rule_waiting = users_joined(joined, actor)
+
     totals = plan.totals
     skipped = [i for i, row in enumerate(plan.rows) if row[0] == "error"]
     result = {
@@ -183,6 +201,8 @@ def apply(job: ImportJob, actor: User | None) -> dict[str, Any]:
         "unchanged": totals["unchanged"],
         "skipped": len(skipped),
         "assigned": len(assignments),
+        "assigned_by_rules": rule_assigned,
+        "waiting_for_license": rule_waiting,
         "new_locations": sorted(plan.new_locations.values()),
         "new_groups": sorted(plan.new_groups.values()),
     }

@@ -82,6 +82,7 @@ class Existing(NamedTuple):
     location_id: int | None
     role: str
     status: str
+    manager_id: int | None
 
 
 class CourseRow(NamedTuple):
@@ -119,6 +120,7 @@ def _existing_users(emails: list[str], user_ids: list[str]) -> tuple[dict, dict]
         User.location_id,
         User.role,
         User.status,
+        User.manager_id,
     )
     found: dict[int, Existing] = {}
     for part in _chunks(emails):
@@ -130,6 +132,21 @@ def _existing_users(emails: list[str], user_ids: list[str]) -> tuple[dict, dict]
     by_email = {row.email: row for row in found.values()}
     by_uid = {row.employee_id: row for row in found.values() if row.employee_id}
     return by_email, by_uid
+
+
+def managers_by_email(emails: set[str]) -> dict[str, int]:
+    """Lower-cased email → id of the (unarchived) users named as managers."""
+    found: dict[str, int] = {}
+    for part in _chunks(sorted(emails)):
+        found.update(
+            (email, user_id)
+            for user_id, email in db.session.execute(
+                select(User.id, func.lower(User.email)).where(
+                    func.lower(User.email).in_(part), User.status != "archived"
+                )
+            )
+        )
+    return found
 
 
 def _links(table, column, user_ids: list[int]) -> dict[int, set[int]]:
@@ -209,6 +226,8 @@ def plan_import(
         _links(user_groups, user_groups.c.group_id, matched_ids) if "groups" in col else {}
     )
     current_courses = _open_courses(matched_ids) if "courses" in col else {}
+    managers = managers_by_email({value(r, "manager_email").lower() for r in rows} - {""})
+    file_emails = set(emails)
     locations = {k.lower(): i for i, k in db.session.execute(select(Location.id, Location.name))}
     groups = {k.lower(): i for i, k in db.session.execute(select(Group.id, Group.name))}
     courses = {
@@ -283,6 +302,11 @@ def plan_import(
                 reasons.append(f"Unknown course “{code}”.")
             elif course.id not in course_ids:
                 course_ids.append(course.id)
+        manager_email = value(row, "manager_email").lower()
+        if manager_email and manager_email not in managers and manager_email not in file_emails:
+            reasons.append(f"Unknown manager “{manager_email}”: no user has this email.")
+        elif manager_email and manager_email == email:
+            reasons.append("A user cannot be their own manager.")
         role_text = value(row, "role")
         role = ROLES.get(role_text.lower()) if role_text else None
         if role_text and role is None:
@@ -328,6 +352,7 @@ def plan_import(
                 "location": location_key,
                 "groups": group_keys or [],
                 "courses": course_ids,
+                "manager": manager_email or None,
             }
             plan.creates.append(op)
             seats.update(course_ids)
@@ -350,6 +375,8 @@ def plan_import(
             changes["role"] = role
             if target.role == "admin":
                 admins.demoted.add(user_id)
+        if manager_email and managers.get(manager_email, -1) != target.manager_id:
+            changes["manager"] = manager_email
         if group_keys is not None:
             wanted = {groups.get(k, k) for k in group_keys}
             if wanted != current_groups.get(user_id, set()):

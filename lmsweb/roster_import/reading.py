@@ -44,6 +44,7 @@ FIELDS: dict[str, tuple[str, ...]] = {
     "groups": ("groups", "group", "teams", "team", "departments", "department"),
     "role": ("role",),
     "courses": ("courses", "course", "course codes", "course code"),
+    "manager_email": ("manager email", "manager e-mail", "manager", "line manager email"),
 }
 TEMPLATE_HEADERS = ("Email", "First name", "Last name", "User ID", "Location", "Groups", "Role")
 

@@ -2,14 +2,14 @@
 the directory's id on groups.
 
 Revision ID: 0008_identity
-Revises: 0006_guard_triggers
+Revises: 0007_compliance
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0008_identity"
-down_revision = "0006_guard_triggers"
+down_revision = "0007_compliance"
 branch_labels = None
 depends_on = None
 

@@ -6,6 +6,7 @@ import json
 from datetime import date, timedelta
 
 from flask import Response, abort, flash, request, url_for
+from flask_login import current_user
 from flask_wtf import FlaskForm
 from sqlalchemy import select
 from sqlalchemy.orm import joinedload
@@ -13,7 +14,7 @@ from wtforms import DateField, HiddenField, IntegerField, SelectMultipleField
 from wtforms.validators import InputRequired, Optional, ValidationError
 from wtforms.widgets import CheckboxInput, ListWidget
 
-from ... import audit, licensing
+from ... import audit, enrolment, licensing
 from ...domain_error import DomainError
 from ...extensions import db
 from ...lifecycle import set_groups
@@ -138,6 +139,8 @@ def edit_groups(user_id: int):
         return _groups_view(user, form, 422)
     chosen = db.session.scalars(select(Group).where(Group.id.in_(form.group.data or []))).all()
     added, removed = set_groups(user, list(chosen))
+    if added:
+        enrolment.user_joined(user, actor=current_user._get_current_object())
     parts = []
     if added:
         parts.append("added to " + ", ".join(g.name for g in added))

@@ -9,7 +9,7 @@ from flask_login import current_user
 from sqlalchemy import select
 from sqlalchemy.orm import joinedload
 
-from ... import audit, lifecycle, notifications
+from ... import audit, enrolment, lifecycle, notifications, schedule
 from ...domain_error import DomainError
 from ...extensions import db
 from ...licensing import assign
@@ -40,6 +40,8 @@ def new_user():
         status="pending",
     )
     user.groups = form.selected_groups()
+    manager = form.selected_manager()
+    user.manager_id = manager.id if manager else None
     db.session.add(user)
     db.session.flush()
     courses = form.selected_courses()
@@ -55,6 +57,7 @@ def new_user():
                     actor=current_user,
                 )
             details["courses"] = [c.code for c in courses]
+        enrolment.user_joined(user, actor=current_user._get_current_object())
         if form.approve_notify.data:
             lifecycle.approve(user)
             notifications.queue_invitation(user)
@@ -82,6 +85,7 @@ def _audited_fields(user: User) -> dict:
         "location": user.location.name if user.location else None,
         "groups": [g.name for g in user.groups],
         "role": user.role,
+        "manager": user.manager.email if user.manager else None,
     }
 
 
@@ -108,6 +112,8 @@ def _details_context(user: User, form: UserForm) -> dict:
     return {
         "user": user,
         "form": form,
+        "waiting": enrolment.waiting_for_user(user),
+        "last_reminder": schedule.last_reminders([user.id]).get(user.id),
         "assignments": assignments,
         "emails": emails,
         "events": events,
@@ -124,6 +130,7 @@ def detail(user_id: int):
         form.user_id.data = user.employee_id
         form.location.data = user.location_id
         form.group.data = [g.id for g in user.groups]
+        form.manager_email.data = user.manager.email if user.manager else None
         form.next.data = back_to_list()
         return render(
             "users/detail.html", "users/_detail_form.html", **_details_context(user, form)
@@ -142,12 +149,15 @@ def detail(user_id: int):
     user.email = form.email.data
     user.employee_id = form.user_id.data
     user.location_id = form.location.data
+    manager = form.selected_manager()
+    user.manager_id = manager.id if manager else None
     lifecycle.set_groups(user, form.selected_groups())
+    enrolment.user_joined(user, actor=current_user._get_current_object())
     if form.role.data != user.role:
         user.role = form.role.data
         user.end_sessions()
     db.session.flush()
-    db.session.refresh(user, ["location"])
+    db.session.refresh(user, ["location", "manager"])
     after = _audited_fields(user)
     changed = {k: {"from": before[k], "to": after[k]} for k in after if before[k] != after[k]}
     back = back_to_list(form.next.data)

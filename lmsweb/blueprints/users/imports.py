@@ -32,6 +32,7 @@ LABELS = {
     "groups": "Groups",
     "role": "Role",
     "courses": "Courses",
+    "manager_email": "Manager email",
     "employee_id": "User ID",
 }
 
@@ -118,12 +119,10 @@ def import_users():
     job = roster_import.new_job(
         table, filename, current_user.id, create_missing=bool(form.create_missing.data)
     )
-    background = job.total_rows > _background_rows()
-    if not background:
+    # A large file is left `previewing` for the worker (import_jobs).
+    if job.total_rows <= _background_rows():
         roster_import.preview_job(job)
     db.session.commit()
-    if background:
-        roster_import.start_background(current_app._get_current_object(), job.id, "preview")
     response = _render_job(job)
     # The preview has its own URL, so the page can be left and come back.
     response.headers["HX-Push-Url"] = url_for("users.import_job", job_id=job.id)
@@ -155,8 +154,7 @@ def confirm_import(job_id: int):
         )
     db.session.refresh(job)
     if job.total_rows > _background_rows():
-        db.session.commit()
-        roster_import.start_background(current_app._get_current_object(), job.id, "apply")
+        db.session.commit()  # left `applying` for the worker (import_jobs)
         return see_other(url_for("users.import_job", job_id=job.id))
     try:
         roster_import.apply(job, current_user._get_current_object())

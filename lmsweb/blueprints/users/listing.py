@@ -13,6 +13,7 @@ from wtforms import SearchField, SelectField, SelectMultipleField
 from wtforms.fields.choices import SelectChoice
 from wtforms.widgets import CheckboxInput, ListWidget
 
+from ...compliance import TRAINING_LABELS
 from ...extensions import db
 from ...models import ROLE_LABELS, STATUS_LABELS, Group, Location, User
 from ...rendering import render, wants_partial
@@ -47,6 +48,7 @@ class UserFilterForm(FlaskForm):
     group = CheckboxList("Groups", choices=[])
     status = CheckboxList("User status", choices=[])
     role = SelectField("User role", choices=[])
+    training = SelectField("Training", choices=[])
 
 
 def _choices(pairs) -> list[SelectChoice]:
@@ -62,11 +64,13 @@ def filter_form(filters: UserFilters, locations, groups) -> UserFilterForm:
         group=[str(g) for g in filters.group],
         status=filters.status,
         role=filters.role[0] if len(filters.role) == 1 else "",
+        training=filters.training,
     )
     form.location.choices = _choices([("", "Any location")] + [(x.id, x.name) for x in locations])
     form.group.choices = _choices((g.id, g.name) for g in groups)
     form.status.choices = _choices(STATUS_LABELS.items())
     form.role.choices = _choices([("", "Any role"), *ROLE_LABELS.items()])
+    form.training.choices = _choices([("", "Any training state"), *TRAINING_LABELS.items()])
     return form
 
 
@@ -101,6 +105,14 @@ def filter_chips(filters: UserFilters, names: dict[str, dict[int, str]]) -> list
         rest = [r for r in filters.role if r != role]
         url = list_url(filters, role=rest, **reset)
         chips.append({"label": ROLE_LABELS[role], "kind": "Role", "url": url})
+    for ident in filters.manager:
+        if ident in names.get("manager", {}):
+            rest = [x for x in filters.manager if x != ident]
+            url = list_url(filters, manager=rest, **reset)
+            chips.append({"label": names["manager"][ident], "kind": "Manager", "url": url})
+    if filters.training:
+        url = list_url(filters, training="", **reset)
+        chips.append({"label": TRAINING_LABELS[filters.training], "kind": "Training", "url": url})
     return chips
 
 
@@ -149,7 +161,12 @@ def list_context(filters: UserFilters) -> dict[str, Any]:
         ).unique(),
         key=lambda user: position[user.id],
     )
-    names: dict[str, dict[int, str]] = {"location": {}, "group": {}}
+    names: dict[str, dict[int, str]] = {"location": {}, "group": {}, "manager": {}}
+    if filters.manager:
+        rows = db.session.execute(
+            select(User.id, User.first_name, User.last_name).where(User.id.in_(filters.manager))
+        )
+        names["manager"] = {i: f"{f} {la}".strip() for i, f, la in rows}
     if filters.location:
         rows = db.session.execute(
             select(Location.id, Location.name).where(Location.id.in_(filters.location))
