@@ -86,8 +86,8 @@
     if (target.matches("[data-select-page]")) {
       rows().forEach(function (b) { b.checked = target.checked; });
       if (!target.checked && selectAll()) selectAll().checked = false;
-    } else if (target.matches('input[name="user_ids"]') && !target.checked && selectAll()) {
-      selectAll().checked = false;
+    } else if (target.matches('input[name="user_ids"]')) {
+      if (!target.checked && selectAll()) selectAll().checked = false;
     } else if (target.matches("[data-select-all]") && target.checked) {
       rows().forEach(function (b) { b.checked = true; });
     } else if (target.matches("[data-bulk-action]")) {
