@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import date, timedelta
+
 import pytest
 from playwright.sync_api import expect
 
+from lmsweb.extensions import db
+from lmsweb.models import CourseAssignment
 from tests.browser.conftest import sign_in
 from tests.conftest import PASSWORD
 
@@ -33,3 +37,47 @@ def test_ticking_rows_counts_them_and_the_header_shows_the_partial_state(
     assert not header.evaluate("box => box.indeterminate")
     header.click()
     expect(count).to_have_text("0")
+
+
+def _in_front(page, locator) -> bool:
+    """Is the element what a person sees at its centre (not covered by a backdrop)?"""
+    return locator.evaluate(
+        """el => { const b = el.getBoundingClientRect();
+                   const top = document.elementFromPoint(b.x + b.width / 2, b.y + b.height / 2);
+                   return !!top && (el === top || el.contains(top)); }"""
+    )
+
+
+def test_course_dialog_focus_is_safe_due_dates_start_valid_and_toasts_are_in_front(
+    page, live_server, admin, make, app
+):
+    user = make.user(first_name="Jane", last_name="Doe")
+    done = make.course("DONE-1", title="Completed course")
+    late = make.course("LATE-1", title="Overdue course")
+    make.course("FREE-1", title="Free course")
+    completed = make.assignment(user, done, state="completed")
+    overdue = make.assignment(user, late, due=date.today() - timedelta(days=5))
+    sign_in(page, live_server, admin.email, PASSWORD)
+    page.goto(f"{live_server}/admin/users?q=jane")
+    page.locator(f"#user-{user.id}").get_by_role("button", name="Course assignments").click()
+    dialog = page.get_by_role("dialog", name="Course assignments: Jane Doe")
+    expect(dialog).to_be_visible()
+
+    # Focus lands on a harmless control; Enter there archives nothing.
+    focused = page.evaluate("document.activeElement.closest('#assign-form') !== null")
+    assert focused, page.evaluate("document.activeElement.outerHTML")
+    page.keyboard.press("Enter")
+    expect(dialog.locator(f"#assignment-{completed.id}")).to_contain_text("Completed")
+    with app.app_context():
+        assert db.session.get(CourseAssignment, completed.id).archived_at is None
+
+    # The overdue row's date field starts valid; moving the date on works and says so in
+    # front of the dialog's backdrop.
+    due = dialog.locator(f"#due-{overdue.id}")
+    assert due.evaluate("el => el.validity.valid")
+    new_due = date.today() + timedelta(days=14)
+    due.fill(new_due.isoformat())
+    dialog.get_by_role("button", name="Change due date of LATE-1").click()
+    toast = dialog.locator(".toast").filter(has_text="LATE-1 for Jane Doe is now due")
+    expect(toast).to_be_visible()
+    assert _in_front(page, toast)

@@ -2,7 +2,12 @@
 (function () {
   "use strict";
 
-  var toasts = function () { return document.getElementById("toasts"); };
+  // A modal dialog makes the rest of the page inert and covers it with its backdrop, so
+  // while one is open its toasts go to a live region inside it (see openDialog).
+  var toasts = function () {
+    var open = document.querySelector("dialog[open] [data-dialog-toasts]");
+    return open || document.getElementById("toasts");
+  };
 
   function showToast(message, level) {
     var region = toasts();
@@ -89,13 +94,24 @@
 
     function openDialog(dialog) {
       var returnTo = opener && opener.id ? opener.id : null;
+      var region = document.createElement("div");
+      region.className = "toasts";
+      region.setAttribute("role", "status");
+      region.setAttribute("aria-live", "polite");
+      region.setAttribute("data-dialog-toasts", "");
+      dialog.appendChild(region);
       dialog.addEventListener("close", function () {
         var back = (returnTo && document.getElementById(returnTo)) || opener;
+        var page = document.getElementById("toasts");
+        while (page && region.firstChild) page.appendChild(region.firstChild);
         dialog.remove();
         if (back && document.body.contains(back)) back.focus();
       }, { once: true });
       dialog.showModal();
-      var first = dialog.querySelector("[autofocus], input:not([type=hidden]):not([disabled]), select, textarea, button:not([data-close-dialog])");
+      // Never a button that acts (a row's Archive or Unassign): one Enter must not change data.
+      var first = dialog.querySelector("[autofocus]") ||
+        dialog.querySelector("input:not([type=hidden]):not([disabled]), select, textarea") ||
+        dialog.querySelector("[data-close-dialog]");
       if (first) first.focus();
     }
 
