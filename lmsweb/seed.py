@@ -224,7 +224,8 @@ def seed_demo(users: int, seed: int = 7, batch: int = 5000) -> dict[str, int]:
             first, last = rng.choice(FIRST), rng.choice(LAST)
             status = rng.choice(statuses)
             created = now - timedelta(days=rng.randint(1, 900), minutes=rng.randint(0, 1440))
-            notified = status != "pending" or rng.random() < 0.3
+            # Only an approved user can be invited (Notify follows Approve).
+            notified = status != "pending"
             activated = status != "pending" and rng.random() < 0.85
             local = unicodedata.normalize("NFKD", f"{first}.{last}".lower().replace("'", ""))
             user_rows.append(
@@ -242,6 +243,7 @@ def seed_demo(users: int, seed: int = 7, batch: int = 5000) -> dict[str, int]:
                     "created_at": created,
                     "approved_at": created + timedelta(hours=2) if status != "pending" else None,
                     "notified_at": created + timedelta(hours=3) if notified else None,
+                    "invite_status": "sent" if notified else None,
                     "activated_at": created + timedelta(days=1) if activated else None,
                     "last_login_at": created + timedelta(days=2) if activated else None,
                     "archived_at": now - timedelta(days=rng.randint(1, 60))

@@ -81,3 +81,15 @@ def test_course_dialog_focus_is_safe_due_dates_start_valid_and_toasts_are_in_fro
     toast = dialog.locator(".toast").filter(has_text="LATE-1 for Jane Doe is now due")
     expect(toast).to_be_visible()
     assert _in_front(page, toast)
+
+
+def test_demo_data_never_shows_a_pending_user_as_notified(page, live_server, admin, runner):
+    result = runner.invoke(args=["lms", "seed-demo", "--users", "120"])
+    assert result.exit_code == 0, result.output
+    sign_in(page, live_server, admin.email, PASSWORD)
+    page.goto(f"{live_server}/admin/users?status=pending&per_page=100")
+    rows = page.locator("tr[id^=user-]")
+    expect(rows.first).to_be_visible()
+    assert rows.count() > 5
+    statuses = page.locator("#users-table tbody").inner_text()
+    assert "Notified" not in statuses and "Invitation" not in statuses
