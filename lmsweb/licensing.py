@@ -282,3 +282,34 @@ def repair_counters() -> list[Drift]:
         course.seats_used = used
     db.session.flush()
     return drifts
+
+
+def unarchive(assignment: CourseAssignment) -> bool:
+    """Undo an archive or unassign: the same record is open again. Returns True if it took
+    a seat back (it was unstarted). Refuses when the course was assigned again since or no
+    seat is left; the guarded UPDATE makes a second, concurrent undo fail, not double up."""
+    if assignment.user.status == "archived":
+        raise DomainError(f"{assignment.user.name} is archived; restore them first.")
+    code = assignment.course.code
+    if open_assignment(assignment.user, assignment.course) is not None:
+        raise DomainError(f"{assignment.user.name} has been assigned {code} again since.")
+    reserve = assignment.state == "assigned"
+    try:
+        with db.session.begin_nested():
+            result = db.session.execute(
+                update(CourseAssignment)
+                .where(
+                    CourseAssignment.id == assignment.id, CourseAssignment.archived_at.is_not(None)
+                )
+                .values(archived_at=None, archive_reason=None)
+                .execution_options(synchronize_session=False)
+            )
+            if result.rowcount != 1:
+                raise DomainError(f"That {code} record is no longer archived.")
+            if reserve:
+                take_seats(assignment.course)
+    except IntegrityError:
+        raise DomainError(f"{assignment.user.name} has been assigned {code} again since.") from None
+    finally:
+        db.session.expire(assignment, ["archived_at", "archive_reason"])
+    return reserve

@@ -86,7 +86,8 @@ def test_courses_dialog_partial_and_full_page(admin_client, make):
     # A course without seats is listed but disabled, saying why.
     assert f'value="{full.id}" disabled' in partial.text
     assert "no licenses available (all 1 assigned or in use)" in partial.text
-    assert f'value="{open_course.id}">' in partial.text
+    # Enabled, and first to take the focus (not a row's Archive activity button).
+    assert f'value="{open_course.id}" autofocus>' in partial.text
     assert "Archive activity" in partial.text
     page = admin_client.get(f"/admin/users/{user.id}/courses")
     assert "<h1>Course assignments: Jane Doe</h1>" in page.text

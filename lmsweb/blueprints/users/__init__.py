@@ -5,4 +5,14 @@ from flask import Blueprint
 bp = Blueprint("users", __name__, url_prefix="/admin/users")
 
 # Imported for their routes, after `bp` exists.
-from . import actions, archive, assignments, bulk, edit, export, imports, listing  # noqa: E402,F401
+from . import (  # noqa: E402,F401
+    actions,
+    archive,
+    assignments,
+    bulk,
+    edit,
+    export,
+    imports,
+    listing,
+    undo,
+)

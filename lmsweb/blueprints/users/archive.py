@@ -11,7 +11,7 @@ from werkzeug.datastructures import MultiDict
 from wtforms import HiddenField, StringField
 from wtforms.validators import AnyOf, InputRequired
 
-from ... import audit, lifecycle
+from ... import audit, lifecycle, undo
 from ...extensions import db
 from ...licensing import DomainError
 from ...models import User
@@ -80,13 +80,13 @@ def seats_phrase(plan: lifecycle.ArchivePlan) -> str:
     return f"{total} {'seat' if total == 1 else 'seats'} returned ({per_course})"
 
 
-def _row_response(user: User, next_url: str, message: str):
+def _row_response(user: User, next_url: str, message: str, offer: dict | None = None):
     """htmx: the re-rendered row, or nothing when the list hides the user now; plus a toast."""
     if _list_shows(next_url, user):
         response = render("users/_row.html", user=user, next_url=next_url)
     else:
         response = make_response("", 200)
-    return toast(response, message, closeDialog=True)
+    return toast(response, message, undo=offer, closeDialog=True)
 
 
 @bp.route("/<int:user_id>/archive", methods=["GET"])
@@ -126,6 +126,7 @@ def archive(user_id: int):
             raise DomainError("You cannot archive your own account.")
         if mode == "activity" and not lifecycle.open_assignments(user):
             raise DomainError(f"{user.name} has no open training records to archive.")
+        prior_status = user.status
         plan = lifecycle.archive(user, mode)
     except DomainError as exc:
         db.session.rollback()
@@ -140,7 +141,7 @@ def archive(user_id: int):
         f"{'course' if len(plan.unstarted) == 1 else 'courses'} archived, {seats_phrase(plan)}; "
         f"{kept} started {'record keeps its seat' if kept == 1 else 'records keep their seats'}."
     )
-    audit.record(
+    event = audit.record(
         "user.archive" if mode == "user" else "user.archive_activity",
         target=user,
         summary=message,
@@ -152,9 +153,18 @@ def archive(user_id: int):
             "status": user.status,
         },
     )
+    offer = undo.offer(
+        event,
+        "user_archive",
+        current_user._get_current_object(),
+        mode=mode,
+        status=prior_status,
+        at=undo.stamp(user.archived_at),
+        records=[undo.archived_assignment(a) for a in plan.unstarted + plan.started],
+    )
     db.session.commit()
     if wants_partial():
-        return _row_response(user, next_url, message)
+        return _row_response(user, next_url, message, offer)
     flash(message, "success")
     return see_other(next_url)
 

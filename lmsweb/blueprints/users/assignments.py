@@ -13,10 +13,10 @@ from wtforms import DateField, HiddenField, IntegerField, SelectMultipleField
 from wtforms.validators import InputRequired, Optional, ValidationError
 from wtforms.widgets import CheckboxInput, ListWidget
 
-from ... import audit, licensing
+from ... import audit, licensing, undo
 from ...extensions import db
 from ...lifecycle import set_groups
-from ...models import Course, CourseAssignment, Group, User, utcnow
+from ...models import AuditEvent, Course, CourseAssignment, Group, User, utcnow
 from ...rendering import render, see_other, toast
 from ..auth import safe_next
 from . import bp
@@ -154,6 +154,7 @@ def edit_groups(user_id: int):
     if not form.validate_on_submit():
         return _groups_view(user, form, 422)
     chosen = db.session.scalars(select(Group).where(Group.id.in_(form.group.data or []))).all()
+    before = [g.id for g in user.groups]
     added, removed = set_groups(user, list(chosen))
     parts = []
     if added:
@@ -161,16 +162,19 @@ def edit_groups(user_id: int):
     if removed:
         parts.append("removed from " + ", ".join(g.name for g in removed))
     message = f"{user.name}: " + ("; ".join(parts) if parts else "groups unchanged") + "."
+    offer = None
     if parts:
-        audit.record(
+        event = audit.record(
             "user.groups",
             target=user,
             summary=message,
             details={"added": [g.name for g in added], "removed": [g.name for g in removed]},
         )
+        after = [g.id for g in chosen]
+        offer = undo.offer(event, "groups", _actor(), before=before, after=after)
     db.session.commit()
     if _is_htmx():
-        return _row_response(user, message)
+        return _row_response(user, message, undo=offer)
     flash(message, "success")
     return see_other(_next_url())
 
@@ -221,10 +225,10 @@ def _courses_view(
     )
 
 
-def _after_change(user: User, message: str) -> Response:
+def _after_change(user: User, message: str, offer: dict | None = None) -> Response:
     """Inline dialog actions: the refreshed dialog to htmx, back to the page otherwise."""
     if _is_htmx():
-        return toast(_courses_view(user), message)
+        return toast(_courses_view(user), message, undo=offer)
     flash(message, "success")
     return see_other(url_for("users.edit_courses", user_id=user.id, next=_next_url()))
 
@@ -258,17 +262,20 @@ def edit_courses(user_id: int):
             errors = " ".join(e for errs in form.errors.values() for e in errs)
             return _refuse(user, errors or "Invalid request.", 422)
         assignment = _load_assignment(user, form)
+        offer = None
         try:
-            if action == "unassign":
-                message = _unassign(user, assignment)
-            elif action == "archive_activity":
-                message = _archive_activity(user, assignment)
-            else:
+            if action == "change_due_date":
                 message = _change_due_date(user, assignment, form.due_date.data)
+            else:
+                archive = _unassign if action == "unassign" else _archive_activity
+                message, event = archive(user, assignment)
+                offer = undo.offer(
+                    event, "assignment_archive", _actor(), **undo.archived_assignment(assignment)
+                )
         except licensing.DomainError as error:
             return _refuse(user, error.message)
         db.session.commit()
-        return _after_change(user, message)
+        return _after_change(user, message, offer)
     return _refuse(user, "Unknown action.", 422)
 
 
@@ -317,26 +324,26 @@ def _actor() -> User | None:
     return current_user._get_current_object() if current_user.is_authenticated else None
 
 
-def _unassign(user: User, assignment: CourseAssignment) -> str:
+def _unassign(user: User, assignment: CourseAssignment) -> tuple[str, AuditEvent]:
     licensing.unassign(assignment)
     code = assignment.course.code
-    audit.record(
+    event = audit.record(
         "assignment.unassign",
         target=assignment,
         target_user=user,
         summary=f"Unassigned {code} from {user.name}; 1 license returned",
         details={"course": code, "seats_returned": 1},
     )
-    return f"Unassigned {code} from {user.name}. 1 license returned to the pool."
+    return f"Unassigned {code} from {user.name}. 1 license returned to the pool.", event
 
 
-def _archive_activity(user: User, assignment: CourseAssignment) -> str:
+def _archive_activity(user: User, assignment: CourseAssignment) -> tuple[str, AuditEvent]:
     if assignment.archived_at is not None:
         raise licensing.DomainError("That activity is already archived.")
     returned = licensing.archive_activity(assignment)
     code = assignment.course.code
     seats = "1 license returned" if returned else "its license stays used"
-    audit.record(
+    event = audit.record(
         "assignment.archive_activity",
         target=assignment,
         target_user=user,
@@ -345,7 +352,8 @@ def _archive_activity(user: User, assignment: CourseAssignment) -> str:
     )
     return (
         f"Archived {user.name}'s {code} activity; {seats}. "
-        f"{code} can be assigned again (a new license)."
+        f"{code} can be assigned again (a new license).",
+        event,
     )
 
 

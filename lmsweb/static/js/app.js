@@ -9,16 +9,58 @@
     return open || document.getElementById("toasts");
   };
 
-  function showToast(message, level) {
+  function showToast(message, level, undo) {
     var region = toasts();
     if (!region || !message) return;
     var item = document.createElement("div");
     item.className = "toast toast--" + (level || "info");
-    item.textContent = message;
+    var text = document.createElement("span");
+    text.textContent = message;
+    item.appendChild(text);
+    if (undo && undo.url && undo.token) item.appendChild(undoButton(item, undo));
     region.appendChild(item);
-    window.setTimeout(function () { item.remove(); }, level === "error" ? 12000 : 6000);
+    // An Undo stays at least 15 s, and while the pointer or focus is on it.
+    var wait = undo ? 15000 : level === "error" ? 12000 : 6000;
+    (function expire() {
+      window.setTimeout(function () {
+        if (item.matches(":hover") || item.contains(document.activeElement)) expire();
+        else item.remove();
+      }, wait);
+    })();
   }
   window.lmsToast = showToast;
+
+  // Undo posts the token back; the server answers with the refreshed dialog or row (it
+  // picks by HX-Target) and a toast saying what was undone, or why it could not be.
+  function undoButton(item, undo) {
+    var button = document.createElement("button");
+    button.type = "button";
+    button.className = "btn btn--small toast__undo";
+    button.textContent = "Undo";
+    button.addEventListener("click", function () {
+      button.disabled = true;
+      var dialogBody = document.querySelector("dialog[open] #courses-dialog-body");
+      var row = document.getElementById("user-" + undo.user);
+      var list = document.getElementById("users-results");
+      var target = dialogBody || row || null;
+      var token = document.querySelector('meta[name="csrf-token"]');
+      window.htmx.ajax("POST", undo.url, {
+        source: document.body,
+        target: target || "body",
+        swap: target ? (target === row ? "outerHTML" : "innerHTML") : "none",
+        values: { token: undo.token, next: window.location.pathname + window.location.search },
+        headers: { "X-CSRFToken": token ? token.content : "" }
+      }).then(function () {
+        item.remove();
+        // The row had left this filtered view: show the list as it is now.
+        if (!target && list) {
+          window.htmx.ajax("GET", window.location.pathname + window.location.search,
+            { target: list, swap: "innerHTML" });
+        }
+      });
+    });
+    return button;
+  }
 
   // Flash messages rendered with the page fade out like toasts.
   document.addEventListener("DOMContentLoaded", function () {
@@ -35,7 +77,7 @@
   function init() {
     document.body.addEventListener("showToast", function (event) {
       var detail = event.detail || {};
-      showToast(detail.message || detail.value, detail.level);
+      showToast(detail.message || detail.value, detail.level, detail.undo);
     });
 
     // htmx does not swap errors (422 aside): say what happened instead of failing silently.
