@@ -13,13 +13,15 @@ by the code that writes users.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import date
 
-from sqlalchemy import ColumnElement, Select, String, and_, select, union_all
+from sqlalchemy import ColumnElement, Select, String, and_, case, func, select, union_all
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.functions import FunctionElement
 from werkzeug.datastructures import MultiDict
 
-from .models import Location, User, user_groups
+from .extensions import db
+from .models import CourseAssignment, Location, User, user_groups
 
 PER_PAGE_CHOICES = (25, 50, 100)
 DEFAULT_PER_PAGE = 50
@@ -203,3 +205,33 @@ def ordered(query: Select, sort: str) -> Select:
     if descending:
         columns = [c if i == 0 and key == "location" else c.desc() for i, c in enumerate(columns)]
     return query.order_by(*columns)
+
+
+# --- Training at a glance (issue #15) ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TrainingCounts:
+    open: int = 0
+    overdue: int = 0
+    completed: int = 0
+
+
+def training_counts(user_ids: list[int], today: date) -> dict[int, TrainingCounts]:
+    """Per user: unarchived assignments open (not completed), overdue, completed. One query
+    for a whole page of users."""
+    if not user_ids:
+        return {}
+    a = CourseAssignment
+    unfinished = a.state != "completed"
+    rows = db.session.execute(
+        select(
+            a.user_id,
+            func.sum(case((unfinished, 1), else_=0)),
+            func.sum(case((unfinished & (a.due_date < today), 1), else_=0)),
+            func.sum(case((a.state == "completed", 1), else_=0)),
+        )
+        .where(a.user_id.in_(user_ids), a.archived_at.is_(None))
+        .group_by(a.user_id)
+    )
+    return {uid: TrainingCounts(int(o or 0), int(d or 0), int(c or 0)) for uid, o, d, c in rows}

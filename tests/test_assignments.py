@@ -238,7 +238,10 @@ def test_someone_elses_assignment_is_not_found(app, admin_client, make):
 
 def test_row_has_the_dialog_buttons(admin_client, make):
     user = make.user()
+    # Invited and activated: Course assignments is the row's primary action.
+    activated = make.learner(invite_status="sent")
     html = admin_client.get("/admin/users").text
-    assert f'id="courses-btn-{user.id}"' in html
-    assert f'id="groups-btn-{user.id}"' in html
-    assert 'data-hx-target="#dialog-root"' in html
+    assert f'id="courses-btn-{activated.id}"' in html and "data-dialog" in html
+    menu = admin_client.get(f"/admin/users/{user.id}/menu", headers=HX).text
+    assert f'id="courses-btn-{user.id}"' in menu
+    assert f'id="groups-btn-{user.id}"' in menu

@@ -9,7 +9,7 @@ from playwright.sync_api import expect
 
 from lmsweb.extensions import db
 from lmsweb.models import CourseAssignment
-from tests.browser.conftest import sign_in
+from tests.browser.conftest import open_menu_item, sign_in
 from tests.conftest import PASSWORD
 
 pytestmark = pytest.mark.browser
@@ -59,7 +59,7 @@ def test_course_dialog_focus_is_safe_due_dates_start_valid_and_toasts_are_in_fro
     overdue = make.assignment(user, late, due=date.today() - timedelta(days=5))
     sign_in(page, live_server, admin.email, PASSWORD)
     page.goto(f"{live_server}/admin/users?q=jane")
-    page.locator(f"#user-{user.id}").get_by_role("button", name="Course assignments").click()
+    open_menu_item(page, user, "Course assignments")
     dialog = page.get_by_role("dialog", name="Course assignments: Jane Doe")
     expect(dialog).to_be_visible()
 
@@ -93,3 +93,35 @@ def test_demo_data_never_shows_a_pending_user_as_notified(page, live_server, adm
     assert rows.count() > 5
     statuses = page.locator("#users-table tbody").inner_text()
     assert "Notified" not in statuses and "Invitation" not in statuses
+
+
+def test_advanced_filters_close_like_a_menu_and_take_several_locations(
+    page, live_server, admin, make
+):
+    lisbon, oslo, rome = make.location("Lisbon"), make.location("Oslo"), make.location("Rome")
+    for place in (lisbon, oslo, rome):
+        make.user(first_name=f"In{place.name}", last_name="Person", location_id=place.id)
+    sign_in(page, live_server, admin.email, PASSWORD)
+    page.goto(f"{live_server}/admin/users")
+    count = page.locator("#users-count")
+    summary = page.get_by_text("Advanced filters")
+    panel = page.locator(".filters-menu__panel")
+
+    summary.click()
+    expect(panel).to_be_visible()
+    expect(panel.get_by_role("button", name="Apply filters")).to_be_hidden()  # instant apply
+    page.get_by_label("Lisbon", exact=True).check()
+    expect(count).to_contain_text("1 user matches")
+    page.get_by_label("Oslo", exact=True).check()
+    expect(count).to_contain_text("2 users match")
+    page.keyboard.press("Escape")
+    expect(panel).to_be_hidden()
+    expect(page.locator("details.filters-menu > summary")).to_be_focused()
+
+    summary.click()
+    expect(panel).to_be_visible()
+    page.locator("h1").click()  # a click outside closes it
+    expect(panel).to_be_hidden()
+    chips = page.get_by_role("list", name="Active filters")
+    expect(chips).to_contain_text("Lisbon")
+    expect(chips).to_contain_text("Oslo")

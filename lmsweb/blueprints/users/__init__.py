@@ -14,5 +14,6 @@ from . import (  # noqa: E402,F401
     export,
     imports,
     listing,
+    menu,
     undo,
 )

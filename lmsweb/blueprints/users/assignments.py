@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import date, timedelta
+from urllib.parse import urlsplit
 
 from flask import Response, abort, flash, request, url_for
 from flask_wtf import FlaskForm
@@ -112,7 +113,15 @@ def _load_user(user_id: int) -> User:
 
 def _next_url() -> str:
     value = request.form.get("next") if request.method == "POST" else request.args.get("next")
-    return safe_next(value) or url_for("users.index")
+    # Opened from the list by htmx: back to the list as it is shown (filters and page).
+    return safe_next(value) or _current_list_url() or url_for("users.index")
+
+
+def _current_list_url() -> str | None:
+    parts = urlsplit(request.headers.get("HX-Current-URL", ""))
+    if parts.netloc != request.host or parts.path != url_for("users.index"):
+        return None
+    return safe_next(parts.path + (f"?{parts.query}" if parts.query else ""))
 
 
 def _is_htmx() -> bool:
@@ -201,28 +210,30 @@ def _all_courses() -> list[Course]:
 def _courses_view(
     user: User, status: int = 200, assign_form: AssignForm | None = None, error: str = ""
 ) -> Response:
-    current, archived = _assignments(user)
-    courses = _all_courses()
-    if assign_form is None:
-        assign_form = AssignForm(user, courses, formdata=None)
     if request.headers.get("HX-Target") == "courses-dialog-body":
         page = partial = "users/_courses_body.html"
     else:
         page, partial = "users/courses.html", "users/_courses_dialog.html"
-    return render(
-        page,
-        partial,
-        status=status,
-        user=user,
-        current=current,
-        archived=archived,
-        courses=courses,
-        assigned_ids={a.course_id for a in current},
-        form=assign_form,
-        error=error,
-        today=today(),
-        next_url=_next_url(),
-    )
+    return render(page, partial, status=status, **courses_context(user, assign_form, error))
+
+
+def courses_context(user: User, assign_form: AssignForm | None = None, error: str = "") -> dict:
+    """What the course assignments (dialog, page, or the profile's training) show."""
+    current, archived = _assignments(user)
+    courses = _all_courses()
+    if assign_form is None:
+        assign_form = AssignForm(user, courses, formdata=None)
+    return {
+        "user": user,
+        "current": current,
+        "archived": archived,
+        "courses": courses,
+        "assigned_ids": {a.course_id for a in current},
+        "form": assign_form,
+        "error": error,
+        "today": today(),
+        "next_url": _next_url(),
+    }
 
 
 def _after_change(user: User, message: str, offer: dict | None = None) -> Response:
@@ -312,6 +323,8 @@ def _assign(user: User) -> Response:
         f"Assigned {codes} to {user.name}, {due_text}. "
         f"{_plural(len(taken), 'license')} taken from the pool."
     )
+    if _is_htmx() and _next_url() == url_for("users.detail", user_id=user.id):
+        return _after_change(user, message)  # the profile's Training section
     if _is_htmx():
         return _row_response(user, message, assignmentsChanged={"user": user.id})
     flash(message, "success")

@@ -15,7 +15,7 @@ from wtforms.fields.choices import SelectChoice
 from wtforms.widgets import CheckboxInput, ListWidget
 
 from ...extensions import db
-from ...models import Group, Location, User
+from ...models import Group, Location, User, utcnow
 from ...rendering import render, wants_partial
 from ...user_queries import (
     DEFAULT_PER_PAGE,
@@ -25,6 +25,7 @@ from ...user_queries import (
     filtered_users,
     ordered,
     parse_filters,
+    training_counts,
 )
 from . import bp
 
@@ -53,7 +54,7 @@ class UserFilterForm(FlaskForm):
         csrf = False
 
     q = SearchField("Search users")
-    location = SelectField("Location", choices=[])
+    location = CheckboxList("Locations", choices=[])
     group = CheckboxList("Groups", choices=[])
     status = CheckboxList("User status", choices=[])
     role = SelectField("User role", choices=[])
@@ -68,12 +69,12 @@ def filter_form(filters: UserFilters, locations, groups) -> UserFilterForm:
     form = UserFilterForm(
         formdata=None,
         q=filters.q,
-        location=str(filters.location[0]) if filters.location else "",
+        location=[str(x) for x in filters.location],
         group=[str(g) for g in filters.group],
         status=filters.status,
         role=filters.role[0] if len(filters.role) == 1 else "",
     )
-    form.location.choices = _choices([("", "Any location")] + [(x.id, x.name) for x in locations])
+    form.location.choices = _choices((x.id, x.name) for x in locations)
     form.group.choices = _choices((g.id, g.name) for g in groups)
     form.status.choices = _choices(STATUS_LABELS.items())
     form.role.choices = _choices([("", "Any role"), *ROLE_LABELS.items()])
@@ -200,7 +201,23 @@ def list_context(filters: UserFilters) -> dict[str, Any]:
         "state": state_args(filters),
         "list_url": list_url(filters),
         "anyone": filters.active or bool(total) or _anyone(),
+        "training": training_counts(page_ids, utcnow().date()),
     }
+
+
+@bp.app_template_filter("day")
+def day(moment) -> str:
+    """The one date format of the product, e.g. "30 Nov 2026"."""
+    return moment.strftime("%d %b %Y") if moment else ""
+
+
+@bp.app_template_global()
+def user_training(user_id: int, page: dict | None = None):
+    """A row's training counts: from the page's one query, or read for a row re-rendered
+    alone after an action."""
+    if page is not None:
+        return page.get(user_id)
+    return training_counts([user_id], utcnow().date()).get(user_id)
 
 
 def _anyone() -> bool:
@@ -217,7 +234,9 @@ def index():
         locations = db.session.scalars(select(Location).order_by(Location.name)).all()
         groups = db.session.scalars(select(Group).order_by(Group.name)).all()
         context["form"] = filter_form(filters, locations, groups)
-    oob_filters = form_sync and wants_partial()
+    # Only the page's own list requests (chips, sort links, pager) re-sync its filter form.
+    list_request = request.headers.get("HX-Target") == "users-results"
+    oob_filters = form_sync and wants_partial() and list_request
     response = render("users/index.html", "users/_table.html", oob_filters=oob_filters, **context)
     if wants_partial():
         # The address bar shows the corrected state, defaults and empty fields left out.

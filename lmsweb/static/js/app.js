@@ -1,6 +1,7 @@
 // lmsweb's own script: toasts, dialogs and focus. No inline script anywhere (strict CSP).
 (function () {
   "use strict";
+  document.documentElement.classList.add("js");
 
   // A modal dialog makes the rest of the page inert and covers it with its backdrop, so
   // while one is open its toasts go to a live region inside it (see openDialog).
@@ -39,7 +40,9 @@
     button.textContent = "Undo";
     button.addEventListener("click", function () {
       button.disabled = true;
-      var dialogBody = document.querySelector("dialog[open] #courses-dialog-body");
+      // The dialog's body, or the same editor on a user's profile.
+      var dialogBody = document.querySelector("dialog[open] #courses-dialog-body") ||
+        document.getElementById("courses-dialog-body");
       var row = document.getElementById("user-" + undo.user);
       var list = document.getElementById("users-results");
       var target = dialogBody || row || null;
@@ -96,10 +99,22 @@
     var inFlight = 0;
     // The region being replaced says so to assistive technology while it loads.
     document.body.addEventListener("htmx:beforeRequest", function (event) {
+      // A button that started a request cannot start it twice (rows carry no per-button
+      // hx-disabled-elt: the list stays small).
+      var elt = event.detail.elt;
+      if (elt && elt.tagName === "BUTTON" && !elt.disabled) {
+        elt.disabled = true;
+        elt.setAttribute("data-busy-disabled", "");
+      }
       inFlight += 1; if (busy) busy.classList.add("is-busy");
       if (event.detail.target) event.detail.target.setAttribute("aria-busy", "true");
     });
     document.body.addEventListener("htmx:afterRequest", function (event) {
+      var elt = event.detail.elt;
+      if (elt && elt.hasAttribute && elt.hasAttribute("data-busy-disabled")) {
+        elt.disabled = false;
+        elt.removeAttribute("data-busy-disabled");
+      }
       inFlight = Math.max(0, inFlight - 1);
       if (busy && inFlight === 0) busy.classList.remove("is-busy");
       if (event.detail.target) event.detail.target.removeAttribute("aria-busy");
@@ -109,7 +124,12 @@
     var opener = null;
     document.body.addEventListener("htmx:beforeRequest", function (event) {
       var target = event.detail.target;
-      if (target && target.id === "dialog-root") opener = event.detail.elt;
+      if (target && target.id === "dialog-root") {
+        opener = event.detail.elt;
+        // From a "More" menu (closed by then): focus returns to the menu's button.
+        var menu = opener && opener.closest && opener.closest("details.menu");
+        if (menu) opener = menu.querySelector("summary");
+      }
     });
     document.body.addEventListener("htmx:afterSettle", function (event) {
       var target = event.detail.target;
@@ -160,6 +180,63 @@
     document.body.addEventListener("closeDialog", function () {
       var dialog = document.querySelector("#dialog-root dialog[open]");
       if (dialog) dialog.close();
+    });
+
+    // The main navigation folds into a Menu button in narrow windows and portal frames
+    // (CSS decides when); without script the list simply stays open.
+    var navToggle = document.querySelector(".nav-toggle");
+    if (navToggle) {
+      navToggle.hidden = false;
+      document.documentElement.classList.add("has-nav-toggle");
+      navToggle.addEventListener("click", function () {
+        var open = navToggle.getAttribute("aria-expanded") !== "true";
+        navToggle.setAttribute("aria-expanded", String(open));
+      });
+      document.addEventListener("keydown", function (event) {
+        if (event.key === "Escape" && navToggle.getAttribute("aria-expanded") === "true") {
+          navToggle.setAttribute("aria-expanded", "false");
+          navToggle.focus();
+        }
+      });
+    }
+
+    // Links marked data-dialog open their page as a dialog (one handler instead of
+    // hx-get/hx-target on every row's links).
+    document.addEventListener("click", function (event) {
+      var link = event.target.closest("a[data-dialog]");
+      if (!link || event.ctrlKey || event.metaKey || event.shiftKey) return;
+      event.preventDefault();
+      var menu = link.closest("details.menu");
+      if (menu) menu.open = false;
+      window.htmx.ajax("GET", link.href, { source: link, target: "#dialog-root", swap: "innerHTML" });
+    });
+
+    // "More" menus fetch their items when first opened; Escape or a click elsewhere closes them.
+    document.addEventListener("toggle", function (event) {
+      var menu = event.target;
+      if (!menu.matches || !menu.matches("details[data-menu]") || !menu.open) return;
+      document.querySelectorAll("details.menu[open]").forEach(function (other) {
+        if (other !== menu) other.open = false;
+      });
+      if (menu.querySelector(".menu__list")) return;
+      var list = document.createElement("div");
+      list.className = "menu__list";
+      menu.appendChild(list);
+      window.htmx.ajax("GET", menu.getAttribute("data-menu"),
+        { source: menu, target: list, swap: "innerHTML" });
+    }, true);
+    // Popovers made of <details> (row menus, Advanced filters) close on Escape and on a
+    // click outside them, like any menu.
+    var POPOVERS = "details.menu[open], details.filters-menu[open]";
+    document.addEventListener("keydown", function (event) {
+      if (event.key !== "Escape") return;
+      var open = document.activeElement && document.activeElement.closest(POPOVERS);
+      if (open) { open.open = false; open.querySelector("summary").focus(); }
+    });
+    document.addEventListener("click", function (event) {
+      document.querySelectorAll(POPOVERS).forEach(function (open) {
+        if (!open.contains(event.target)) open.open = false;
+      });
     });
 
     document.addEventListener("click", function (event) {
