@@ -64,7 +64,7 @@ def test_select_all_matching_approve_notify_and_export(
 
     # Export Users: the active users of this filtered view.
     with page.expect_download() as info:
-        page.get_by_role("link", name="Export Users").click()
+        page.get_by_role("link", name="Export 55 active users").click()
     download = info.value
     assert download.suggested_filename.startswith("users-")
     target = tmp_path / download.suggested_filename

@@ -125,3 +125,27 @@ def test_advanced_filters_close_like_a_menu_and_take_several_locations(
     chips = page.get_by_role("list", name="Active filters")
     expect(chips).to_contain_text("Lisbon")
     expect(chips).to_contain_text("Oslo")
+
+
+def test_export_says_what_it_exports_and_the_file_holds_it(
+    page, live_server, admin, make, tmp_path
+):
+    from openpyxl import load_workbook
+
+    site = make.location("Porto")
+    for n in range(14):
+        make.user(first_name=f"Act{n:02d}", last_name="Porto", location_id=site.id)
+    for n in range(3):
+        make.user(first_name=f"Pen{n}", last_name="Porto", location_id=site.id, status="pending")
+    sign_in(page, live_server, admin.email, PASSWORD)
+    page.goto(f"{live_server}/admin/users?location={site.id}")
+    expect(page.locator("#users-count")).to_contain_text("17 users match")
+    exports = page.get_by_role("list", name="Export Users")
+    expect(exports.get_by_role("link", name="Export 14 active users")).to_be_visible()
+    with page.expect_download() as info:
+        exports.get_by_role("link", name="Export this view (17)").click()
+    target = tmp_path / "view.xlsx"
+    info.value.save_as(target)
+    rows = list(load_workbook(target).active.iter_rows(values_only=True))[1:]
+    assert len(rows) == 17
+    assert sorted(r[0] for r in rows if r[0].startswith("Pen")) == ["Pen0", "Pen1", "Pen2"]

@@ -156,7 +156,14 @@ def sort_links(filters: UserFilters) -> dict[str, dict[str, str]]:
 def list_context(filters: UserFilters) -> dict[str, Any]:
     """Everything the table partial shows; a fixed number of queries whatever per_page."""
     query = filtered_users(filters)
-    total = db.session.scalar(select(func.count()).select_from(query.order_by(None).subquery()))
+    # Counted per status in the one count query: the export links say how many they hold.
+    matching = query.order_by(None).subquery()
+    by_status = dict(
+        db.session.execute(
+            select(matching.c.status, func.count()).group_by(matching.c.status)
+        ).all()
+    )
+    total = sum(by_status.values())
     pages = max(ceil(total / filters.per_page), 1)
     filters.page = min(filters.page, pages)
     # The page's ids first (from an index alone where one covers the filters), then
@@ -202,7 +209,34 @@ def list_context(filters: UserFilters) -> dict[str, Any]:
         "list_url": list_url(filters),
         "anyone": filters.active or bool(total) or _anyone(),
         "training": training_counts(page_ids, utcnow().date()),
+        "exports": _export_links(filters, total, by_status.get("active", 0)),
     }
+
+
+def _export_links(filters: UserFilters, total: int, active: int) -> list[dict[str, Any]]:
+    """ "Export N active users" and, when the view shows more than those, "Export this view
+    (M)": each link names the statuses it exports, so the file holds what it says."""
+
+    def url(statuses: list[str]) -> str:
+        args = state_args(filters, status=statuses, page="", per_page="", sort="")
+        return url_for("users.export_users", **args.to_dict(flat=False))
+
+    links = [
+        {
+            "label": f"Export {active:,} active {'user' if active == 1 else 'users'}",
+            "url": url(["active"]),
+            "id": "export-active",
+        }
+    ]
+    if filters.status != ["active"] and total != active:
+        links.append(
+            {
+                "label": f"Export this view ({total:,})",
+                "url": url(filters.status),
+                "id": "export-view",
+            }
+        )
+    return links
 
 
 @bp.app_template_filter("day")

@@ -73,14 +73,6 @@
     });
   }
 
-  // The export link follows the list's current filters (htmx pushes them to the URL).
-  function exportHref(link) {
-    var url = new URL(link.href, window.location.href);
-    url.search = window.location.search;
-    url.searchParams.delete("page");
-    link.href = url.toString();
-  }
-
   document.addEventListener("change", function (event) {
     var target = event.target;
     if (target.matches("[data-select-page]")) {
@@ -100,8 +92,6 @@
   });
   document.addEventListener("click", function (event) {
     if (event.target.closest("[data-clear-selection]")) clearSelection();
-    var link = event.target.closest("[data-export-link]");
-    if (link) exportHref(link);
   });
 
   function init() { showFields(); update(); }
