@@ -149,3 +149,20 @@ def test_export_says_what_it_exports_and_the_file_holds_it(
     rows = list(load_workbook(target).active.iter_rows(values_only=True))[1:]
     assert len(rows) == 17
     assert sorted(r[0] for r in rows if r[0].startswith("Pen")) == ["Pen0", "Pen1", "Pen2"]
+
+
+def test_add_user_marks_its_required_fields(page, live_server, admin):
+    sign_in(page, live_server, admin.email, PASSWORD)
+    page.goto(f"{live_server}/admin/users")
+    page.get_by_role("link", name="Add user").click()
+    dialog = page.get_by_role("dialog")
+    expect(dialog).to_be_visible()
+
+    def marked(label: str) -> bool:
+        return dialog.locator("label", has_text=label).first.evaluate(
+            "l => getComputedStyle(l, '::after').content.includes('required')"
+        )
+
+    assert marked("First name") and marked("Last name") and marked("Email")
+    assert not marked("User ID")
+    expect(dialog.get_by_label("Email")).to_have_attribute("required", "")
