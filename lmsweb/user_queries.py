@@ -21,7 +21,7 @@ from sqlalchemy.sql.functions import FunctionElement
 from werkzeug.datastructures import MultiDict
 
 from .extensions import db
-from .models import CourseAssignment, Location, User, user_groups
+from .models import CourseAssignment, Location, User, user_groups, utcnow
 
 PER_PAGE_CHOICES = (25, 50, 100)
 DEFAULT_PER_PAGE = 50
@@ -44,6 +44,8 @@ class UserFilters:
     sort: str = DEFAULT_SORT
     page: int = 1
     per_page: int = DEFAULT_PER_PAGE
+    # Training at a glance (issue #15): "overdue" keeps users with an overdue assignment.
+    training: str = ""
 
     @property
     def default_status(self) -> bool:
@@ -52,7 +54,14 @@ class UserFilters:
     @property
     def active(self) -> bool:
         """Whether anything narrows the list beyond the default."""
-        return bool(self.q or self.location or self.group or self.role or not self.default_status)
+        return bool(
+            self.q
+            or self.location
+            or self.group
+            or self.role
+            or self.training
+            or not self.default_status
+        )
 
 
 def _ids(values: list[str]) -> list[int]:
@@ -89,6 +98,7 @@ def parse_filters(args: MultiDict) -> UserFilters:
     filters.page = _positive(args.get("page"), 1)
     per_page = _positive(args.get("per_page"), DEFAULT_PER_PAGE)
     filters.per_page = per_page if per_page in PER_PAGE_CHOICES else DEFAULT_PER_PAGE
+    filters.training = "overdue" if args.get("training") == "overdue" else ""
     return filters
 
 
@@ -181,6 +191,8 @@ def filtered_users(filters: UserFilters) -> Select[tuple[User]]:
     condition = search_condition(filters.q)
     if condition is not None:
         query = query.where(condition)
+    if filters.training == "overdue":
+        query = query.where(User.id.in_(overdue_user_ids(utcnow().date())))
     return query
 
 
@@ -215,6 +227,14 @@ class TrainingCounts:
     open: int = 0
     overdue: int = 0
     completed: int = 0
+
+
+def overdue_user_ids(today: date) -> Select:
+    """Users with an open (unarchived, unfinished) assignment past its due date."""
+    a = CourseAssignment
+    return select(a.user_id).where(
+        a.archived_at.is_(None), a.state != "completed", a.due_date < today
+    )
 
 
 def training_counts(user_ids: list[int], today: date) -> dict[int, TrainingCounts]:

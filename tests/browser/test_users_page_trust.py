@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import date, timedelta
 
 import pytest
@@ -166,3 +167,27 @@ def test_add_user_marks_its_required_fields(page, live_server, admin):
     assert marked("First name") and marked("Last name") and marked("Email")
     assert not marked("User ID")
     expect(dialog.get_by_label("Email")).to_have_attribute("required", "")
+
+
+def test_the_overdue_quick_filter(page, live_server, admin, make):
+    course = make.course("LATE-9", seats=5)
+    late = make.user(first_name="Olly", last_name="Overdue")
+    make.assignment(late, course, due=date.today() - timedelta(days=2))
+    on_time = make.user(first_name="Otto", last_name="Ontime")
+    make.assignment(on_time, course)
+    sign_in(page, live_server, admin.email, PASSWORD)
+    page.goto(f"{live_server}/admin/users")
+    page.get_by_role("link", name="Overdue only").click()
+    expect(page).to_have_url(re.compile(r"training=overdue"))
+    expect(page.locator("#users-count")).to_contain_text("1 user matches")
+    expect(page.locator(f"#user-{late.id}")).to_be_visible()
+    expect(page.locator(f"#user-{on_time.id}")).to_have_count(0)
+    chips = page.get_by_role("list", name="Active filters")
+    expect(chips).to_contain_text("Overdue")
+    page.get_by_label("Search users").press_sequentially("oll")  # the filter stays on
+    expect(page).to_have_url(re.compile(r"q=oll&training=overdue"))
+    expect(page.locator("#users-count")).to_contain_text("1 user matches")
+    expect(chips).to_contain_text("oll")
+    chips.get_by_role("link", name=re.compile("Overdue")).click()
+    expect(page.locator("#users-count")).to_contain_text("1 user matches")  # "oll" alone
+    expect(page).not_to_have_url(re.compile(r"training="))

@@ -22,8 +22,8 @@ from . import bp
 from .listing import list_context
 
 # The list's state, carried through the bulk form so the table comes back as it was.
-LIST_PARAMS = ("q", "location", "group", "status", "role", "sort", "page", "per_page")
-FILTER_PARAMS = ("q", "location", "group", "status", "role")
+LIST_PARAMS = ("q", "location", "group", "status", "role", "training", "sort", "page", "per_page")
+FILTER_PARAMS = ("q", "location", "group", "status", "role", "training")
 
 
 class BulkForm(FlaskForm):

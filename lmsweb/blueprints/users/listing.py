@@ -89,6 +89,7 @@ def state_args(filters: UserFilters, **changes: Any) -> MultiDict:
         "group": filters.group,
         "status": [] if filters.default_status else filters.status,
         "role": filters.role,
+        "training": filters.training,
         "sort": "" if filters.sort == DEFAULT_SORT else filters.sort,
         "per_page": "" if filters.per_page == DEFAULT_PER_PAGE else filters.per_page,
         "page": "" if filters.page == 1 else filters.page,
@@ -136,6 +137,9 @@ def filter_chips(filters: UserFilters, names: dict[str, dict[int, str]]) -> list
         rest = [r for r in filters.role if r != role]
         url = list_url(filters, role=rest, **reset)
         chips.append({"label": ROLE_LABELS[role], "kind": "Role", "url": url})
+    if filters.training:
+        url = list_url(filters, training="", **reset)
+        chips.append({"label": "Overdue", "kind": "Training", "url": url})
     return chips
 
 
@@ -210,6 +214,7 @@ def list_context(filters: UserFilters) -> dict[str, Any]:
         "anyone": filters.active or bool(total) or _anyone(),
         "training": training_counts(page_ids, utcnow().date()),
         "exports": _export_links(filters, total, by_status.get("active", 0)),
+        "overdue_url": list_url(filters, training="overdue", page=1),
     }
 
 
