@@ -13,13 +13,13 @@ from werkzeug.datastructures import MultiDict
 from lmsweb import create_app
 from lmsweb.blueprints.users.listing import list_context
 from lmsweb.security import public
-from lmsweb.user_queries import parse_filters
+from lmsweb.user_queries import UserFilters
 
 app = create_app()
 
 with app.test_request_context("/admin/users", headers={"HX-Request": "true"}):
     # Loaded once at start-up (rows, groups, location, count), then served from memory.
-    _context = list_context(parse_filters(MultiDict()))
+    _context = list_context(UserFilters.from_args(MultiDict()))
 
 
 @app.route("/bench/users-rows-no-db")

@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import os
-import sqlite3
-from contextlib import contextmanager
-from contextvars import ContextVar
 
-from flask import Flask, g, has_request_context, request, url_for
-from sqlalchemy import event
-from sqlalchemy.engine import Engine
+from flask import Flask, g, url_for
 
 from . import config as config_module
+from .database import sqlite_write_transaction  # noqa: F401  (the engine listeners; and re-exported)
 from .extensions import csrf, db, htmx, login_manager, mail, migrate
+from .navigation import app_path, app_url
 
 # Navigation of the admin pages.
 NAVIGATION = (
@@ -23,44 +20,8 @@ NAVIGATION = (
     ("dashboard.index", "Dashboard"),
     ("outbox.index", "Email log"),
     ("audit_log.index", "Audit"),
+    ("settings.scim", "Settings"),
 )
-
-_immediate: ContextVar[bool] = ContextVar("sqlite_immediate", default=False)
-
-
-@contextmanager
-def sqlite_write_transaction():
-    """Outside a request (CLI, workers): start SQLite transactions with BEGIN IMMEDIATE."""
-    token = _immediate.set(True)
-    try:
-        yield
-    finally:
-        _immediate.reset(token)
-
-
-@event.listens_for(Engine, "connect")
-def _sqlite_on_connect(dbapi_connection, _record):
-    if isinstance(dbapi_connection, sqlite3.Connection):
-        # We emit BEGIN ourselves (below): pysqlite's lazy BEGIN breaks check-then-write.
-        dbapi_connection.isolation_level = None
-        cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA foreign_keys = ON")
-        cursor.execute("PRAGMA journal_mode = WAL")
-        cursor.execute("PRAGMA synchronous = NORMAL")
-        cursor.execute("PRAGMA busy_timeout = 20000")
-        cursor.close()
-
-
-@event.listens_for(Engine, "begin")
-def _sqlite_on_begin(connection):
-    if connection.dialect.name != "sqlite":
-        return
-    # A POST writes: take the write lock up front so a count checked is a count kept,
-    # and two writers never deadlock upgrading shared locks.
-    writing = _immediate.get() or (
-        has_request_context() and request.method not in ("GET", "HEAD", "OPTIONS")
-    )
-    connection.exec_driver_sql("BEGIN IMMEDIATE" if writing else "BEGIN")
 
 
 def icons_href() -> str:
@@ -86,7 +47,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     csrf.init_app(app)
     htmx.init_app(app)
 
-    from . import auth_session, errors, security, sso, throttle
+    from . import auth_session, compression, errors, oidc, params, security, sso, throttle
 
     # before_request order: session timeouts, portal sign-in, then deny by default.
     auth_session.init_app(app)
@@ -94,6 +55,10 @@ def create_app(test_config: dict | None = None) -> Flask:
     security.init_app(app)
     throttle.init_app(app)
     errors.init_app(app)
+    # Before the blueprints: their routes use the bounded `<id:...>` converter.
+    params.init_app(app)
+    oidc.init_app(app)
+    compression.init_app(app)
 
     from .blueprints import (
         audit_log,
@@ -101,19 +66,24 @@ def create_app(test_config: dict | None = None) -> Flask:
         courses,
         dashboard,
         learner,
+        oidc,
         org,
         outbox,
+        scim,
+        settings,
         users,
     )
 
-    for module in (auth, users, courses, org, dashboard, outbox, audit_log, learner):
+    blueprints = (auth, oidc, users, courses, org, dashboard, outbox, audit_log, learner)
+    blueprints += (settings, scim)
+    for module in blueprints:
         app.register_blueprint(module.bp)
 
     from .cli import lms
 
     app.cli.add_command(lms)
 
-    app.jinja_env.globals["icons_href"] = icons_href
+    app.jinja_env.globals.update(icons_href=icons_href, app_path=app_path, app_url=app_url)
 
     @app.context_processor
     def navigation():

@@ -19,19 +19,15 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
-from flask import current_app
-from jinja2 import meta
 from sqlalchemy import Select, delete, insert, select, update
 
-from . import audit, licensing, lifecycle
+from . import audit, licensing, lifecycle, notifications
+from .domain_error import DomainError
 from .extensions import db
-from .licensing import DomainError, NoSeatsAvailable
-from .models import Course, CourseAssignment, Group, OutboundEmail, User, user_groups, utcnow
-from .notifications import public_url
-from .tokens import make_token
+from .licensing import NoSeatsAvailable
+from .models import Course, CourseAssignment, Group, User, user_groups, utcnow
 from .user_queries import UserFilters, filtered_users
 
-TOKEN_SLOT = "TOKEN-SLOT"  # noqa: S105 (a placeholder in a URL, not a secret)
 CHUNK = 500  # ids per statement: far below SQLite's and PostgreSQL's parameter limits
 
 
@@ -183,52 +179,6 @@ def _approve_rows(rows: list, result: Result) -> None:
     _expire_users(result.done)
 
 
-class _InvitationRenderer:
-    """notifications.queue_invitation for many: the templates are loaded once, not per user."""
-
-    def __init__(self) -> None:
-        env = current_app.jinja_env
-        # What queue_email gives the templates (config and the like are Jinja globals); not
-        # the whole request context, which Jinja would copy for each of 30,000 renders.
-        self.context: dict[str, Any] = {"org_name": current_app.config["ORG_NAME"]}
-        self.subject = env.get_template("email/invitation.subject.txt")
-        self.text = env.get_template("email/invitation.txt")
-        self.html = env.get_template("email/invitation.html")
-        # A subject that names no per-user variable is the same for everyone: render it once.
-        self.fixed_subject = None
-        if not {"user", "link"} & _variables(env, "email/invitation.subject.txt"):
-            self.fixed_subject = " ".join(self.subject.render(self.context).split())
-        self.login_link = public_url("auth.login")
-        # Built once with a slot for each user's token: url building per user is the slow part.
-        self.activate_link = public_url("auth.activate", token=TOKEN_SLOT)
-
-    def message(self, user, now) -> dict[str, Any]:
-        if any(ch in user.email for ch in "\r\n"):
-            raise DomainError("An email address cannot contain line breaks.")
-        if user.password_hash:
-            link = self.login_link
-        else:
-            link = self.activate_link.replace(TOKEN_SLOT, make_token(user, "activate"))
-        context = {**self.context, "user": user, "link": link}
-        return {
-            "user_id": user.id,
-            "recipient": user.email.strip(),
-            "kind": "invitation",
-            "subject": self.fixed_subject or " ".join(self.subject.render(context).split()),
-            "body_text": self.text.render(context),
-            "body_html": self.html.render(context),
-            "status": "queued",
-            "attempts": 0,
-            "next_attempt_at": now,
-            "created_at": now,
-        }
-
-
-def _variables(env, name: str) -> set[str]:
-    source = env.loader.get_source(env, name)[0]
-    return meta.find_undeclared_variables(env.parse(source))
-
-
 def notify(selection: Selection, params: Params) -> Result:
     """Queue the invitation (or a sign-in reminder) for every target that may get email."""
     result = Result("notify", verb="Queued an invitation to")
@@ -239,29 +189,12 @@ def notify(selection: Selection, params: Params) -> Result:
 
 
 def _notify_rows(rows: list, result: Result) -> None:
-    renderer = _InvitationRenderer()
-    now = utcnow()
-    messages = []
-    for row in rows:
-        if row.status == "archived":
-            result.skip("archived (archived users get no email)", row.id)
-            continue
-        try:
-            messages.append(renderer.message(row, now))
-        except DomainError:
-            result.skip("with an unusable email address", row.id)
-            continue
-        result.done.append(row.id)
-    for start in range(0, len(messages), CHUNK):
-        db.session.execute(insert(OutboundEmail), messages[start : start + CHUNK])
-    for ids in chunks(result.done):
-        db.session.execute(
-            update(User)
-            .where(User.id.in_(ids))
-            .values(notified_at=now)
-            .execution_options(synchronize_session=False)
-        )
-    _expire_users(result.done)
+    invitations = notifications.queue_invitations(rows)
+    for user_id in invitations.archived:
+        result.skip("archived (archived users get no email)", user_id)
+    for user_id in invitations.unusable:
+        result.skip("with an unusable email address", user_id)
+    result.done.extend(invitations.queued)
 
 
 def approve_notify(selection: Selection, params: Params) -> Result:
@@ -303,46 +236,43 @@ def _members(group: Group, ids: list[int]) -> set[int]:
     return found
 
 
-def add_group(selection: Selection, params: Params) -> Result:
-    """Add the targets to a group (lifecycle.set_groups' rule: a membership once)."""
+def _membership(selection: Selection, params: Params, add: bool) -> Result:
+    """Add the targets to a group, or remove them (lifecycle.set_groups' rule: a
+    membership once); those already in (or not in) it are skipped."""
     group = _required(params.group, "Choose a group.")
-    result = Result("add_group", verb=f"Added to {group.name}:")
+    if add:
+        result = Result("add_group", verb=f"Added to {group.name}:")
+    else:
+        result = Result("remove_group", verb=f"Removed from {group.name}:")
     rows = _target_rows(selection)
     _missing(selection, (r.id for r in rows), result)
     members = _members(group, [r.id for r in rows])
     for row in rows:
-        if row.id in members:
-            result.skip(f"already in {group.name}", row.id)
-        else:
+        if (row.id in members) != add:
             result.done.append(row.id)
+        else:
+            result.skip(f"already in {group.name}" if add else f"not in {group.name}", row.id)
     for ids in chunks(result.done):
-        db.session.execute(
-            insert(user_groups), [{"user_id": uid, "group_id": group.id} for uid in ids]
-        )
+        if add:
+            db.session.execute(
+                insert(user_groups), [{"user_id": uid, "group_id": group.id} for uid in ids]
+            )
+        else:
+            db.session.execute(
+                delete(user_groups).where(
+                    user_groups.c.group_id == group.id, user_groups.c.user_id.in_(ids)
+                )
+            )
     _expire_groups(result.done)
     return result
+
+
+def add_group(selection: Selection, params: Params) -> Result:
+    return _membership(selection, params, add=True)
 
 
 def remove_group(selection: Selection, params: Params) -> Result:
-    """Remove the targets from a group."""
-    group = _required(params.group, "Choose a group.")
-    result = Result("remove_group", verb=f"Removed from {group.name}:")
-    rows = _target_rows(selection)
-    _missing(selection, (r.id for r in rows), result)
-    members = _members(group, [r.id for r in rows])
-    for row in rows:
-        if row.id in members:
-            result.done.append(row.id)
-        else:
-            result.skip(f"not in {group.name}", row.id)
-    for ids in chunks(result.done):
-        db.session.execute(
-            delete(user_groups).where(
-                user_groups.c.group_id == group.id, user_groups.c.user_id.in_(ids)
-            )
-        )
-    _expire_groups(result.done)
-    return result
+    return _membership(selection, params, add=False)
 
 
 def _expire_groups(ids: Iterable[int]) -> None:
@@ -405,6 +335,9 @@ def assign_course(selection: Selection, params: Params) -> Result:
     there are seats (the first in list order) and the rest are reported as skipped.
     The seats are taken at once by licensing.take_seats (one conditional UPDATE)."""
     course = _required(params.course, "Choose a course.")
+    # Locked in licensing's order before the plan is read, so the plan stays true.
+    licensing.lock_users([r.id for r in _target_rows(selection)], share=True)
+    licensing.lock_courses([course.id])
     eligible, result = _assign_plan(selection, course)
     db.session.refresh(course)
     available = course.seats_available
@@ -490,14 +423,17 @@ def archive_user(selection: Selection, params: Params) -> Result:
     result = Result("archive_user", verb="Archived")
     returned = 0
     found = []
+    lifecycle.lock_for_archive([r.id for r in _target_rows(selection)])
     for user in _target_users(selection):
         found.append(user.id)
-        if params.actor is not None and user.id == params.actor.id:
+        try:
+            plan = lifecycle.archive_locked(user, "user", actor=params.actor)
+        except lifecycle.ArchivingYourself:
             result.skip("is you (you cannot archive yourself)", user.id)
-        elif user.status == "archived":
+        except lifecycle.AlreadyArchived:
             result.skip("already archived", user.id)
         else:
-            returned += len(lifecycle.archive(user, "user").unstarted)
+            returned += len(plan.unstarted)
             result.done.append(user.id)
     _missing(selection, found, result)
     result.notes.append(f"{returned} {'license' if returned == 1 else 'licenses'} returned.")
@@ -511,17 +447,16 @@ def archive_activity(selection: Selection, params: Params) -> Result:
     result = Result("archive_activity", verb=f"Archived the {what} of")
     returned = 0
     found = []
+    course_id = course.id if course else None
+    lifecycle.lock_for_archive([r.id for r in _target_rows(selection)], course_id)
     for user in _target_users(selection):
         found.append(user.id)
-        plan = lifecycle.archive_plan(user)
-        records = [
-            a for a in plan.unstarted + plan.started if course is None or a.course_id == course.id
-        ]
-        if not records:
+        try:
+            plan = lifecycle.archive_locked(user, "activity", course_id=course_id)
+        except DomainError:
             result.skip(f"have no open {what}", user.id)
             continue
-        for record in records:
-            returned += licensing.archive_activity(record, "activity_archived")
+        returned += len(plan.unstarted)
         result.done.append(user.id)
     _missing(selection, found, result)
     result.notes.append(f"{returned} {'license' if returned == 1 else 'licenses'} returned.")
@@ -532,6 +467,7 @@ def restore(selection: Selection, params: Params) -> Result:
     """lifecycle.restore for each target; their archived records stay archived."""
     result = Result("restore", verb="Restored")
     found = []
+    licensing.lock_users([r.id for r in _target_rows(selection)])
     for user in _target_users(selection):
         found.append(user.id)
         if lifecycle.restore(user):

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
 import secrets
+import shlex
 import sys
 import threading
 import time
@@ -225,8 +227,27 @@ KNOWN_SECRET_KEYS = {
 }
 
 
-def deploy_problems(app) -> tuple[list[str], list[str]]:
-    """(problems, warnings) of the app's deployment settings."""
+def gunicorn_workers(environ=os.environ) -> int | None:
+    """How many workers gunicorn starts, as it reads them from the environment
+    (GUNICORN_CMD_ARGS, then WEB_CONCURRENCY); None when neither says."""
+    args = shlex.split(environ.get("GUNICORN_CMD_ARGS", ""))
+    for i, arg in enumerate(args):
+        value = None
+        if arg in ("-w", "--workers") and i + 1 < len(args):
+            value = args[i + 1]
+        elif arg.startswith("--workers="):
+            value = arg.partition("=")[2]
+        elif arg.startswith("-w") and len(arg) > 2:
+            value = arg[2:]
+        if value is not None and value.isdigit():
+            return int(value)
+    concurrency = environ.get("WEB_CONCURRENCY", "").strip()
+    return int(concurrency) if concurrency.isdigit() else None
+
+
+def deploy_problems(app, workers: int | None = None) -> tuple[list[str], list[str]]:
+    """(problems, warnings) of the app's deployment settings; `workers`: how many
+    gunicorn workers will serve it (None: unknown)."""
     config = app.config
     problems: list[str] = []
     warnings: list[str] = []
@@ -257,9 +278,17 @@ def deploy_problems(app) -> tuple[list[str], list[str]]:
     if config.get("TRUSTED_HEADER_AUTH") and not config.get("TRUSTED_PROXIES"):
         problems.append("TRUSTED_HEADER_AUTH is on but TRUSTED_PROXIES is empty")
     if str(config.get("RATELIMIT_STORAGE_URI", "")).startswith("memory://"):
-        warnings.append(
-            "RATELIMIT_STORAGE_URI is memory://: each process counts sign-in attempts alone"
-        )
+        if workers is not None and workers > 1:
+            warnings.append(
+                f"gunicorn runs {workers} workers and RATELIMIT_STORAGE_URI is memory://: "
+                f"each worker counts sign-in attempts alone, so the real limit is {workers} "
+                "times LOGIN_ATTEMPTS; share the counts with "
+                "RATELIMIT_STORAGE_URI=redis://host:6379"
+            )
+        else:
+            warnings.append(
+                "RATELIMIT_STORAGE_URI is memory://: each process counts sign-in attempts alone"
+            )
     # The policy the app really sends, whatever produced it.
     from .config import normalise_prefix
 
@@ -276,11 +305,16 @@ def deploy_problems(app) -> tuple[list[str], list[str]]:
 
 
 @lms.command("check-deploy")
+@click.option(
+    "--workers",
+    type=click.IntRange(1),
+    help="gunicorn workers you will run (default: GUNICORN_CMD_ARGS or WEB_CONCURRENCY).",
+)
 @with_appcontext
-def check_deploy():
+def check_deploy(workers: int | None):
     """Check the settings a production deployment needs; exit 1 on any problem."""
     app = current_app._get_current_object()  # type: ignore[attr-defined]
-    problems, warnings = deploy_problems(app)
+    problems, warnings = deploy_problems(app, workers or gunicorn_workers())
     for warning in warnings:
         click.echo(f"WARNING {warning}")
     for problem in problems:
@@ -288,3 +322,43 @@ def check_deploy():
     if problems:
         sys.exit(1)
     click.echo("Deployment settings look right.")
+
+
+@lms.group("scim-token")
+def scim_token():
+    """Bearer tokens for SCIM provisioning clients."""
+
+
+@scim_token.command("create")
+@click.option("--name", required=True, help="What the token is for, e.g. the directory.")
+@with_appcontext
+def scim_token_create(name: str):
+    """Create a SCIM token; it is printed once, as the last line."""
+    from . import scim_tokens
+    from .licensing import DomainError
+
+    try:
+        row, token = scim_tokens.create(name, None)
+    except DomainError as error:
+        raise click.BadParameter(error.message, param_hint="--name") from error
+    db.session.commit()
+    click.echo(f"SCIM token “{row.name}” created. Copy it now: it is not shown again.")
+    click.echo(token)
+
+
+@scim_token.command("revoke")
+@click.option("--name", required=True, help="The token's name.")
+@with_appcontext
+def scim_token_revoke(name: str):
+    """Revoke a SCIM token by name."""
+    from . import scim_tokens
+    from .models import ScimToken
+
+    row = db.session.scalar(select(ScimToken).where(ScimToken.name == name))
+    if row is None:
+        raise click.BadParameter(f"no token named {name!r}", param_hint="--name")
+    if not scim_tokens.revoke(row, None):
+        click.echo(f"SCIM token “{name}” was already revoked.")
+        return
+    db.session.commit()
+    click.echo(f"SCIM token “{name}” revoked.")

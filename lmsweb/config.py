@@ -100,6 +100,18 @@ def from_environment(instance_path: str) -> dict:
         "TRUSTED_HEADER_NAME": trusted_header,
         "TRUSTED_PROXIES": _list("TRUSTED_PROXIES"),
         "TRUSTED_HEADER_CREATE_USERS": _bool("TRUSTED_HEADER_CREATE_USERS"),
+        # SCIM provisioning: are provisioned users approved (and invited) at once, or
+        # pending until an administrator approves them? And each token's request budget.
+        "SCIM_APPROVE_USERS": _bool("SCIM_APPROVE_USERS"),
+        "SCIM_RATE_LIMIT": os.environ.get("SCIM_RATE_LIMIT", "").strip() or "1200 per minute",
+        # OpenID Connect sign-in (off unless OIDC_ISSUER is set); unknown users are refused,
+        # or with OIDC_CREATE_USERS created as pending learners. PASSWORD_LOGIN=0 leaves
+        # only the organisation's sign-in.
+        "OIDC_ISSUER": os.environ.get("OIDC_ISSUER", "").strip().rstrip("/"),
+        "OIDC_CLIENT_ID": os.environ.get("OIDC_CLIENT_ID", "").strip(),
+        "OIDC_CLIENT_SECRET": os.environ.get("OIDC_CLIENT_SECRET", "").strip(),
+        "OIDC_CREATE_USERS": _bool("OIDC_CREATE_USERS"),
+        "PASSWORD_LOGIN": _bool("PASSWORD_LOGIN", default=True),
         # Sign-in throttling (Flask-Limiter); share the storage between processes in
         # production, e.g. redis://host:6379 or memcached://host:11211.
         "RATELIMIT_STORAGE_URI": os.environ.get("RATELIMIT_STORAGE_URI", "").strip() or "memory://",
@@ -121,6 +133,12 @@ def from_environment(instance_path: str) -> dict:
         # Uploads.
         "MAX_CONTENT_LENGTH": _int("MAX_UPLOAD_MB", 10) * 1024 * 1024,
         "IMPORT_MAX_ROWS": _int("IMPORT_MAX_ROWS", 100_000),
+        # Read bounds of an import (lmsweb/sheet_reader.py): checked while the file is read,
+        # so a crafted workbook is refused before it can take memory or time.
+        "IMPORT_MAX_COLUMNS": _int("IMPORT_MAX_COLUMNS", 50),
+        "IMPORT_MAX_CELL_CHARS": _int("IMPORT_MAX_CELL_CHARS", 1000),
+        "IMPORT_MAX_SHARED_STRINGS": _int("IMPORT_MAX_SHARED_STRINGS", 1_000_000),
+        "IMPORT_MAX_UNCOMPRESSED_MB": _int("IMPORT_MAX_UNCOMPRESSED_MB", 100),
         "WTF_CSRF_TIME_LIMIT": None,
         "WTF_CSRF_SSL_STRICT": False,
     }

@@ -18,7 +18,7 @@ MESSAGES = {
 
 
 def _render_error(code: int, message: str):
-    if request.headers.get("HX-Request") == "true":
+    if request.htmx:
         return message, code, {"Content-Type": "text/plain; charset=utf-8"}
     return render_template("error.html", code=code, message=message), code
 

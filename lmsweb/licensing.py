@@ -3,6 +3,13 @@
 Rule 1 of DESIGN.md: a seat is taken with one conditional UPDATE, so two requests (or two
 processes) can never both take the last seat. Functions here flush but never commit: the
 caller commits once, together with its audit event.
+
+A record changes state with a conditional UPDATE too (`WHERE state = expected AND
+archived_at IS NULL`): its row count decides, so of two racing requests one wins and the
+other is refused with nothing changed, and the pool moves in the same transaction. Row locks
+are taken in one order everywhere — users, then courses (by id), then records — so racing
+requests on PostgreSQL wait for each other instead of deadlocking; on SQLite a writing
+request holds the database's write lock from its first statement (BEGIN IMMEDIATE).
 """
 
 from __future__ import annotations
@@ -13,20 +20,68 @@ from datetime import date
 from sqlalchemy import case, func, select, update
 from sqlalchemy.exc import IntegrityError
 
+from .domain_error import DomainError
 from .extensions import db
 from .models import Course, CourseAssignment, User, utcnow
 
 
-class DomainError(Exception):
-    """A rule was broken; the message is shown to the administrator as it is."""
-
-    def __init__(self, message: str):
-        super().__init__(message)
-        self.message = message
-
-
 class NoSeatsAvailable(DomainError):
     pass
+
+
+# Ids per locking statement: well under PostgreSQL's 65,535 bind parameters.
+_LOCK_CHUNK = 5000
+
+
+def row_locks() -> bool:
+    """PostgreSQL locks rows. SQLite has none: a writing request holds the database's
+    write lock from its first statement instead (BEGIN IMMEDIATE)."""
+    return db.session.get_bind().dialect.name == "postgresql"
+
+
+def _lock(column, ids, **for_update) -> None:
+    """Row-lock by id, in id order."""
+    if not row_locks():
+        return
+    ordered = sorted(set(ids))
+    for start in range(0, len(ordered), _LOCK_CHUNK):
+        part = ordered[start : start + _LOCK_CHUNK]
+        db.session.execute(
+            select(column).where(column.in_(part)).order_by(column).with_for_update(**for_update)
+        ).all()
+
+
+def lock_courses(course_ids) -> None:
+    """Lock pools in id order, so two transactions that need the same pools never each
+    hold one the other waits for. FOR NO KEY UPDATE: a new record's foreign key check
+    (FOR KEY SHARE) is not blocked by it."""
+    _lock(Course.id, course_ids, key_share=True)
+
+
+def lock_users(user_ids, share: bool = False) -> None:
+    """Lock users in id order (before any pool): FOR SHARE for an assign, which only needs
+    the user to stay unarchived; FOR NO KEY UPDATE to archive or restore them."""
+    _lock(User.id, user_ids, read=share, key_share=not share)
+
+
+_RECORD_COLUMNS = ["state", "archived_at", "archive_reason", "started_at", "completed_at", "score"]
+
+
+def _transition(assignment: CourseAssignment, states: tuple[str, ...], **values) -> bool:
+    """Move an open record from one of `states`; False (nothing changed) if it is no longer
+    open in one of them. The caller holds the record's pool lock."""
+    result = db.session.execute(
+        update(CourseAssignment)
+        .where(
+            CourseAssignment.id == assignment.id,
+            CourseAssignment.state.in_(states),
+            CourseAssignment.archived_at.is_(None),
+        )
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+    db.session.expire(assignment, _RECORD_COLUMNS)
+    return result.rowcount == 1
 
 
 def _expire(course_id: int) -> None:
@@ -102,6 +157,9 @@ def assign(
     user: User, course: Course, due_date: date | None, actor: User | None = None
 ) -> CourseAssignment:
     """Assign a course, taking one seat. Raises DomainError when it cannot be done."""
+    # Shared lock: an archive of this user waits for this assign, or this assign sees it.
+    lock_users([user.id], share=True)
+    db.session.refresh(user, ["status"])
     if user.status == "archived":
         raise DomainError(f"{user.name} is archived; restore them before assigning courses.")
     already = DomainError(f"{user.name} is already assigned {course.code}.")
@@ -127,56 +185,74 @@ def assign(
     return assignment
 
 
+def _refusal(assignment: CourseAssignment, started: str) -> DomainError:
+    """Why a record could not move: read again, as a concurrent request changed it."""
+    db.session.refresh(assignment)
+    if assignment.archived_at is not None:
+        return DomainError("That assignment is already archived.")
+    return DomainError(started)
+
+
 def unassign(assignment: CourseAssignment) -> None:
     """Withdraw an unstarted assignment: the record is archived, the seat returns."""
-    if assignment.archived_at is not None:
-        raise DomainError("That assignment is already archived.")
-    if assignment.state != "assigned":
-        raise DomainError("A started course cannot be unassigned; archive the activity instead.")
-    _archive(assignment, "unassigned")
+    lock_courses([assignment.course_id])
+    if not _transition(
+        assignment, ("assigned",), archived_at=utcnow(), archive_reason="unassigned"
+    ):
+        raise _refusal(
+            assignment, "A started course cannot be unassigned; archive the activity instead."
+        )
+    release_seats(assignment.course)
 
 
 def archive_activity(assignment: CourseAssignment, reason: str = "activity_archived") -> bool:
-    """Archive a record (retraining or archiving the user). Returns True if a seat returned."""
-    if assignment.archived_at is not None:
-        return False
-    return _archive(assignment, reason)
+    """Archive a record (retraining or archiving the user). Returns True if a seat returned.
 
-
-def _archive(assignment: CourseAssignment, reason: str) -> bool:
-    returned = assignment.state == "assigned"
-    if returned:
+    Raises DomainError if the record is archived already (a concurrent request did it)."""
+    lock_courses([assignment.course_id])
+    values = {"archived_at": utcnow(), "archive_reason": reason}
+    if _transition(assignment, ("assigned",), **values):
         release_seats(assignment.course)
-    assignment.archived_at = utcnow()
-    assignment.archive_reason = reason
-    db.session.flush()
-    return returned
+        return True
+    if _transition(assignment, ("in_progress", "completed"), **values):
+        return False
+    # In any state, so the only way to lose is to find it archived already.
+    raise DomainError("That activity is already archived.")
 
 
-def start(assignment: CourseAssignment) -> None:
-    """The learner opened the course: first access recorded, the seat becomes used."""
+def start(assignment: CourseAssignment) -> bool:
+    """The learner opened the course: first access recorded, the seat becomes used.
+    Returns True if this call started it (False: it was started already)."""
+    lock_courses([assignment.course_id])
+    if _transition(assignment, ("assigned",), state="in_progress", started_at=utcnow()):
+        _use_seat(assignment.course)
+        return True
+    db.session.refresh(assignment)
     if assignment.archived_at is not None:
         raise DomainError("This training record is archived.")
-    if assignment.state != "assigned":
-        return
-    _use_seat(assignment.course)
-    assignment.state = "in_progress"
-    assignment.started_at = utcnow()
-    db.session.flush()
+    return False
 
 
 def complete(assignment: CourseAssignment, score: int | None = None) -> None:
     """Mark complete (starting it first if it was never opened)."""
+    lock_courses([assignment.course_id])
+    now = utcnow()
+    if _transition(assignment, ("in_progress",), state="completed", completed_at=now, score=score):
+        return
+    if _transition(
+        assignment,
+        ("assigned",),
+        state="completed",
+        started_at=now,
+        completed_at=now,
+        score=score,
+    ):
+        _use_seat(assignment.course)
+        return
+    db.session.refresh(assignment)
     if assignment.archived_at is not None:
         raise DomainError("This training record is archived.")
-    if assignment.state == "completed":
-        return
-    if assignment.state == "assigned":
-        start(assignment)
-    assignment.state = "completed"
-    assignment.completed_at = utcnow()
-    assignment.score = score
-    db.session.flush()
+    raise DomainError(f"{assignment.course.title} is already completed.")
 
 
 def change_due_date(assignment: CourseAssignment, due_date: date | None) -> None:
@@ -286,13 +362,21 @@ def repair_counters() -> list[Drift]:
 
 def unarchive(assignment: CourseAssignment) -> bool:
     """Undo an archive or unassign: the same record is open again. Returns True if it took
-    a seat back (it was unstarted). Refuses when the course was assigned again since or no
-    seat is left; the guarded UPDATE makes a second, concurrent undo fail, not double up."""
-    if assignment.user.status == "archived":
-        raise DomainError(f"{assignment.user.name} is archived; restore them first.")
-    code = assignment.course.code
-    if open_assignment(assignment.user, assignment.course) is not None:
-        raise DomainError(f"{assignment.user.name} has been assigned {code} again since.")
+    a seat back (it was unstarted). Refuses when the user is archived, the course was
+    assigned again since or no seat is left. Locks in this module's order (user, pool), then
+    a conditional UPDATE whose row count decides: a second, concurrent undo fails, not
+    doubles up."""
+    user, course = assignment.user, assignment.course
+    # Shared, as for an assign: an archive of this user waits for this, or this sees it.
+    lock_users([user.id], share=True)
+    db.session.refresh(user, ["status"])
+    if user.status == "archived":
+        raise DomainError(f"{user.name} is archived; restore them first.")
+    lock_courses([course.id])
+    again = DomainError(f"{user.name} has been assigned {course.code} again since.")
+    if open_assignment(user, course) is not None:
+        raise again
+    # An archived record's state never moves, so the state read here is the one restored.
     reserve = assignment.state == "assigned"
     try:
         with db.session.begin_nested():
@@ -305,11 +389,12 @@ def unarchive(assignment: CourseAssignment) -> bool:
                 .execution_options(synchronize_session=False)
             )
             if result.rowcount != 1:
-                raise DomainError(f"That {code} record is no longer archived.")
+                raise DomainError(f"That {course.code} record is no longer archived.")
             if reserve:
-                take_seats(assignment.course)
+                take_seats(course)
     except IntegrityError:
-        raise DomainError(f"{assignment.user.name} has been assigned {code} again since.") from None
+        _expire(course.id)
+        raise again from None
     finally:
-        db.session.expire(assignment, ["archived_at", "archive_reason"])
+        db.session.expire(assignment, _RECORD_COLUMNS)
     return reserve

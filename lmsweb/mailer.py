@@ -30,7 +30,7 @@ from flask_mail import Connection, Message
 from sqlalchemy import bindparam, exists, or_, select, update
 from sqlalchemy.orm import aliased
 
-from . import sqlite_write_transaction
+from .database import sqlite_write_transaction
 from .extensions import db
 from .models import OutboundEmail, User, utcnow
 from .notifications import has_line_break

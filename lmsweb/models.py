@@ -31,8 +31,11 @@ def utcnow() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
-ROLES = ("learner", "admin")
-STATUSES = ("pending", "active", "archived")
+# The user vocabularies, with the words the pages use for them.
+ROLE_LABELS = {"learner": "Learner", "admin": "Administrator"}
+STATUS_LABELS = {"pending": "Pending", "active": "Active", "archived": "Archived"}
+ROLES = tuple(ROLE_LABELS)
+STATUSES = tuple(STATUS_LABELS)
 ASSIGNMENT_STATES = ("assigned", "in_progress", "completed")
 EMAIL_STATUSES = ("queued", "sending", "sent", "failed")
 
@@ -62,6 +65,8 @@ class Group(db.Model):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(120))
+    # The directory's own id for a group provisioned over SCIM (0008_identity).
+    scim_external_id: Mapped[str | None] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
     def __repr__(self) -> str:
@@ -77,6 +82,13 @@ class User(UserMixin, db.Model):
         Index("ix_users_status_role_name", "status", "role", "last_name", "first_name", "id"),
         Index("ix_users_name", "last_name", "first_name", "id"),
         Index("ix_users_status", "status"),  # the dashboard's counts (0002_user_search)
+        # SCIM's `userName eq ...`, the directory's matching key (0008_identity). Not
+        # unique in the database: the email (unique) is the identity lmsweb relies on, and
+        # the users form would meet a userName clash as an error it cannot explain.
+        Index(
+            "ix_users_scim_user_name",
+            func.lower(func.coalesce(text("scim_user_name"), text("email"))),
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -104,6 +116,10 @@ class User(UserMixin, db.Model):
     # message's own status, in the same transaction.
     invite_status: Mapped[str | None] = mapped_column(String(16))
     invite_error: Mapped[str | None] = mapped_column(Text)
+    # SCIM: the directory's userName when it differs from the email (Entra's UPN, say),
+    # and when a SCIM client DELETEd the user: archived here, gone (404) for SCIM.
+    scim_user_name: Mapped[str | None] = mapped_column(String(254))
+    scim_deleted_at: Mapped[datetime | None] = mapped_column(DateTime)
 
     location: Mapped[Location | None] = relationship()
     groups: Mapped[list[Group]] = relationship(secondary=user_groups, order_by=lambda: Group.name)
@@ -263,6 +279,19 @@ class AuditEvent(db.Model):
     actor: Mapped[User | None] = relationship(foreign_keys=[actor_id])
     target_user: Mapped[User | None] = relationship(foreign_keys=[target_user_id])
 
+    @property
+    def actor_label(self) -> str:
+        """Who acted: a user, a SCIM client by its token's name, or the system."""
+        return actor_label(self.actor.email if self.actor else None, self.details)
+
+
+def actor_label(actor_email: str | None, details: dict | None) -> str:
+    """An audit event's actor from its columns (the export reads them without ORM objects)."""
+    if actor_email is not None:
+        return actor_email
+    token = (details or {}).get("scim_token")
+    return f"SCIM token “{token}”" if token else "system"
+
 
 IMPORT_STATUSES = ("previewing", "ready", "applying", "done", "failed")
 
@@ -297,3 +326,25 @@ class ImportJob(db.Model):
     finished_at: Mapped[datetime | None] = mapped_column(DateTime)
 
     created_by: Mapped[User | None] = relationship()
+
+
+class ScimToken(db.Model):
+    """A SCIM client's bearer token: only its SHA-256 is stored, the token is shown once."""
+
+    __tablename__ = "scim_tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    # The first characters, so an administrator can tell tokens apart.
+    prefix: Mapped[str] = mapped_column(String(12))
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"))
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+    created_by: Mapped[User | None] = relationship()
+
+    @property
+    def active(self) -> bool:
+        return self.revoked_at is None

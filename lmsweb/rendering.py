@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from flask import Response, make_response, redirect, render_template, request
@@ -45,9 +46,15 @@ def toast(
     return response
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
 def see_other(location: str) -> Response:
     """After a POST: 303 to a plain request, `HX-Redirect` to htmx (never a 302 it would swap)."""
-    if request.headers.get("HX-Request") == "true":
+    # A header cannot hold CR/LF: a `next` carrying them made the answer a 500 after the
+    # change was saved. Percent-encoded, they stay part of the (same-site) path.
+    location = _CONTROL.sub(lambda m: f"%{ord(m.group()):02X}", location)
+    if request.htmx:
         response = make_response("", 204)
         response.headers["HX-Redirect"] = location
         return response

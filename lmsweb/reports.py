@@ -268,7 +268,7 @@ def export_rows(filters: RecordFilters, batch: int = 2000):
         .outerjoin(Location, Location.id == User.location_id)
         .where(a.id.in_(ids))
         .order_by(a.id.desc())
-        .execution_options(yield_per=batch)
+        .execution_options(stream_results=True, yield_per=batch)
     )
     now = today()
     for row in db.session.execute(query):

@@ -3,8 +3,8 @@
 Loading ORM objects with their groups for 100,000 users took 8.5 s; one query with the
 groups concatenated in SQL (group_concat / string_agg) and the course counts as
 correlated subqueries took 0.6 s (shared/PERF-NOTES.md). Rows are fetched in batches
-(a server-side cursor on PostgreSQL) and written by openpyxl's write-only mode, so memory
-stays bounded however many users there are.
+(a server-side cursor on PostgreSQL) and written by the streamed writer of lmsweb/xlsx.py,
+so memory stays bounded however many users there are.
 """
 
 from __future__ import annotations

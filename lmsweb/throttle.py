@@ -54,3 +54,9 @@ def login_succeeded(email: str) -> None:
     strategy, checks = _checks(email)
     limit, keys = checks[0]
     strategy.clear(limit, *keys)
+
+
+def spend(limit: str, *keys: str) -> bool:
+    """Count one request against `limit` for `keys`; False once the budget is spent."""
+    limiter: Limiter = current_app.extensions[_KEY]
+    return limiter.limiter.hit(parse(limit), *keys)

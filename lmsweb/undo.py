@@ -19,8 +19,8 @@ from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from sqlalchemy import select
 
 from . import audit, licensing, lifecycle
+from .domain_error import DomainError
 from .extensions import db
-from .licensing import DomainError
 from .models import AuditEvent, CourseAssignment, Group, User
 
 # The toast shows Undo for 15 s; the token stays good a little longer for a slow click.
@@ -104,11 +104,18 @@ def _user(event: AuditEvent) -> User:
 
 def _reopen(user: User, items: list[dict[str, Any]]) -> list[CourseAssignment]:
     """Un-archive the records exactly as archived then; all or nothing (the caller rolls back)."""
-    reopened = []
+    assignments = []
     for item in items:
         assignment = db.session.get(CourseAssignment, item["assignment"])
         if assignment is None or assignment.user_id != user.id:
             raise DomainError("That training record is gone.")
+        assignments.append(assignment)
+    # All the pools up front, in licensing's order (by id): two undos never wait on each other.
+    licensing.lock_users([user.id], share=True)
+    licensing.lock_courses([a.course_id for a in assignments])
+    reopened = []
+    for item, assignment in zip(items, assignments, strict=True):
+        db.session.refresh(assignment, ["archived_at"])
         if stamp(assignment.archived_at) != item["at"]:
             raise DomainError(
                 f"{user.name}'s {assignment.course.code} record has changed since; "
@@ -129,6 +136,9 @@ def _undo_assignment_archive(event: AuditEvent, data: dict[str, Any]) -> Undone:
 def _undo_user_archive(event: AuditEvent, data: dict[str, Any]) -> Undone:
     user = _user(event)
     if data["mode"] == "user":
+        # The user before any pool (licensing's lock order), read again under the lock.
+        licensing.lock_users([user.id])
+        db.session.refresh(user, ["status", "archived_at"])
         if user.status != "archived" or stamp(user.archived_at) != data["at"]:
             raise DomainError(f"{user.name} has changed since; nothing was undone.")
         lifecycle.unarchive_user(user, data["status"])

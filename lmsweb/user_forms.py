@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
-
 from email_validator import EmailNotValidError, validate_email
 from flask import url_for
 from flask_wtf import FlaskForm
@@ -20,22 +18,11 @@ from wtforms import (
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Length, Optional, ValidationError
 
+from . import lifecycle
 from .extensions import db
-from .models import Course, Group, Location, User
+from .models import ROLE_LABELS, Course, Group, Location, User
 
-ROLE_CHOICES = [SelectChoice("learner", "Learner"), SelectChoice("admin", "Administrator")]
-
-
-def safe_next(value: str | None, default: str) -> str:
-    """A same-site path to return to, or `default` (never another site)."""
-    if not value:
-        return default
-    parts = urlsplit(value)
-    if parts.scheme or parts.netloc or not value.startswith("/") or value.startswith(("//", "/\\")):
-        return default
-    if any(ch in value for ch in "\r\n\\"):
-        return default
-    return value
+ROLE_CHOICES = [SelectChoice(role, label) for role, label in ROLE_LABELS.items()]
 
 
 def _optional_int(value):
@@ -102,20 +89,19 @@ class UserForm(FlaskForm):
             raise _taken("This user ID already belongs to", other)
 
     def validate_role(self, field):
-        user = self.user
-        if user is None or user.role != "admin" or field.data == "admin":
+        if self.user is None:
             return
         from flask_login import current_user
 
-        if user.id == current_user.id:
-            raise ValidationError("You cannot remove your own administrator role.")
-        admins = db.session.scalar(
-            select(func.count())
-            .select_from(User)
-            .where(User.role == "admin", User.status != "archived", User.id != user.id)
+        refusal = lifecycle.role_change_refusal(
+            self.user.id,
+            self.user.role,
+            field.data,
+            current_user.id,
+            lambda: lifecycle.other_admins(self.user.id),
         )
-        if not admins:
-            raise ValidationError("This is the last administrator; make someone else one first.")
+        if refusal:
+            raise ValidationError(refusal)
 
     def selected_groups(self) -> list[Group]:
         ids = self.group.data or []

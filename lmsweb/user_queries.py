@@ -3,65 +3,62 @@
 One function turns the validated state into a `Select`; the list, bulk actions
 ("everyone matching") and the export all use it, so they always agree.
 
-Search is prefix matching, word by word: every word typed must be the start of the
-first name, last name, email or user ID (case-insensitive). Each of those has an
-expression index on `lower(column)` (migration 0002_user_search), so a search is a
-few index range scans whatever the table size; no column has to be kept up to date
-by the code that writes users.
+Search is word by word, case-insensitive: every word typed must be found in the first
+name, last name, email or user ID. A word of one or two characters must start one of
+them: each has an expression index on `lower(column)` (migration 0002_user_search), so
+that is a few index range scans whatever the table size. A longer word may be anywhere
+inside one ("arsh" finds Marsh, "@acme" everyone at acme): a trigram index answers it
+(migration 0009_substring_search: pg_trgm on PostgreSQL, an FTS5 trigram table kept by
+triggers on SQLite), so no code that writes users has to know about either.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date
+from typing import Any
 
-from sqlalchemy import ColumnElement, Select, String, and_, case, func, select, union_all
+from flask import abort
+from sqlalchemy import (
+    ColumnElement,
+    Integer,
+    Select,
+    String,
+    and_,
+    case,
+    column,
+    func,
+    or_,
+    select,
+    text,
+    union_all,
+)
 from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.orm import selectinload
 from sqlalchemy.sql.functions import FunctionElement
 from werkzeug.datastructures import MultiDict
 
 from .extensions import db
-from .models import CourseAssignment, Location, User, user_groups, utcnow
+from .models import ROLES, STATUSES, CourseAssignment, Location, User, user_groups, utcnow
 
 PER_PAGE_CHOICES = (25, 50, 100)
 DEFAULT_PER_PAGE = 50
-STATUS_CHOICES = ("pending", "active", "archived")
-ROLE_CHOICES = ("learner", "admin")
 DEFAULT_STATUSES = ("pending", "active")
 SORT_KEYS = ("name", "email", "location", "status", "created")
 DEFAULT_SORT = "name"
 MAX_SEARCH_WORDS = 4
+# Trigrams: a shorter word has none, so it stays a prefix search.
+SUBSTRING_MIN = 3
 MAX_ID = 2**31 - 1
 
 
-@dataclass
-class UserFilters:
-    q: str = ""
-    location: list[int] = field(default_factory=list)
-    group: list[int] = field(default_factory=list)
-    status: list[str] = field(default_factory=lambda: list(DEFAULT_STATUSES))
-    role: list[str] = field(default_factory=list)
-    sort: str = DEFAULT_SORT
-    page: int = 1
-    per_page: int = DEFAULT_PER_PAGE
-    # Training at a glance (issue #15): "overdue" keeps users with an overdue assignment.
-    training: str = ""
-
-    @property
-    def default_status(self) -> bool:
-        return sorted(self.status) == sorted(DEFAULT_STATUSES)
-
-    @property
-    def active(self) -> bool:
-        """Whether anything narrows the list beyond the default."""
-        return bool(
-            self.q
-            or self.location
-            or self.group
-            or self.role
-            or self.training
-            or not self.default_status
-        )
+# The list state's query parameters (the filter form's field names are the same).
+Q, LOCATION, GROUP, STATUS, ROLE = "q", "location", "group", "status", "role"
+# Training at a glance (issue #15): "overdue" keeps users with an overdue assignment.
+TRAINING, OVERDUE = "training", "overdue"
+SORT, PAGE, PER_PAGE = "sort", "page", "per_page"
+FILTER_PARAMS = (Q, LOCATION, GROUP, STATUS, ROLE, TRAINING)
+LIST_PARAMS = (*FILTER_PARAMS, SORT, PAGE, PER_PAGE)
 
 
 def _ids(values: list[str]) -> list[int]:
@@ -80,26 +77,100 @@ def _positive(value: str | None, default: int, maximum: int = MAX_ID) -> int:
     return default
 
 
-def parse_filters(args: MultiDict) -> UserFilters:
-    """Read the list state from query (or form) parameters; bad values are ignored."""
-    filters = UserFilters()
-    # NUL cannot be stored or compared by PostgreSQL; other control characters never match.
-    q = "".join(ch for ch in (args.get("q") or "") if ch.isprintable() or ch == " ")
-    filters.q = " ".join(q.split())[:100]
-    filters.location = _ids(args.getlist("location"))
-    filters.group = _ids(args.getlist("group"))
-    statuses = [s for s in STATUS_CHOICES if s in args.getlist("status")]
-    if statuses:
-        filters.status = statuses
-    filters.role = [r for r in ROLE_CHOICES if r in args.getlist("role")]
-    sort = args.get("sort", "")
-    if sort.removeprefix("-") in SORT_KEYS:
-        filters.sort = sort
-    filters.page = _positive(args.get("page"), 1)
-    per_page = _positive(args.get("per_page"), DEFAULT_PER_PAGE)
-    filters.per_page = per_page if per_page in PER_PAGE_CHOICES else DEFAULT_PER_PAGE
-    filters.training = "overdue" if args.get("training") == "overdue" else ""
-    return filters
+@dataclass
+class UserFilters:
+    """The Users list's state. The list, its selection banner, bulk actions ("everyone
+    matching") and the export read and write it only through `from_args`/`to_args`."""
+
+    q: str = ""
+    location: list[int] = field(default_factory=list)
+    group: list[int] = field(default_factory=list)
+    status: list[str] = field(default_factory=lambda: list(DEFAULT_STATUSES))
+    role: list[str] = field(default_factory=list)
+    sort: str = DEFAULT_SORT
+    page: int = 1
+    per_page: int = DEFAULT_PER_PAGE
+    training: str = ""
+
+    @property
+    def default_status(self) -> bool:
+        return sorted(self.status) == sorted(DEFAULT_STATUSES)
+
+    @property
+    def active(self) -> bool:
+        """Whether anything narrows the list beyond the default."""
+        return bool(
+            self.q
+            or self.location
+            or self.group
+            or self.role
+            or self.training
+            or not self.default_status
+        )
+
+    @classmethod
+    def from_args(cls, args: MultiDict, prefix: str = "") -> UserFilters:
+        """Read the state from query (or form) parameters named `prefix` + name; bad
+        values are ignored."""
+        filters = cls()
+        # NUL cannot be stored or compared by PostgreSQL; other control characters never match.
+        raw_q = args.get(prefix + Q) or ""
+        q = "".join(ch for ch in raw_q if ch.isprintable() or ch == " ")
+        filters.q = " ".join(q.split())[:100]
+        filters.location = _ids(args.getlist(prefix + LOCATION))
+        filters.group = _ids(args.getlist(prefix + GROUP))
+        statuses = [s for s in STATUSES if s in args.getlist(prefix + STATUS)]
+        if statuses:
+            filters.status = statuses
+        filters.role = [r for r in ROLES if r in args.getlist(prefix + ROLE)]
+        sort = args.get(prefix + SORT, "")
+        if sort.removeprefix("-") in SORT_KEYS:
+            filters.sort = sort
+        filters.page = _positive(args.get(prefix + PAGE), 1)
+        per_page = _positive(args.get(prefix + PER_PAGE), DEFAULT_PER_PAGE)
+        filters.per_page = per_page if per_page in PER_PAGE_CHOICES else DEFAULT_PER_PAGE
+        filters.training = OVERDUE if args.get(prefix + TRAINING) == OVERDUE else ""
+        return filters
+
+    def to_args(
+        self,
+        prefix: str = "",
+        *,
+        params: tuple[str, ...] = LIST_PARAMS,
+        defaults: bool = False,
+        **changes: Any,
+    ) -> MultiDict:
+        """The state as parameters named `prefix` + name, with `changes` applied: only
+        `params`, and values equal to the defaults left out unless `defaults`."""
+        state: dict[str, Any] = {
+            Q: self.q,
+            LOCATION: self.location,
+            GROUP: self.group,
+            STATUS: self.status,
+            ROLE: self.role,
+            TRAINING: self.training,
+            SORT: self.sort,
+            PAGE: self.page,
+            PER_PAGE: self.per_page,
+        }
+        state.update(changes)
+        if not defaults:
+            for key, default in (
+                (SORT, DEFAULT_SORT),
+                (PAGE, 1),
+                (PER_PAGE, DEFAULT_PER_PAGE),
+            ):
+                if state[key] == default:
+                    state[key] = ""
+            if sorted(state[STATUS]) == sorted(DEFAULT_STATUSES):
+                state[STATUS] = []
+        args = MultiDict()
+        for key in params:
+            value = state[key]
+            for item in value if isinstance(value, list) else [value]:
+                if item not in ("", None):
+                    args.add(prefix + key, item)
+        return args
 
 
 class search_key(FunctionElement):  # noqa: N801 - reads like the SQL function it renders
@@ -147,25 +218,91 @@ def _starts_with(column, prefix: str) -> ColumnElement[bool]:
     return and_(key >= prefix, key < upper) if upper else key >= prefix
 
 
-def search_condition(q: str) -> ColumnElement[bool] | None:
-    """Every word is the start of a first name, last name, email or user ID.
+class search_text(FunctionElement):  # noqa: N801 - reads like the SQL expression it renders
+    """The searched fields, lower-cased and joined by spaces, exactly as PostgreSQL's
+    trigram index (0009_substring_search) is built; a word holds no space, so it matches
+    inside one field only."""
 
-    Each word is a union of index range scans that yields ids; the ids are then checked
-    against the other filters in a narrow covering index, never in the wide rows."""
-    words = q.split()[:MAX_SEARCH_WORDS]
+    type = String()
+    inherit_cache = True
+
+
+@compiles(search_text)
+def _search_text(element, compiler, **kw):
+    return (
+        "lower(users.first_name || ' ' || users.last_name || ' ' || users.email || ' ' || "
+        "coalesce(users.employee_id, ''))"
+    )
+
+
+def _inside(word: str) -> str:
+    """A LIKE pattern for `word` anywhere, built whole so the planner sees a constant."""
+    escaped = word.replace("/", "//").replace("%", "/%").replace("_", "/_")
+    return f"%{escaped}%"
+
+
+def _fts5_phrase(word: str) -> str:
+    return '"' + word.replace('"', '""') + '"'
+
+
+class _per_dialect(FunctionElement):  # noqa: N801
+    """The first condition on SQLite, the second on PostgreSQL: the list's queries are built
+    before (and without knowing) the engine that runs them. Untyped on purpose: a Boolean
+    type would make SQLite's WHERE read `(... IN (...)) = 1`, which no index can answer."""
+
+    inherit_cache = True
+
+
+@compiles(_per_dialect)
+def _per_dialect_default(element, compiler, **kw):
+    return f"({compiler.process(element.clauses.clauses[0], **kw)})"
+
+
+@compiles(_per_dialect, "postgresql")
+def _per_dialect_postgresql(element, compiler, **kw):
+    return f"({compiler.process(element.clauses.clauses[1], **kw)})"
+
+
+def _containing(words: list[str]) -> ColumnElement[bool]:
+    """Users with every word inside one of the searched fields, from the trigram index."""
+    # FTS5's trigram tokenizer folds case itself; one MATCH ANDs the phrases.
+    found = text("SELECT rowid FROM users_search WHERE users_search MATCH :pattern").bindparams(
+        pattern=" AND ".join(_fts5_phrase(word) for word in words)
+    )
+    sqlite = User.id.in_(found.columns(column("rowid", Integer)))
+    # Both spellings lower() may have stored, as for prefixes (one index either way).
+    postgresql = and_(
+        *(
+            or_(*(search_text().like(_inside(v), escape="/") for v in _word_variants(word)))
+            for word in words
+        )
+    )
+    return _per_dialect(sqlite, postgresql)
+
+
+def _starting(word: str) -> ColumnElement[bool]:
+    """Users with a field that starts with `word`: a union of index range scans that yields
+    ids, checked against the other filters in a narrow covering index, never the rows."""
     columns = (User.first_name, User.last_name, User.email, User.employee_id)
-    conditions = [
-        User.id.in_(
-            union_all(
-                *(
-                    select(User.id).where(_starts_with(column, variant))
-                    for variant in _word_variants(word)
-                    for column in columns
-                )
+    return User.id.in_(
+        union_all(
+            *(
+                select(User.id).where(_starts_with(column_, variant))
+                for variant in _word_variants(word)
+                for column_ in columns
             )
         )
-        for word in words
-    ]
+    )
+
+
+def search_condition(q: str) -> ColumnElement[bool] | None:
+    """Every word is inside (three characters or more) or at the start of (fewer) a first
+    name, last name, email or user ID."""
+    words = q.split()[:MAX_SEARCH_WORDS]
+    long_words = [w for w in words if len(w) >= SUBSTRING_MIN]
+    conditions = [_starting(w) for w in words if len(w) < SUBSTRING_MIN]
+    if long_words:
+        conditions.append(_containing(long_words))
     return and_(*conditions) if conditions else None
 
 
@@ -175,10 +312,10 @@ def filtered_users(filters: UserFilters) -> Select[tuple[User]]:
     statuses = set(filters.status)
     # Every status is everyone; two of three read as "not the third", which lets the
     # planners walk a name-ordered index instead of sorting both status ranges.
-    if len(statuses) == len(STATUS_CHOICES) - 1:
-        (excluded,) = set(STATUS_CHOICES) - statuses
+    if len(statuses) == len(STATUSES) - 1:
+        (excluded,) = set(STATUSES) - statuses
         query = query.where(User.status != excluded)
-    elif statuses and len(statuses) < len(STATUS_CHOICES):
+    elif statuses and len(statuses) < len(STATUSES):
         query = query.where(User.status.in_(sorted(statuses)))
     if filters.role:
         query = query.where(User.role.in_(filters.role))
@@ -191,7 +328,7 @@ def filtered_users(filters: UserFilters) -> Select[tuple[User]]:
     condition = search_condition(filters.q)
     if condition is not None:
         query = query.where(condition)
-    if filters.training == "overdue":
+    if filters.training == OVERDUE:
         query = query.where(User.id.in_(overdue_user_ids(utcnow().date())))
     return query
 
@@ -255,3 +392,13 @@ def training_counts(user_ids: list[int], today: date) -> dict[int, TrainingCount
         .group_by(a.user_id)
     )
     return {uid: TrainingCounts(int(o or 0), int(d or 0), int(c or 0)) for uid, o, d, c in rows}
+
+
+def get_user_or_404(user_id: int, *, with_groups: bool = False) -> User:
+    """The user every /admin/users/<id> route acts on, or 404: the one place that decides
+    which users an administrator may reach."""
+    options = [selectinload(User.groups)] if with_groups else []
+    user = db.session.get(User, user_id, options=options)
+    if user is None:
+        abort(404, "That user does not exist.")
+    return user

@@ -33,8 +33,12 @@ NON_HTML = {
     "static": "static files",
     "auth.healthz": "JSON for load balancers",
     "auth.home": "redirects to the start page of whoever is signed in",
+    "oidc.start": "redirects to the organisation's OpenID Connect provider",
+    "oidc.callback": "the provider's redirect back, signing in or refusing",
 }
 DOWNLOAD_SUFFIXES = (".xlsx", ".csv", ".json", ".txt", ".pdf", ".zip")
+# The SCIM API answers JSON to directories, not pages to people.
+NON_HTML_PREFIXES = ("/scim/",)
 
 
 @dataclass
@@ -108,6 +112,7 @@ def is_html_page(rule: Rule) -> bool:
         "GET" in (rule.methods or set())
         and rule.endpoint not in NON_HTML
         and not rule.rule.endswith(DOWNLOAD_SUFFIXES)
+        and not rule.rule.startswith(NON_HTML_PREFIXES)
     )
 
 

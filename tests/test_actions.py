@@ -180,3 +180,51 @@ def test_learners_cannot_approve_or_notify(app, learner_client, make):
 
 def test_unknown_user_is_404(admin_client):
     assert admin_client.post("/admin/users/999999/notify", headers=HX).status_code == 404
+
+
+def _failed_invitation(app, make, email):
+    user = make.user(
+        status="active", email=email, invite_status="failed", invite_error="550 No such user"
+    )
+    with app.app_context():
+        from lmsweb.extensions import db
+        from lmsweb.models import utcnow
+
+        db.session.get(User, user.id).notified_at = utcnow()
+        db.session.commit()
+    return user
+
+
+def _invitation_columns(app, user_id):
+    saved = get(app, User, user_id)
+    return saved.invite_status, saved.invite_error, saved.notified_at is not None
+
+
+def test_bulk_notify_and_row_notify_leave_a_failed_invitation_in_the_same_state(
+    app, admin_client, make
+):
+    by_row = _failed_invitation(app, make, "row@example.com")
+    by_bulk = _failed_invitation(app, make, "bulk@example.com")
+    before = get(app, User, by_bulk.id).notified_at
+    assert admin_client.post(f"/admin/users/{by_row.id}/notify", headers=HX).status_code == 200
+    response = admin_client.post(
+        "/admin/users/bulk", data={"action": "notify", "user_ids": [by_bulk.id]}, headers=HX
+    )
+    assert response.status_code == 200
+    assert _invitation_columns(app, by_row.id) == ("queued", None, True)
+    assert _invitation_columns(app, by_bulk.id) == _invitation_columns(app, by_row.id)
+    assert get(app, User, by_bulk.id).notified_at > before
+    page = admin_client.get("/admin/users").text
+    assert "Invitation failed" not in page
+    assert count(app, OutboundEmail, OutboundEmail.kind == "invitation") == 2
+
+
+def test_next_with_a_line_break_falls_back_to_the_list(app, admin_client, make):
+    user = make.user(status="pending")
+    for back in ("/admin/users\r\nSet-Cookie: x=1", "/admin/users?status=pending\n", "/\r/x"):
+        response = admin_client.post(f"/admin/users/{user.id}/notify", data={"next": back})
+        assert response.status_code == 303
+        assert response.headers["Location"] == "/admin/users"
+    page = admin_client.get(f"/admin/users/{user.id}?next=%2Fadmin%2Fusers%0D%0ALocation:x")
+    assert page.status_code == 200
+    assert 'href="/admin/users">' in page.text

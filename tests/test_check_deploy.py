@@ -105,3 +105,45 @@ def test_a_weakened_content_security_policy_fails(app, policy, message):
 
     code, output = _run(app)
     assert code == 1 and message in output
+
+
+WORKERS = {
+    "command-line option": ({}, ["--workers", "3"], 3),
+    "GUNICORN_CMD_ARGS": ({"GUNICORN_CMD_ARGS": "--bind 127.0.0.1:8000 --workers 4"}, [], 4),
+    "GUNICORN_CMD_ARGS, short form": ({"GUNICORN_CMD_ARGS": "-w5 app:app"}, [], 5),
+    "WEB_CONCURRENCY": ({"WEB_CONCURRENCY": "2"}, [], 2),
+}
+
+
+@pytest.mark.parametrize("environ,args,workers", WORKERS.values(), ids=WORKERS.keys())
+def test_several_workers_with_memory_throttling_warn(app, monkeypatch, environ, args, workers):
+    monkeypatch.delenv("GUNICORN_CMD_ARGS", raising=False)
+    monkeypatch.delenv("WEB_CONCURRENCY", raising=False)
+    for name, value in environ.items():
+        monkeypatch.setenv(name, value)
+    result = app.test_cli_runner().invoke(args=["lms", "check-deploy", *args])
+    assert result.exit_code == 0, result.output
+    assert (
+        f"WARNING gunicorn runs {workers} workers and RATELIMIT_STORAGE_URI is memory://: "
+        f"each worker counts sign-in attempts alone, so the real limit is {workers} times "
+        "LOGIN_ATTEMPTS; share the counts with RATELIMIT_STORAGE_URI=redis://host:6379"
+    ) in result.output
+
+
+def test_one_worker_gets_only_the_general_memory_warning(app, monkeypatch):
+    monkeypatch.delenv("GUNICORN_CMD_ARGS", raising=False)
+    monkeypatch.setenv("WEB_CONCURRENCY", "1")
+    code, output = _run(app)
+    assert code == 0, output
+    assert "WARNING RATELIMIT_STORAGE_URI is memory://" in output
+    assert "gunicorn runs" not in output
+
+
+@pytest.mark.parametrize(
+    "app_config", [{**GOOD, "RATELIMIT_STORAGE_URI": "redis://127.0.0.1:6379"}]
+)
+def test_shared_throttling_storage_does_not_warn_with_several_workers(app, monkeypatch):
+    monkeypatch.setenv("GUNICORN_CMD_ARGS", "--workers 4")
+    code, output = _run(app)
+    assert code == 0, output
+    assert "RATELIMIT_STORAGE_URI" not in output and "WARNING" not in output

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import sqlite3
+
+import psycopg
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.exc import DBAPIError
 
 from lmsweb.extensions import db
-from lmsweb.models import AuditEvent, CourseAssignment, User
+from lmsweb.models import AuditEvent, Course, CourseAssignment, Group, User
 from tests.conftest import count
 
 
@@ -99,3 +102,50 @@ def test_license_counters_are_checked(app, make, values):
 def test_foreign_keys_are_enforced(app):
     with pytest.raises(sa.exc.IntegrityError):
         _execute(app, "INSERT INTO user_groups (user_id, group_id) VALUES (999, 999)")
+
+
+def _raw_delete(database_url: str, statement: str) -> None:
+    """A DELETE from outside the app: the sqlite3 module with foreign keys off (as the
+    sqlite3 shell starts), or a plain psycopg connection."""
+    url = sa.make_url(database_url)
+    if url.get_backend_name() == "sqlite":
+        connection = sqlite3.connect(url.database, isolation_level=None)
+        try:
+            connection.execute("PRAGMA foreign_keys = OFF")
+            assert connection.execute("PRAGMA foreign_keys").fetchone() == (0,)
+            connection.execute(statement)
+        finally:
+            connection.close()
+    else:
+        with psycopg.connect(url.set(drivername="postgresql").render_as_string(False)) as conn:
+            conn.execute(statement)
+
+
+GUARDED = {
+    "courses": ("DELETE FROM courses", "courses with training records are never deleted"),
+    "users": ("DELETE FROM users", "users with training records are never deleted"),
+    "groups": ("DELETE FROM groups", "groups with members are never deleted"),
+}
+
+
+@pytest.mark.parametrize("statement,message", GUARDED.values(), ids=GUARDED.keys())
+def test_raw_deletes_of_what_keeps_training_data_are_refused(
+    app, database_url, admin_client, make, statement, message
+):
+    group, course = make.group(), make.course()
+    make.assignment(make.learner(groups=[group]), course)
+    with pytest.raises((sqlite3.IntegrityError, psycopg.errors.RestrictViolation), match=message):
+        _raw_delete(database_url, statement)
+    assert count(app, Course) == 1
+    assert count(app, User) == 2
+    assert count(app, Group) == 1
+    assert count(app, CourseAssignment) == 1
+    assert admin_client.get("/admin/dashboard").status_code == 200
+
+
+def test_courses_and_groups_without_training_data_can_still_be_deleted(app, database_url, make):
+    make.group(), make.course()
+    _raw_delete(database_url, "DELETE FROM courses")
+    _raw_delete(database_url, "DELETE FROM groups")
+    assert count(app, Course) == 0
+    assert count(app, Group) == 0

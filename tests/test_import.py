@@ -265,7 +265,7 @@ def test_unknown_course_and_role_are_row_errors(admin_client):
 def test_an_admin_cannot_change_their_own_role_by_import(app, admin_client, admin):
     headers = ["Email", "Role"]
     preview = upload(admin_client, "r.csv", csv_bytes([[admin.email, "learner"]], headers=headers))
-    assert "You cannot change your own role." in preview.text
+    assert "You cannot remove your own administrator role." in preview.text
     assert get(app, User, admin.id).role == "admin"
 
 
@@ -374,3 +374,16 @@ def test_recent_imports_are_listed_to_come_back_to(admin_client):
     page = admin_client.get("/admin/users/import")
     assert f'href="/admin/users/import/{job_id(preview)}">#{job_id(preview)} r.csv</a>' in page.text
     assert "waiting for confirmation" in page.text
+
+
+def test_an_import_without_an_administrator_behind_it_keeps_the_last_administrator(app, make):
+    only = make.admin(email="only.admin@example.com")
+    other = make.admin(email="other.admin@example.com")
+    headers = ["Email", "Role"]
+    rows = [[only.email, "learner"], [other.email, "learner"]]
+    with app.test_request_context():
+        table = roster_import.read_table("r.csv", csv_bytes(rows, headers=headers), 100)
+        plan = roster_import.plan_import(table.as_data(), False, None)
+    # The first demotion leaves one administrator; the second would leave none.
+    assert [row[0] for row in plan.rows] == ["update", "error"]
+    assert plan.rows[1][1] == ["This is the last administrator; make someone else one first."]

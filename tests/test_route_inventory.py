@@ -6,7 +6,7 @@ from __future__ import annotations
 from flask import Flask
 from werkzeug.routing import Rule
 
-from lmsweb.security import is_admin_rule, is_public_endpoint
+from lmsweb.security import bearer_check, is_admin_rule, is_public_endpoint
 from tests.conftest import csrf_from, login
 
 # The only endpoints anyone may reach without signing in. Adding one is a security decision:
@@ -18,7 +18,12 @@ EXPECTED_PUBLIC = {
     "auth.reset_password",
     "auth.forgot_password",
     "auth.healthz",
+    "oidc.start",
+    "oidc.callback",
 }
+# Endpoints authenticated by a bearer token instead of the session (so without the session's
+# CSRF token): the SCIM API. A signed-in administrator's cookie must not open them.
+BEARER_PREFIX = "scim."
 
 
 def _url(app: Flask, rule: Rule) -> str:
@@ -43,6 +48,9 @@ def protection_problems(app: Flask, anonymous, learner, admin) -> list[str]:
         if rule.endpoint == "static":
             continue
         url = _url(app, rule)
+        if bearer_check(app, rule.endpoint) is not None or rule.endpoint.startswith(BEARER_PREFIX):
+            problems.extend(_bearer_problems(app, rule, method, url, anonymous, admin))
+            continue
         public = is_public_endpoint(app, rule.endpoint)
         if public and rule.endpoint not in EXPECTED_PUBLIC:
             problems.append(f"{rule.endpoint} is public but not in EXPECTED_PUBLIC")
@@ -68,6 +76,22 @@ def protection_problems(app: Flask, anonymous, learner, admin) -> list[str]:
             admin.csrf_token = saved
             if response.status_code != 400 or "security token" not in response.text:
                 problems.append(f"POST {url} without CSRF token -> {response.status_code}")
+    return problems
+
+
+def _bearer_problems(app, rule, method, url, anonymous, admin) -> list[str]:
+    if not rule.endpoint.startswith(BEARER_PREFIX) or bearer_check(app, rule.endpoint) is None:
+        return [f"{rule.endpoint} takes a bearer token but is not a {BEARER_PREFIX} endpoint"]
+    problems = []
+    for who, client in (("anonymous", anonymous), ("admin session", admin)):
+        response = client.open(url, method=method)
+        if response.status_code != 401 or "Bearer" not in response.headers.get(
+            "WWW-Authenticate", ""
+        ):
+            problems.append(f"{who} {method} {url} without a token -> {response.status_code}")
+    forged = anonymous.open(url, method=method, headers={"Authorization": "Bearer lms_scim_x"})
+    if forged.status_code != 401:
+        problems.append(f"{method} {url} with a forged token -> {forged.status_code}")
     return problems
 
 

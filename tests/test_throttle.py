@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 
 from lmsweb import create_app
@@ -90,3 +92,31 @@ def test_each_app_has_its_own_counters(app, learner, database_url):
 
         db.session.remove()
         db.engine.dispose()
+
+
+def test_apps_sharing_a_redis_store_count_attempts_together(database_url, make):
+    """Two workers (two apps, two limiters) with the README's Redis store: the failures of
+    both count against one limit, so the configured limit is the real one."""
+    config = {
+        **BASE_CONFIG,
+        "SQLALCHEMY_DATABASE_URI": database_url,
+        "RATELIMIT_STORAGE_URI": "redis://127.0.0.1:6379",
+        "LOGIN_ATTEMPTS": "3 per 15 minutes",
+    }
+    first, second = create_app(config), create_app(config)
+    # Other test runs share this Redis: an account and address of this test's own.
+    tag = uuid.uuid4().hex[:12]
+    learner = make.learner(email=f"shared-{tag}@example.com")
+    address = f"198.51.{int(tag[:2], 16)}.{int(tag[2:4], 16)}"
+    assert _attempt(first.test_client(), learner.email, address=address).status_code == 422
+    assert _attempt(first.test_client(), learner.email, address=address).status_code == 422
+    assert _attempt(second.test_client(), learner.email, address=address).status_code == 422
+    blocked = _attempt(second.test_client(), learner.email, PASSWORD, address)
+    assert blocked.status_code == 429
+    assert _attempt(first.test_client(), learner.email, PASSWORD, address).status_code == 429
+    for app in (first, second):
+        with app.app_context():
+            from lmsweb.extensions import db
+
+            db.session.remove()
+            db.engine.dispose()

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
-
 from flask import (
     Blueprint,
     current_app,
@@ -27,6 +25,7 @@ from ..auth_session import end_session, start_session
 from ..errors import _render_error
 from ..extensions import db
 from ..models import User, utcnow
+from ..navigation import app_url, refuse, safe_next
 from ..notifications import has_line_break, queue_password_reset
 from ..security import public
 from ..tokens import InvalidToken, read_token
@@ -98,23 +97,6 @@ class ForgotForm(FlaskForm):
     email = EmailField("Email", validators=[DataRequired(message="Enter your email address.")])
 
 
-def safe_next(target: str | None) -> str | None:
-    """Only same-site paths: never an open redirect. `next` is a path inside the app
-    (as `request.full_path` gives it); the answer carries the URL prefix, if any."""
-    if not target:
-        return None
-    parts = urlsplit(target)
-    if (
-        parts.scheme
-        or parts.netloc
-        or not target.startswith("/")
-        or target.startswith("//")
-        or "\\" in target
-    ):
-        return None
-    return request.script_root + target
-
-
 def home_for(user: User) -> str:
     return url_for("users.index") if user.is_admin else url_for("learner.training")
 
@@ -130,6 +112,8 @@ def login():
     if current_user.is_authenticated and request.method == "GET":
         return redirect(home_for(current_user))
     form = LoginForm()
+    if request.method == "POST" and not current_app.config.get("PASSWORD_LOGIN", True):
+        return _render_error(403, "Sign in with your organisation's account.")
     if form.validate_on_submit():
         email = form.email.data
         if throttle.login_blocked(email):
@@ -142,7 +126,8 @@ def login():
             throttle.login_succeeded(email)
             start_session(user)
             db.session.commit()
-            return redirect(safe_next(request.args.get("next")) or home_for(user), code=303)
+            next_path = safe_next(request.args.get("next"))
+            return redirect(app_url(next_path) if next_path else home_for(user), code=303)
         throttle.login_failed(email)
         form.password.errors.append("That email and password do not match an active account.")
     status = 422 if form.errors else 200
@@ -154,8 +139,8 @@ def _too_many_attempts(form: LoginForm):
         "Too many failed sign-in attempts for this account or from this address. "
         "Wait a few minutes and try again, or reset your password."
     )
-    if request.headers.get("HX-Request") == "true":
-        return message, 429, {"Content-Type": "text/plain; charset=utf-8"}
+    if request.htmx:
+        return refuse(message, 429)
     form.password.errors.append(message)
     return render_template("auth/login.html", form=form), 429
 
@@ -189,6 +174,9 @@ def logout():
 
 
 def _set_password_view(token: str, purpose: str, title: str):
+    if not current_app.config.get("PASSWORD_LOGIN", True):
+        message = "Passwords are not used here: sign in with your organisation's account."
+        return render_template("auth/link_invalid.html", message=message, purpose=purpose), 410
     try:
         user = read_token(token, purpose)
     except InvalidToken as exc:

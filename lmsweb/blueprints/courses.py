@@ -10,6 +10,7 @@ from wtforms import IntegerField, StringField, TextAreaField, URLField
 from wtforms.validators import URL, DataRequired, InputRequired, Length, NumberRange, Optional
 
 from .. import audit, licensing
+from ..domain_error import DomainError
 from ..extensions import db
 from ..models import Course
 from ..rendering import render, see_other, toast
@@ -112,7 +113,7 @@ def create_course():
         form.code.errors.append(taken)
         valid = False
     if not valid:
-        if request.headers.get("HX-Request") == "true":
+        if request.htmx:
             return _index(422, form)
         return render("courses/new.html", status=422, form=form)
     course = Course(
@@ -140,17 +141,17 @@ def create_course():
     )
     db.session.commit()
     message = f"Added {course.code} with {course.seats_total} licenses."
-    if request.headers.get("HX-Request") == "true":
+    if request.htmx:
         return toast(_index(), message)
     flash(message, "success")
     return see_other(url_for("courses.index"))
 
 
-@bp.route("/<int:course_id>/seats", methods=["POST"])
+@bp.route("/<id:course_id>/seats", methods=["POST"])
 def change_seats(course_id: int):
     """Add licenses to a pool, or remove some (never below what is assigned or in use)."""
     course = _load(course_id)
-    htmx = request.headers.get("HX-Request") == "true"
+    htmx = bool(request.htmx)
     form = SeatsForm()
     if not form.validate_on_submit():
         message = "Enter a whole number of licenses to add (negative to remove)."
@@ -162,7 +163,7 @@ def change_seats(course_id: int):
         return see_other(url_for("courses.index"))
     try:
         licensing.add_seats(course, form.add.data)
-    except licensing.DomainError as error:
+    except DomainError as error:
         db.session.rollback()
         if htmx:
             return error.message, 409, {"Content-Type": "text/plain; charset=utf-8"}
@@ -193,7 +194,7 @@ class CourseEditForm(CourseForm):
     seats = None  # the pool changes through change_seats, never by overwriting it
 
 
-@bp.route("/<int:course_id>/edit", methods=["GET", "POST"])
+@bp.route("/<id:course_id>/edit", methods=["GET", "POST"])
 def edit_course(course_id: int):
     """Edit a course's catalogue entry (code, title, description, launch link, due period)."""
     course = _load(course_id)

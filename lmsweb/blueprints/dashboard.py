@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-import tempfile
-
-from flask import Blueprint, Response, make_response, request
+from flask import Blueprint, make_response, request
 from flask_wtf import FlaskForm
 from sqlalchemy import select
 from wtforms import IntegerField, SearchField, SelectField
 from wtforms.fields.choices import SelectChoice
-from wtforms.validators import NumberRange, Optional
+from wtforms.validators import Optional
 
 from .. import reports
 from ..extensions import db
 from ..models import Course, Group, Location, utcnow
+from ..params import in_range
 from ..rendering import render, wants_partial
-from ..xlsx import write_workbook
+from ..xlsx import download, stream_workbook
 
 bp = Blueprint("dashboard", __name__, url_prefix="/admin/dashboard")
 
@@ -45,7 +44,7 @@ class RecordFilterForm(FlaskForm):
         ],
         default="",
     )
-    page = IntegerField("Page", validators=[Optional(), NumberRange(min=1)], default=1)
+    page = IntegerField("Page", validators=[Optional(), in_range()], default=1)
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -115,30 +114,13 @@ def export_records():
         return make_response(
             f"Invalid filters: {errors}", 422, {"Content-Type": "text/plain; charset=utf-8"}
         )
-    spool = tempfile.SpooledTemporaryFile(max_size=8 * 1024 * 1024)  # noqa: SIM115 - chunks() closes it
-    write_workbook(
-        spool,
-        "Training records",
-        reports.EXPORT_HEADERS,
-        reports.export_rows(form.to_filters()),
-        widths=[16, 14, 30, 12, 16, 10, 12, 32, 12, 17, 11, 17, 17, 7, 8, 17, 22],
-    )
-    size = spool.tell()
-    spool.seek(0)
-
-    def chunks():
-        try:
-            while chunk := spool.read(64 * 1024):
-                yield chunk
-        finally:
-            spool.close()
-
     name = f"training-records-{utcnow():%Y-%m-%d}.xlsx"
-    return Response(
-        chunks(),
-        mimetype="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-        headers={
-            "Content-Disposition": f'attachment; filename="{name}"',
-            "Content-Length": str(size),
-        },
+    return download(
+        name,
+        stream_workbook(
+            "Training records",
+            reports.EXPORT_HEADERS,
+            reports.export_rows(form.to_filters()),
+            widths=[16, 14, 30, 12, 16, 10, 12, 32, 12, 17, 11, 17, 17, 7, 8, 17, 22],
+        ),
     )

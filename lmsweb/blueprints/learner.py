@@ -8,8 +8,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import joinedload
 
 from .. import audit, licensing
+from ..domain_error import DomainError
 from ..extensions import db
 from ..models import CourseAssignment
+from ..navigation import app_path, refuse
 from ..rendering import render, see_other, toast
 
 bp = Blueprint("learner", __name__, url_prefix="/my")
@@ -41,20 +43,16 @@ def _own_assignment(assignment_id: int) -> CourseAssignment:
 
 def _refused(message: str):
     db.session.rollback()
-    if request.headers.get("HX-Request") == "true":
-        return message, 409, {"Content-Type": "text/plain; charset=utf-8"}
-    flash(message, "error")
-    return see_other(url_for("learner.training"))
+    return refuse(message, back=app_path(url_for("learner.training")))
 
 
-@bp.route("/training/<int:assignment_id>/start", methods=["POST"])
+@bp.route("/training/<id:assignment_id>/start", methods=["POST"])
 def start_training(assignment_id: int):
     """Start a course: first access recorded, its license becomes used, the course opens."""
     assignment = _own_assignment(assignment_id)
-    first = assignment.state == "assigned"
     try:
-        licensing.start(assignment)
-    except licensing.DomainError as error:
+        first = licensing.start(assignment)
+    except DomainError as error:
         return _refused(error.message)
     course = assignment.course
     if first:
@@ -66,16 +64,16 @@ def start_training(assignment_id: int):
             details={"course": course.code},
         )
     db.session.commit()
-    if request.headers.get("HX-Request") == "true" and course.launch_url:
+    if request.htmx and course.launch_url:
         return see_other(course.launch_url)  # HX-Redirect: the browser opens the course
     message = f"Started {course.title}."
-    if request.headers.get("HX-Request") == "true":
+    if request.htmx:
         return toast(render("learner/_item.html", a=assignment), message)
     flash(message + (" Open it with the link below." if course.launch_url else ""), "success")
     return see_other(url_for("learner.training"))
 
 
-@bp.route("/training/<int:assignment_id>/complete", methods=["POST"])
+@bp.route("/training/<id:assignment_id>/complete", methods=["POST"])
 def complete_training(assignment_id: int):
     """Mark a course complete (starting it first if it was never opened)."""
     assignment = _own_assignment(assignment_id)
@@ -83,7 +81,7 @@ def complete_training(assignment_id: int):
         return _refused(f"{assignment.course.title} is already completed.")
     try:
         licensing.complete(assignment)
-    except licensing.DomainError as error:
+    except DomainError as error:
         return _refused(error.message)
     course = assignment.course
     audit.record(
@@ -95,7 +93,7 @@ def complete_training(assignment_id: int):
     )
     db.session.commit()
     message = f"Completed {course.title}. Well done!"
-    if request.headers.get("HX-Request") == "true":
+    if request.htmx:
         return toast(render("learner/_item.html", a=assignment), message)
     flash(message, "success")
     return see_other(url_for("learner.training"))

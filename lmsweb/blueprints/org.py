@@ -14,6 +14,7 @@ from wtforms.validators import DataRequired, Length
 from .. import audit
 from ..extensions import db
 from ..models import Group, Location, User, user_groups
+from ..navigation import app_path, refuse
 from ..rendering import render, see_other, toast
 
 bp = Blueprint("org", __name__, url_prefix="/admin")
@@ -97,17 +98,14 @@ def _page(kind: Kind, status: int = 200, form: NameForm | None = None, rename=No
 
 def _done(kind: Kind, message: str):
     """After a change: the refreshed list to htmx (with a toast), 303 + flash otherwise."""
-    if request.headers.get("HX-Request") == "true":
+    if request.htmx:
         return toast(_page(kind), message)
     flash(message, "success")
     return see_other(url_for(f"org.{kind.slug}"))
 
 
 def _refuse(kind: Kind, message: str, status: int = 409):
-    if request.headers.get("HX-Request") == "true":
-        return message, status, {"Content-Type": "text/plain; charset=utf-8"}
-    flash(message, "error")
-    return see_other(url_for(f"org.{kind.slug}"))
+    return refuse(message, status, back=app_path(url_for(f"org.{kind.slug}")))
 
 
 def _add(kind: Kind):
@@ -185,13 +183,13 @@ def add_group():
     return _add(GROUPS)
 
 
-@bp.route("/groups/<int:item_id>/rename", methods=["POST"])
+@bp.route("/groups/<id:item_id>/rename", methods=["POST"])
 def rename_group(item_id: int):
     """Rename a group."""
     return _rename(GROUPS, item_id)
 
 
-@bp.route("/groups/<int:item_id>/remove", methods=["POST"])
+@bp.route("/groups/<id:item_id>/remove", methods=["POST"])
 def remove_group(item_id: int):
     """Remove a group nobody is in."""
     return _remove(GROUPS, item_id)
@@ -209,13 +207,13 @@ def add_location():
     return _add(LOCATIONS)
 
 
-@bp.route("/locations/<int:item_id>/rename", methods=["POST"])
+@bp.route("/locations/<id:item_id>/rename", methods=["POST"])
 def rename_location(item_id: int):
     """Rename a location."""
     return _rename(LOCATIONS, item_id)
 
 
-@bp.route("/locations/<int:item_id>/remove", methods=["POST"])
+@bp.route("/locations/<id:item_id>/remove", methods=["POST"])
 def remove_location(item_id: int):
     """Remove a location nobody is at."""
     return _remove(LOCATIONS, item_id)

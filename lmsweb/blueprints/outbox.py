@@ -6,15 +6,16 @@ from flask import Blueprint, flash, make_response, render_template, request, url
 from sqlalchemy import func, select
 from wtforms import Form, IntegerField, SelectField
 from wtforms.fields.choices import SelectChoice
-from wtforms.validators import NumberRange, Optional
+from wtforms.validators import Optional
 
 from .. import audit
+from ..domain_error import DomainError
 from ..extensions import db
-from ..licensing import DomainError
 from ..models import EMAIL_STATUSES, OutboundEmail
+from ..navigation import app_path, go_back, refuse, safe_next
 from ..notifications import retry
-from ..rendering import render, see_other, toast, wants_partial
-from .auth import safe_next
+from ..params import in_range
+from ..rendering import render, toast, wants_partial
 
 bp = Blueprint("outbox", __name__, url_prefix="/admin/outbox")
 
@@ -31,7 +32,7 @@ class OutboxFilterForm(Form):
         default="",
         validators=[Optional()],
     )
-    page = IntegerField("Page", default=1, validators=[Optional(), NumberRange(min=1)])
+    page = IntegerField("Page", default=1, validators=[Optional(), in_range()])
 
 
 @bp.route("")
@@ -63,21 +64,16 @@ def index():
     )
 
 
-@bp.route("/<int:email_id>/retry", methods=["POST"])
+@bp.route("/<id:email_id>/retry", methods=["POST"])
 def retry_email(email_id: int):
     """Queue a failed message again, from its first attempt."""
     message = db.get_or_404(OutboundEmail, email_id)
-    next_url = safe_next(request.form.get("next")) or url_for("outbox.index")
+    next_url = safe_next(request.form.get("next"), app_path(url_for("outbox.index")))
     try:
         retry(message)
     except DomainError as exc:
         db.session.rollback()
-        if wants_partial():
-            response = make_response(str(exc), 409)
-            response.mimetype = "text/plain"
-            return response
-        flash(str(exc), "error")
-        return see_other(next_url)
+        return refuse(str(exc), back=next_url)
     audit.record(
         "email.retry",
         target=message,
@@ -90,4 +86,4 @@ def retry_email(email_id: int):
         html = render_template("outbox/_row.html", message=message, next_url=next_url)
         return toast(make_response(html), text)
     flash(text, "success")
-    return see_other(next_url)
+    return go_back(next_url)

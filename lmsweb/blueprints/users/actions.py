@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-from flask import flash, make_response, render_template, request, url_for
+from flask import flash, make_response, render_template, request
 from flask_wtf import FlaskForm
 from wtforms import BooleanField, HiddenField
 
 from ... import audit, lifecycle
+from ...domain_error import DomainError
 from ...extensions import db
-from ...licensing import DomainError
 from ...models import User
+from ...navigation import back_to_list, go_back, refuse
 from ...notifications import queue_invitation
-from ...rendering import see_other, toast, wants_partial
-from ..auth import safe_next
+from ...rendering import toast, wants_partial
+from ...user_queries import get_user_or_404
 from . import bp
 
 
@@ -26,22 +27,13 @@ class RowActionForm(FlaskForm):
     notify = BooleanField("Also send the invitation")
 
 
-def _answer(user: User, message: str, next_url: str | None):
+def _answer(user: User, message: str, next_url: str):
     """htmx: the re-rendered row and a toast; plain request: back to the filtered list."""
     if wants_partial():
         html = render_template("users/_row.html", user=user, next_url=next_url)
         return toast(make_response(html), message)
     flash(message, "success")
-    return see_other(next_url or url_for("users.index"))
-
-
-def _refuse(message: str, next_url: str | None):
-    if wants_partial():
-        response = make_response(message, 409)
-        response.mimetype = "text/plain"
-        return response
-    flash(message, "error")
-    return see_other(next_url or url_for("users.index"))
+    return go_back(next_url)
 
 
 def _notify(user: User, resend: bool) -> None:
@@ -55,12 +47,12 @@ def _notify(user: User, resend: bool) -> None:
     )
 
 
-@bp.route("/<int:user_id>/approve", methods=["POST"])
+@bp.route("/<id:user_id>/approve", methods=["POST"])
 def approve_user(user_id: int):
     """Approve a pending user; with `notify`, queue their invitation in the same step."""
-    user = db.get_or_404(User, user_id)
+    user = get_user_or_404(user_id)
     form = RowActionForm(request.form)
-    next_url = safe_next(form.next.data)
+    next_url = back_to_list(form.next.data)
     try:
         changed = lifecycle.approve(user)
         if changed:
@@ -69,7 +61,7 @@ def approve_user(user_id: int):
             _notify(user, resend=user.notified_at is not None)
     except DomainError as exc:
         db.session.rollback()
-        return _refuse(str(exc), next_url)
+        return refuse(str(exc), back=next_url)
     db.session.commit()
     if form.notify.data:
         message = f"{user.name} is approved; the invitation is on its way."
@@ -80,18 +72,18 @@ def approve_user(user_id: int):
     return _answer(user, message, next_url)
 
 
-@bp.route("/<int:user_id>/notify", methods=["POST"])
+@bp.route("/<id:user_id>/notify", methods=["POST"])
 def notify_user(user_id: int):
     """Queue the invitation email (again, if already notified)."""
-    user = db.get_or_404(User, user_id)
+    user = get_user_or_404(user_id)
     form = RowActionForm(request.form)
-    next_url = safe_next(form.next.data)
+    next_url = back_to_list(form.next.data)
     resend = user.notified_at is not None
     try:
         _notify(user, resend)
     except DomainError as exc:
         db.session.rollback()
-        return _refuse(str(exc), next_url)
+        return refuse(str(exc), back=next_url)
     db.session.commit()
     verb = "sent again" if resend else "queued"
     return _answer(user, f"Invitation to {user.email} {verb}.", next_url)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from urllib.parse import parse_qsl, urlsplit
 
-from flask import abort, flash, make_response, request, url_for
+from flask import flash, make_response
 from flask_login import current_user
 from flask_wtf import FlaskForm
 from werkzeug.datastructures import MultiDict
@@ -12,12 +12,12 @@ from wtforms import HiddenField, StringField
 from wtforms.validators import AnyOf, InputRequired
 
 from ... import audit, lifecycle, undo
+from ...domain_error import DomainError
 from ...extensions import db
-from ...licensing import DomainError
 from ...models import User
-from ...rendering import render, see_other, toast, wants_partial
-from ...user_queries import parse_filters
-from ..auth import safe_next
+from ...navigation import back_to_list, go_back, refuse
+from ...rendering import render, toast, wants_partial
+from ...user_queries import UserFilters, get_user_or_404
 from . import bp
 
 MODES = {"user": "Archive user", "activity": "Archive course activity only"}
@@ -38,35 +38,10 @@ class RestoreForm(FlaskForm):
     next = HiddenField()
 
 
-def _load_user(user_id: int) -> User:
-    user = db.session.get(User, user_id)
-    if user is None:
-        abort(404)
-    return user
-
-
-def list_url(*candidates: str | None) -> str:
-    """The Users list (with its filters) to go back to: the first same-site list URL."""
-    index = url_for("users.index")
-    for candidate in candidates:
-        target = safe_next(candidate)
-        if target and urlsplit(target).path == index:
-            return target
-    return index
-
-
-def _current_list_url(form_next: str | None = None) -> str:
-    current = request.headers.get("HX-Current-URL", "")
-    parts = urlsplit(current)
-    same_site = parts.netloc == request.host
-    current_path = (parts.path + (f"?{parts.query}" if parts.query else "")) if same_site else None
-    return list_url(form_next, request.args.get("next"), current_path)
-
-
 def _list_shows(next_url: str, user: User) -> bool:
     """Does the list at `next_url` show users with this user's status?"""
     query = urlsplit(next_url).query
-    filters = parse_filters(MultiDict(parse_qsl(query, keep_blank_values=True)))
+    filters = UserFilters.from_args(MultiDict(parse_qsl(query, keep_blank_values=True)))
     return user.status in filters.status
 
 
@@ -89,23 +64,23 @@ def _row_response(user: User, next_url: str, message: str, offer: dict | None = 
     return toast(response, message, undo=offer, closeDialog=True)
 
 
-@bp.route("/<int:user_id>/archive", methods=["GET"])
+@bp.route("/<id:user_id>/archive", methods=["GET"])
 def confirm_archive(user_id: int):
     """Show what archiving this user would do, with the two choices."""
-    user = _load_user(user_id)
+    user = get_user_or_404(user_id)
     plan = lifecycle.archive_plan(user)
-    form = ArchiveForm(formdata=None, next=_current_list_url())
+    form = ArchiveForm(formdata=None, next=back_to_list())
     return render(
         "users/archive.html", "users/_archive_dialog.html", user=user, plan=plan, form=form
     )
 
 
-@bp.route("/<int:user_id>/archive", methods=["POST"])
+@bp.route("/<id:user_id>/archive", methods=["POST"])
 def archive(user_id: int):
     """Archive the user (mode=user) or only their open course activity (mode=activity)."""
-    user = _load_user(user_id)
+    user = get_user_or_404(user_id)
     form = ArchiveForm()
-    next_url = _current_list_url(form.next.data)
+    next_url = back_to_list(form.next.data)
     if not form.validate():
         plan = lifecycle.archive_plan(user)
         response = render(
@@ -122,18 +97,12 @@ def archive(user_id: int):
         return response
     mode = form.mode.data
     try:
-        if mode == "user" and user.id == current_user.id:
-            raise DomainError("You cannot archive your own account.")
-        if mode == "activity" and not lifecycle.open_assignments(user):
-            raise DomainError(f"{user.name} has no open training records to archive.")
+        # Read before archive() changes it; what Undo puts back.
         prior_status = user.status
-        plan = lifecycle.archive(user, mode)
+        plan = lifecycle.archive(user, mode, actor=current_user)
     except DomainError as exc:
         db.session.rollback()
-        if wants_partial():
-            return make_response(exc.message, 409, {"Content-Type": "text/plain; charset=utf-8"})
-        flash(exc.message, "error")
-        return see_other(next_url)
+        return refuse(exc.message, back=next_url)
     kept = len(plan.started)
     what = f"Archived {user.name}" if mode == "user" else f"Archived {user.name}'s course activity"
     message = (
@@ -166,21 +135,17 @@ def archive(user_id: int):
     if wants_partial():
         return _row_response(user, next_url, message, offer)
     flash(message, "success")
-    return see_other(next_url)
+    return go_back(next_url)
 
 
-@bp.route("/<int:user_id>/restore", methods=["POST"])
+@bp.route("/<id:user_id>/restore", methods=["POST"])
 def restore(user_id: int):
     """Restore an archived user to active; their archived records stay archived."""
-    user = _load_user(user_id)
+    user = get_user_or_404(user_id)
     form = RestoreForm()
-    next_url = _current_list_url(form.next.data)
+    next_url = back_to_list(form.next.data)
     if not lifecycle.restore(user):
-        message = f"{user.name} is not archived."
-        if wants_partial():
-            return make_response(message, 409, {"Content-Type": "text/plain; charset=utf-8"})
-        flash(message, "error")
-        return see_other(next_url)
+        return refuse(f"{user.name} is not archived.", back=next_url)
     message = f"Restored {user.name}: active again; their archived training records stay archived."
     audit.record(
         "user.restore",
@@ -192,4 +157,4 @@ def restore(user_id: int):
     if wants_partial():
         return _row_response(user, next_url, message)
     flash(message, "success")
-    return see_other(next_url)
+    return go_back(next_url)

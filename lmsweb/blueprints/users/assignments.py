@@ -4,22 +4,24 @@ from __future__ import annotations
 
 import json
 from datetime import date, timedelta
-from urllib.parse import urlsplit
 
 from flask import Response, abort, flash, request, url_for
 from flask_wtf import FlaskForm
 from sqlalchemy import select
-from sqlalchemy.orm import joinedload, selectinload
+from sqlalchemy.orm import joinedload
 from wtforms import DateField, HiddenField, IntegerField, SelectMultipleField
 from wtforms.validators import InputRequired, Optional, ValidationError
 from wtforms.widgets import CheckboxInput, ListWidget
 
 from ... import audit, licensing, undo
+from ...domain_error import DomainError
 from ...extensions import db
 from ...lifecycle import set_groups
 from ...models import AuditEvent, Course, CourseAssignment, Group, User, utcnow
+from ...navigation import app_path, back_to_list, go_back, refuse
+from ...params import in_range
 from ...rendering import render, see_other, toast
-from ..auth import safe_next
+from ...user_queries import get_user_or_404
 from . import bp
 
 
@@ -84,7 +86,7 @@ class AssignForm(FlaskForm):
 
 
 class AssignmentForm(FlaskForm):
-    assignment = IntegerField(validators=[InputRequired(message="Which assignment?")])
+    assignment = IntegerField(validators=[InputRequired(message="Which assignment?"), in_range()])
     next = HiddenField()
 
 
@@ -104,41 +106,19 @@ def _plural(n: int, word: str) -> str:
     return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
-def _load_user(user_id: int) -> User:
-    user = db.session.get(User, user_id, options=[selectinload(User.groups)])
-    if user is None:
-        abort(404)
-    return user
-
-
-def _next_url() -> str:
-    value = request.form.get("next") if request.method == "POST" else request.args.get("next")
-    # Opened from the list by htmx: back to the list as it is shown (filters and page).
-    return safe_next(value) or _current_list_url() or url_for("users.index")
-
-
-def _current_list_url() -> str | None:
-    parts = urlsplit(request.headers.get("HX-Current-URL", ""))
-    if parts.netloc != request.host or parts.path != url_for("users.index"):
-        return None
-    return safe_next(parts.path + (f"?{parts.query}" if parts.query else ""))
-
-
-def _is_htmx() -> bool:
-    return request.headers.get("HX-Request") == "true"
+def _next_url(user: User) -> str:
+    """Back to where the dialog was opened: the user's profile, or the list as it is shown."""
+    profile = app_path(url_for("users.detail", user_id=user.id))
+    return profile if request.values.get("next") == profile else back_to_list()
 
 
 def _row_response(user: User, message: str, **events) -> Response:
     """htmx: the user's row (retargeted from the dialog), the dialog closed, a toast."""
-    response = render("users/_row.html", user=user, next_url=_next_url())
+    response = render("users/_row.html", user=user, next_url=back_to_list())
     response.headers["HX-Retarget"] = f"#user-{user.id}"
     response.headers["HX-Reswap"] = "outerHTML"
     response.headers["HX-Trigger"] = json.dumps({"closeDialog": True})
     return toast(response, message, **events)
-
-
-def _refusal(message: str, status: int = 409) -> Response:
-    return Response(message, status, content_type="text/plain; charset=utf-8")
 
 
 # --- Groups ---------------------------------------------------------------------------
@@ -149,13 +129,13 @@ def _groups_view(user: User, form: GroupsForm, status: int = 200) -> Response:
         page = partial = "users/_groups_body.html"
     else:
         page, partial = "users/groups.html", "users/_groups_dialog.html"
-    return render(page, partial, status=status, user=user, form=form, next_url=_next_url())
+    return render(page, partial, status=status, user=user, form=form, next_url=back_to_list())
 
 
-@bp.route("/<int:user_id>/groups", methods=["GET", "POST"])
+@bp.route("/<id:user_id>/groups", methods=["GET", "POST"])
 def edit_groups(user_id: int):
     """Choose a user's groups: the full new set replaces the old one."""
-    user = _load_user(user_id)
+    user = get_user_or_404(user_id, with_groups=True)
     if request.method == "GET":
         form = GroupsForm(formdata=None, data={"group": [g.id for g in user.groups]})
         return _groups_view(user, form)
@@ -182,10 +162,10 @@ def edit_groups(user_id: int):
         after = [g.id for g in chosen]
         offer = undo.offer(event, "groups", _actor(), before=before, after=after)
     db.session.commit()
-    if _is_htmx():
+    if request.htmx:
         return _row_response(user, message, undo=offer)
     flash(message, "success")
-    return see_other(_next_url())
+    return go_back(back_to_list())
 
 
 # --- Course assignments ---------------------------------------------------------------
@@ -232,22 +212,22 @@ def courses_context(user: User, assign_form: AssignForm | None = None, error: st
         "form": assign_form,
         "error": error,
         "today": today(),
-        "next_url": _next_url(),
+        "next_url": _next_url(user),
     }
 
 
 def _after_change(user: User, message: str, offer: dict | None = None) -> Response:
     """Inline dialog actions: the refreshed dialog to htmx, back to the page otherwise."""
-    if _is_htmx():
+    if request.htmx:
         return toast(_courses_view(user), message, undo=offer)
     flash(message, "success")
-    return see_other(url_for("users.edit_courses", user_id=user.id, next=_next_url()))
+    return see_other(url_for("users.edit_courses", user_id=user.id, next=_next_url(user)))
 
 
 def _refuse(user: User, message: str, status: int = 409) -> Response:
     db.session.rollback()
-    if _is_htmx() and status != 422:  # htmx swaps 422 only: it gets the dialog with the error
-        return _refusal(message, status)
+    if request.htmx and status != 422:  # htmx swaps 422 only: it gets the dialog with the error
+        return refuse(message, status)
     return _courses_view(user, status, error=message)
 
 
@@ -258,10 +238,10 @@ def _load_assignment(user: User, form: AssignmentForm) -> CourseAssignment:
     return assignment
 
 
-@bp.route("/<int:user_id>/courses", methods=["GET", "POST"])
+@bp.route("/<id:user_id>/courses", methods=["GET", "POST"])
 def edit_courses(user_id: int):
     """A user's course assignments: assign, change due dates, unassign, archive activity."""
-    user = _load_user(user_id)
+    user = get_user_or_404(user_id, with_groups=True)
     if request.method == "GET":
         return _courses_view(user)
     action = request.form.get("action", "assign")
@@ -283,7 +263,7 @@ def edit_courses(user_id: int):
                 offer = undo.offer(
                     event, "assignment_archive", _actor(), **undo.archived_assignment(assignment)
                 )
-        except licensing.DomainError as error:
+        except DomainError as error:
             return _refuse(user, error.message)
         db.session.commit()
         return _after_change(user, message, offer)
@@ -296,7 +276,8 @@ def _assign(user: User) -> Response:
     if not form.validate_on_submit():
         return _courses_view(user, 422, assign_form=form)
     by_id = {c.id: c for c in courses}
-    chosen = [by_id[i] for i in dict.fromkeys(form.course.data)]
+    # In id order, the order pools are locked in everywhere (no deadlock between requests).
+    chosen = [by_id[i] for i in sorted(set(form.course.data))]
     taken = []
     try:
         for course in chosen:
@@ -310,7 +291,7 @@ def _assign(user: User) -> Response:
                 summary=f"Assigned {course.code} to {user.name}, due {due.isoformat()}",
                 details={"course": course.code, "due_date": due.isoformat(), "seats_taken": 1},
             )
-    except licensing.DomainError as error:
+    except DomainError as error:
         # All or nothing: the seats already taken in this request are rolled back too.
         return _refuse(user, error.message)
     db.session.commit()
@@ -323,12 +304,12 @@ def _assign(user: User) -> Response:
         f"Assigned {codes} to {user.name}, {due_text}. "
         f"{_plural(len(taken), 'license')} taken from the pool."
     )
-    if _is_htmx() and _next_url() == url_for("users.detail", user_id=user.id):
+    if request.htmx and _next_url(user) == app_path(url_for("users.detail", user_id=user.id)):
         return _after_change(user, message)  # the profile's Training section
-    if _is_htmx():
+    if request.htmx:
         return _row_response(user, message, assignmentsChanged={"user": user.id})
     flash(message, "success")
-    return see_other(_next_url())
+    return go_back(back_to_list())
 
 
 def _actor() -> User | None:
@@ -352,7 +333,7 @@ def _unassign(user: User, assignment: CourseAssignment) -> tuple[str, AuditEvent
 
 def _archive_activity(user: User, assignment: CourseAssignment) -> tuple[str, AuditEvent]:
     if assignment.archived_at is not None:
-        raise licensing.DomainError("That activity is already archived.")
+        raise DomainError("That activity is already archived.")
     returned = licensing.archive_activity(assignment)
     code = assignment.course.code
     seats = "1 license returned" if returned else "its license stays used"

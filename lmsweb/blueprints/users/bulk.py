@@ -9,21 +9,28 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from werkzeug.datastructures import MultiDict
 from wtforms import DateField, HiddenField, IntegerField, SelectMultipleField, StringField
-from wtforms.validators import AnyOf, DataRequired, Optional
+from wtforms.validators import AnyOf, DataRequired, Length, Optional
 
 from ... import bulk_actions
 from ...bulk_actions import ACTIONS, Params, Selection
+from ...domain_error import DomainError
 from ...extensions import db
-from ...licensing import DomainError
 from ...models import Course, Group
+from ...navigation import refuse
+from ...params import MAX_IDS, coerce_id, in_range
 from ...rendering import see_other, toast, wants_partial
-from ...user_queries import parse_filters
+from ...user_queries import FILTER_PARAMS, UserFilters
 from . import bp
 from .listing import list_context
 
-# The list's state, carried through the bulk form so the table comes back as it was.
-LIST_PARAMS = ("q", "location", "group", "status", "role", "training", "sort", "page", "per_page")
-FILTER_PARAMS = ("q", "location", "group", "status", "role", "training")
+# The list's state comes with the bulk form as `filter_<name>`: `group` is also an action's field.
+STATE_PREFIX = "filter_"
+
+
+TOO_MANY = (
+    f"At most {MAX_IDS:,} users can be checked at once; select all users matching the "
+    "filters instead."
+)
 
 
 class BulkForm(FlaskForm):
@@ -34,31 +41,35 @@ class BulkForm(FlaskForm):
             AnyOf(list(ACTIONS), message="Choose one of the listed actions."),
         ],
     )
-    user_ids = SelectMultipleField("Users", coerce=int, validate_choice=False)
+    user_ids = SelectMultipleField(
+        "Users",
+        coerce=coerce_id,
+        validate_choice=False,
+        validators=[Length(max=MAX_IDS, message=TOO_MANY)],
+    )
     select_all = HiddenField()
-    group = IntegerField("Group", validators=[Optional()])
-    course = IntegerField("Course", validators=[Optional()])
+    group = IntegerField("Group", validators=[Optional(), in_range()])
+    course = IntegerField("Course", validators=[Optional(), in_range()])
     due_date = DateField("Due date", validators=[Optional()])
     confirm = HiddenField()
     fit = HiddenField()
 
 
-def list_state(form, action=None) -> MultiDict:
-    """The list's query parameters as they came with the bulk form.
-
-    The list page sends them as `filter_<name>`, because `group` is also an action's field;
-    scripts may send the plain names (then an action's own field wins over the filter)."""
-    items = [(k, v) for k, v in form.items(multi=True) if v != ""]
-    if any(k.startswith("filter_") for k, _ in items):
-        return MultiDict(
-            (k[7:], v) for k, v in items if k.startswith("filter_") and k[7:] in LIST_PARAMS
-        )
+def list_filters(form, action=None) -> UserFilters:
+    """The list's state as it came with the bulk form. Scripts may send the plain names
+    instead (then an action's own field wins over the filter of the same name)."""
+    if any(key.startswith(STATE_PREFIX) for key in form):
+        return UserFilters.from_args(form, prefix=STATE_PREFIX)
     own = set(action.fields) if action else set()
-    return MultiDict((k, v) for k, v in items if k in LIST_PARAMS and k not in own)
+    return UserFilters.from_args(
+        MultiDict((k, v) for k, v in form.items(multi=True) if k not in own)
+    )
 
 
 def _list_url(action=None) -> str:
-    return url_for("users.index", **list_state(request.form, action).to_dict(flat=False))
+    return url_for(
+        "users.index", **list_filters(request.form, action).to_args().to_dict(flat=False)
+    )
 
 
 def bulk_options() -> dict:
@@ -77,8 +88,8 @@ def bulk_context():
 def _message(text: str, status: int, level: str = "error"):
     """A refusal. htmx: invalid input (422, swapped) goes to the action bar's result region;
     other refusals are plain text, which app.js shows as an error toast. Otherwise a page."""
-    if request.headers.get("HX-Request") == "true" and status != 422:
-        return make_response(text, status, {"Content-Type": "text/plain; charset=utf-8"})
+    if request.htmx and status != 422:
+        return refuse(text, status)
     if wants_partial():
         response = make_response(
             render_template("users/_bulk_result.html", message=text, level=level), status
@@ -104,7 +115,7 @@ def bulk():
         return _message("You are not allowed to do that.", 403)
 
     if form.select_all.data == "matching":
-        selection = Selection(filters=parse_filters(list_state(request.form, action)))
+        selection = Selection(filters=list_filters(request.form, action))
     else:
         selection = Selection(ids=list(dict.fromkeys(form.user_ids.data or [])))
         if not selection.ids:
@@ -120,8 +131,7 @@ def bulk():
 
     if action.name == "export":
         if selection.matching:
-            state = list_state(request.form, action)
-            args = MultiDict((k, v) for k, v in state.items(multi=True) if k in FILTER_PARAMS)
+            args = selection.filters.to_args(params=FILTER_PARAMS, defaults=True)
         else:
             args = MultiDict(("user_ids", str(i)) for i in selection.ids or [])
         return see_other(url_for("users.export_users", **args.to_dict(flat=False)))
@@ -188,7 +198,7 @@ def _done(action, result):
     summary = result.summary()
     level = "success" if result.done else "warning"
     if wants_partial():
-        filters = parse_filters(list_state(request.form, action))
+        filters = list_filters(request.form, action)
         body = render_template(
             "users/_bulk_result.html", result=result, message=summary, level=level, oob=True
         ) + render_template("users/_table.html", **list_context(filters))

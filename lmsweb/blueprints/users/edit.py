@@ -3,41 +3,22 @@
 from __future__ import annotations
 
 from datetime import date, timedelta
-from urllib.parse import urlsplit
 
-from flask import abort, flash, request, url_for
+from flask import flash, request, url_for
 from flask_login import current_user
 from sqlalchemy import select
-from sqlalchemy.orm import joinedload, selectinload
+from sqlalchemy.orm import joinedload
 
 from ... import audit, lifecycle, notifications
+from ...domain_error import DomainError
 from ...extensions import db
-from ...licensing import DomainError, assign
+from ...licensing import assign
 from ...models import AuditEvent, CourseAssignment, OutboundEmail, User
+from ...navigation import app_path, app_url, back_to_list, go_back, refuse
 from ...rendering import render, see_other, toast
-from ...user_forms import NewUserForm, UserForm, safe_next
+from ...user_forms import NewUserForm, UserForm
+from ...user_queries import get_user_or_404
 from . import bp
-
-
-def _next_url() -> str:
-    """Where to go back to: the list with its filters, validated as a same-site path."""
-    index = url_for("users.index")
-    if request.values.get("next"):
-        return safe_next(request.values["next"], index)
-    host = request.host_url.rstrip("/")
-    for candidate in (request.headers.get("HX-Current-URL"), request.referrer):
-        if candidate and candidate.startswith(host + "/"):
-            path = safe_next(candidate[len(host) :], "")
-            if urlsplit(path).path == index:
-                return path
-    return index
-
-
-def load_user(user_id: int) -> User:
-    user = db.session.get(User, user_id, options=[selectinload(User.groups)])
-    if user is None:
-        abort(404, "That user does not exist.")
-    return user
 
 
 @bp.route("/new", methods=["GET", "POST"])
@@ -45,7 +26,7 @@ def new_user():
     """Add a user: a dialog to htmx, a page otherwise."""
     form = NewUserForm()
     if request.method == "GET":
-        form.next.data = _next_url()
+        form.next.data = back_to_list()
         return render("users/new.html", "users/_new_dialog.html", form=form)
     if not form.validate():
         return render("users/new.html", "users/_new_dialog.html", status=422, form=form)
@@ -81,14 +62,14 @@ def new_user():
     except DomainError as error:
         db.session.rollback()
         message = f"{error.message} The user was not added."
-        if request.headers.get("HX-Request") == "true":
-            return message, 409, {"Content-Type": "text/plain; charset=utf-8"}
+        if request.htmx:
+            return refuse(message)
         form.course.errors = [message]
         return render("users/new.html", "users/_new_dialog.html", status=409, form=form)
     audit.record("user.create", target=user, summary=f"Added {user.name}", details=details)
     db.session.commit()
     flash(f"{user.name} was added.", "success")
-    return see_other(safe_next(form.next.data, url_for("users.index")))
+    return go_back(back_to_list(form.next.data))
 
 
 def _audited_fields(user: User) -> dict:
@@ -135,20 +116,20 @@ def _details_context(user: User, form: UserForm) -> dict:
         "assignments": assignments,
         "emails": emails,
         "events": events,
-        "back_url": safe_next(form.next.data, url_for("users.index")),
+        "back_url": app_url(back_to_list(form.next.data)),
     }
 
 
-@bp.route("/<int:user_id>", methods=["GET", "POST"])
+@bp.route("/<id:user_id>", methods=["GET", "POST"])
 def detail(user_id: int):
     """A user's details: edit them; status, history, training and audit trail."""
-    user = load_user(user_id)
+    user = get_user_or_404(user_id, with_groups=True)
     if request.method == "GET":
         form = UserForm(obj=user, user=user)
         form.user_id.data = user.employee_id
         form.location.data = user.location_id
         form.group.data = [g.id for g in user.groups]
-        form.next.data = _next_url()
+        form.next.data = back_to_list()
         return render(
             "users/detail.html", "users/_detail_form.html", **_details_context(user, form)
         )
@@ -174,10 +155,10 @@ def detail(user_id: int):
     db.session.refresh(user, ["location"])
     after = _audited_fields(user)
     changed = {k: {"from": before[k], "to": after[k]} for k in after if before[k] != after[k]}
-    back = safe_next(form.next.data, url_for("users.index"))
+    back = back_to_list(form.next.data)
     if not changed:
         flash(f"No changes to {user.name}.", "info")
-        return see_other(back)
+        return go_back(back)
     audit.record(
         "user.update",
         target=user,
@@ -186,26 +167,25 @@ def detail(user_id: int):
     )
     db.session.commit()
     flash(f"{user.name} was saved.", "success")
-    return see_other(back)
+    return go_back(back)
 
 
-@bp.route("/<int:user_id>/reset-password", methods=["POST"])
+@bp.route("/<id:user_id>/reset-password", methods=["POST"])
 def reset_password(user_id: int):
     """Email the user a link to choose a new password (admins never see or set one)."""
-    user = load_user(user_id)
+    user = get_user_or_404(user_id, with_groups=True)
     if user.status == "archived":
-        message = f"{user.name} is archived and gets no email."
-        if request.headers.get("HX-Request") == "true":
-            return message, 409, {"Content-Type": "text/plain; charset=utf-8"}
-        flash(message, "error")
-        return see_other(url_for("users.detail", user_id=user.id))
+        return refuse(
+            f"{user.name} is archived and gets no email.",
+            back=app_path(url_for("users.detail", user_id=user.id)),
+        )
     notifications.queue_password_reset(user)
     audit.record(
         "user.password_reset", target=user, summary=f"Sent {user.name} a password reset link"
     )
     db.session.commit()
     message = f"A password reset link is on its way to {user.email}."
-    if request.headers.get("HX-Request") == "true":
+    if request.htmx:
         return toast(render("users/_reset_sent.html", user=user), message)
     flash(message, "success")
     return see_other(url_for("users.detail", user_id=user.id))

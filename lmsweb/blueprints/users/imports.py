@@ -13,11 +13,12 @@ from sqlalchemy.exc import IntegrityError
 from wtforms import BooleanField
 
 from ... import roster_import
+from ...domain_error import DomainError
 from ...extensions import db
-from ...licensing import DomainError
 from ...models import ImportJob, utcnow
+from ...navigation import app_path, refuse
 from ...rendering import render, see_other
-from ...xlsx import write_workbook
+from ...xlsx import download, stream_workbook, write_workbook
 from . import bp
 
 PREVIEW_ROWS = 200
@@ -42,10 +43,6 @@ class ImportForm(FlaskForm):
 
 def _background_rows() -> int:
     return current_app.config.get("IMPORT_BACKGROUND_ROWS", roster_import.BACKGROUND_ROWS)
-
-
-def _text(message: str, status: int):
-    return message, status, {"Content-Type": "text/plain; charset=utf-8"}
 
 
 def _recent() -> list[ImportJob]:
@@ -133,13 +130,13 @@ def import_users():
     return response
 
 
-@bp.route("/import/<int:job_id>")
+@bp.route("/import/<id:job_id>")
 def import_job(job_id: int):
     """An import: its progress, its preview, or its outcome (polled by htmx while running)."""
     return _render_job(load_job(job_id))
 
 
-@bp.route("/import/<int:job_id>/confirm", methods=["POST"])
+@bp.route("/import/<id:job_id>/confirm", methods=["POST"])
 def confirm_import(job_id: int):
     """Apply the valid rows of a previewed import in one transaction."""
     job = load_job(job_id)
@@ -152,7 +149,10 @@ def confirm_import(job_id: int):
     ).rowcount
     if claimed != 1:
         db.session.rollback()
-        return _text("This import is not waiting for confirmation.", 409)
+        return refuse(
+            "This import is not waiting for confirmation.",
+            back=app_path(url_for("users.import_job", job_id=job.id)),
+        )
     db.session.refresh(job)
     if job.total_rows > _background_rows():
         db.session.commit()
@@ -169,30 +169,26 @@ def confirm_import(job_id: int):
             else "Users changed while this import was being applied; nothing was imported. "
             "Upload the file again for a fresh preview."
         )
-        if request.headers.get("HX-Request") == "true":
-            return _text(message, 409)
+        if request.htmx:
+            return refuse(message)
         job = load_job(job_id)
         job.error = message
         return _render_job(job, status=409)
     return see_other(url_for("users.import_job", job_id=job.id))
 
 
-@bp.route("/import/<int:job_id>/errors.xlsx")
+@bp.route("/import/<id:job_id>/errors.xlsx")
 def import_errors(job_id: int):
     """The rows that will be (or were) skipped, with a reason column, as Excel."""
     job = load_job(job_id)
     if not job.preview:
         abort(409, "This import has no preview yet.")
     headers = ["Row", *[LABELS[f] for f in job.data["fields"]], "Reason"]
-    buffer = io.BytesIO()
-    write_workbook(buffer, "Errors", headers, roster_import.error_rows(job))
-    buffer.seek(0)
     stem = job.filename.rsplit(".", 1)[0] or "import"
-    return send_file(
-        buffer,
-        mimetype="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-        as_attachment=True,
-        download_name=f"{stem}-errors.xlsx",
+    # The rows come from the job's stored table (bounded by IMPORT_MAX_ROWS and the cell
+    # limits of sheet_reader); the workbook is streamed as it is written.
+    return download(
+        f"{stem}-errors.xlsx", stream_workbook("Errors", headers, roster_import.error_rows(job))
     )
 
 

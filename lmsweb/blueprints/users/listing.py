@@ -9,28 +9,23 @@ from flask import request, url_for
 from flask_wtf import FlaskForm
 from sqlalchemy import func, select
 from sqlalchemy.orm import joinedload, selectinload
-from werkzeug.datastructures import MultiDict
 from wtforms import SearchField, SelectField, SelectMultipleField
 from wtforms.fields.choices import SelectChoice
 from wtforms.widgets import CheckboxInput, ListWidget
 
 from ...extensions import db
-from ...models import Group, Location, User, utcnow
+from ...models import ROLE_LABELS, STATUS_LABELS, Group, Location, User, utcnow
 from ...rendering import render, wants_partial
 from ...user_queries import (
-    DEFAULT_PER_PAGE,
-    DEFAULT_SORT,
+    OVERDUE,
     PER_PAGE_CHOICES,
     UserFilters,
     filtered_users,
     ordered,
-    parse_filters,
     training_counts,
 )
 from . import bp
 
-STATUS_LABELS = {"pending": "Pending", "active": "Active", "archived": "Archived"}
-ROLE_LABELS = {"learner": "Learner", "admin": "Administrator"}
 SORT_LABELS = {
     "name": "Name",
     "email": "Email",
@@ -40,6 +35,7 @@ SORT_LABELS = {
 }
 # The form's own controls; a request they trigger does not re-render them (focus stays).
 FORM_TRIGGERS = {"users-filters", "users-q"}
+COUNT_CAP = 10_000
 
 
 class CheckboxList(SelectMultipleField):
@@ -48,7 +44,7 @@ class CheckboxList(SelectMultipleField):
 
 
 class UserFilterForm(FlaskForm):
-    """The list's GET filter form; `parse_filters` is what reads the values back."""
+    """The list's GET filter form; `UserFilters.from_args` is what reads the values back."""
 
     class Meta:
         csrf = False
@@ -81,33 +77,8 @@ def filter_form(filters: UserFilters, locations, groups) -> UserFilterForm:
     return form
 
 
-def state_args(filters: UserFilters, **changes: Any) -> MultiDict:
-    """The list state as query parameters (defaults left out), with `changes` applied."""
-    state: dict[str, Any] = {
-        "q": filters.q,
-        "location": filters.location,
-        "group": filters.group,
-        "status": [] if filters.default_status else filters.status,
-        "role": filters.role,
-        "training": filters.training,
-        "sort": "" if filters.sort == DEFAULT_SORT else filters.sort,
-        "per_page": "" if filters.per_page == DEFAULT_PER_PAGE else filters.per_page,
-        "page": "" if filters.page == 1 else filters.page,
-    }
-    state.update(changes)
-    for key, default in (("page", 1), ("sort", DEFAULT_SORT), ("per_page", DEFAULT_PER_PAGE)):
-        if state[key] == default:
-            state[key] = ""
-    args = MultiDict()
-    for key, value in state.items():
-        for item in value if isinstance(value, list) else [value]:
-            if item not in ("", None):
-                args.add(key, item)
-    return args
-
-
 def list_url(filters: UserFilters, **changes: Any) -> str:
-    return url_for("users.index", **state_args(filters, **changes).to_dict(flat=False))
+    return url_for("users.index", **filters.to_args(**changes).to_dict(flat=False))
 
 
 def filter_chips(filters: UserFilters, names: dict[str, dict[int, str]]) -> list[dict]:
@@ -160,15 +131,22 @@ def sort_links(filters: UserFilters) -> dict[str, dict[str, str]]:
 def list_context(filters: UserFilters) -> dict[str, Any]:
     """Everything the table partial shows; a fixed number of queries whatever per_page."""
     query = filtered_users(filters)
-    # Counted per status in the one count query: the export links say how many they hold.
-    matching = query.order_by(None).subquery()
+    # Counting stops past COUNT_CAP (or the page asked for): an exact count of a million
+    # rows costs more than the page itself. Past it the list says "more than 10,000".
+    # Counted per status in the same query: the export links say how many they hold.
+    enough = max(COUNT_CAP, filters.page * filters.per_page)
+    matching = (
+        query.with_only_columns(User.id, User.status).order_by(None).limit(enough + 1).subquery()
+    )
     by_status = dict(
         db.session.execute(
             select(matching.c.status, func.count()).group_by(matching.c.status)
         ).all()
     )
-    total = sum(by_status.values())
-    pages = max(ceil(total / filters.per_page), 1)
+    counted = sum(by_status.values())
+    capped = counted > enough
+    total = counted  # a lower bound when capped: only compared, never shown
+    pages = filters.page + 1 if capped else max(ceil(total / filters.per_page), 1)
     filters.page = min(filters.page, pages)
     # The page's ids first (from an index alone where one covers the filters), then
     # those rows with what they show: a deep page never reads the rows it skips.
@@ -200,6 +178,8 @@ def list_context(filters: UserFilters) -> dict[str, Any]:
         "filters": filters,
         "users": users,
         "total": total,
+        "total_capped": capped,
+        "total_label": f"more than {COUNT_CAP:,}" if capped else f"{total:,}",
         "current_page": filters.page,
         "pages": pages,
         "first": first,
@@ -208,35 +188,37 @@ def list_context(filters: UserFilters) -> dict[str, Any]:
         "sorts": sort_links(filters),
         "per_page_choices": PER_PAGE_CHOICES,
         "page_url": lambda page, **changes: list_url(filters, page=page, **changes),
-        "clear_url": url_for("users.index", **state_args(UserFilters()).to_dict(flat=False)),
-        "state": state_args(filters),
+        "clear_url": url_for("users.index"),
+        "state": filters.to_args(),
         "list_url": list_url(filters),
         "anyone": filters.active or bool(total) or _anyone(),
         "training": training_counts(page_ids, utcnow().date()),
-        "exports": _export_links(filters, total, by_status.get("active", 0)),
-        "overdue_url": list_url(filters, training="overdue", page=1),
+        "exports": _export_links(filters, total, by_status.get("active", 0), capped),
+        "overdue_url": list_url(filters, training=OVERDUE, page=1),
     }
 
 
-def _export_links(filters: UserFilters, total: int, active: int) -> list[dict[str, Any]]:
+def _export_links(
+    filters: UserFilters, total: int, active: int, capped: bool
+) -> list[dict[str, Any]]:
     """ "Export N active users" and, when the view shows more than those, "Export this view
-    (M)": each link names the statuses it exports, so the file holds what it says."""
+    (M)": each link names the statuses it exports, so the file holds what it says. Past the
+    count cap the numbers are lower bounds, so the labels go without them."""
 
     def url(statuses: list[str]) -> str:
-        args = state_args(filters, status=statuses, page="", per_page="", sort="")
+        args = filters.to_args(defaults=True, status=statuses, page="", per_page="", sort="")
         return url_for("users.export_users", **args.to_dict(flat=False))
 
-    links = [
-        {
-            "label": f"Export {active:,} active {'user' if active == 1 else 'users'}",
-            "url": url(["active"]),
-            "id": "export-active",
-        }
-    ]
-    if filters.status != ["active"] and total != active:
+    active_label = (
+        "Export active users"
+        if capped
+        else f"Export {active:,} active {'user' if active == 1 else 'users'}"
+    )
+    links = [{"label": active_label, "url": url(["active"]), "id": "export-active"}]
+    if filters.status != ["active"] and (capped or total != active):
         links.append(
             {
-                "label": f"Export this view ({total:,})",
+                "label": "Export this view" if capped else f"Export this view ({total:,})",
                 "url": url(filters.status),
                 "id": "export-view",
             }
@@ -266,7 +248,7 @@ def _anyone() -> bool:
 @bp.route("")
 def index():
     """List users (full page, or the table partial to htmx)."""
-    filters = parse_filters(request.args)
+    filters = UserFilters.from_args(request.args)
     context = list_context(filters)
     form_sync = not wants_partial() or request.headers.get("HX-Trigger") not in FORM_TRIGGERS
     if form_sync:

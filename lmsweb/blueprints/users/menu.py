@@ -3,14 +3,13 @@ action per row, which keeps a page of 50 users small)."""
 
 from __future__ import annotations
 
-from ...extensions import db
-from ...models import User
 from ...rendering import render
+from ...user_queries import get_user_or_404
 from . import bp
 
 
-@bp.route("/<int:user_id>/menu")
+@bp.route("/<id:user_id>/menu")
 def row_menu(user_id: int):
     """A user's actions: the "More" menu's items to htmx, a page of them otherwise."""
-    user = db.get_or_404(User, user_id)
+    user = get_user_or_404(user_id)
     return render("users/menu.html", "users/_menu.html", user=user)

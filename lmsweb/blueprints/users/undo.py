@@ -6,29 +6,26 @@ from flask import Response, flash, make_response, request, url_for
 from flask_login import current_user
 
 from ... import undo
+from ...domain_error import DomainError
 from ...extensions import db
-from ...licensing import DomainError
-from ...rendering import render, see_other, toast
-from ..auth import safe_next
+from ...navigation import app_path, go_back, refuse, safe_next
+from ...rendering import render, toast
 from . import bp
 
 
 @bp.route("/undo", methods=["POST"])
 def undo_change():
     """Reverse the change a toast offered to undo, or say why it cannot be."""
-    back = safe_next(request.form.get("next")) or url_for("users.index")
+    back = safe_next(request.form.get("next"), app_path(url_for("users.index")))
     try:
         done = undo.perform(request.form.get("token", ""), current_user._get_current_object())
     except DomainError as error:
         db.session.rollback()
-        if request.headers.get("HX-Request") == "true":
-            return make_response(error.message, 409, {"Content-Type": "text/plain; charset=utf-8"})
-        flash(error.message, "error")
-        return see_other(back)
+        return refuse(error.message, back=back)
     db.session.commit()
-    if request.headers.get("HX-Request") != "true":
+    if not request.htmx:
         flash(done.message, "success")
-        return see_other(back)
+        return go_back(back)
     return toast(_fragment(done), done.message, undone={"user": done.user.id})
 
 

@@ -29,7 +29,8 @@
     var checked = boxes.filter(function (b) { return b.checked; }).length;
     var all = selectAll();
     var banner = document.getElementById("selection-banner");
-    var total = banner ? parseInt(banner.getAttribute("data-total"), 10) || 0 : 0;
+    // "1,234", or "more than 10,000" past the count's cap: shown as it is.
+    var total = (banner && banner.getAttribute("data-total")) || "0";
     var across = !!(all && all.checked);
     var header = headerBox();
     if (header) {
@@ -37,7 +38,7 @@
       header.indeterminate = checked > 0 && checked < boxes.length;
     }
     var count = document.querySelector("[data-bulk-count]");
-    if (count) count.textContent = across ? String(total) : String(checked);
+    if (count) count.textContent = across ? total : String(checked);
     var text = banner && banner.querySelector("[data-banner]");
     if (text) {
       var pageDone = boxes.length > 0 && checked === boxes.length;

@@ -1,0 +1,183 @@
+"""Every Excel export through its URL, at 100,000 users (and 1,000,000 with
+`BENCH_EXPORT_SIZES=100000,1000000`; seeding a million users takes ~4 minutes, once). SQLite.
+
+For each export: time to first byte (the first chunk of the streamed response), total time,
+CPU time, bytes, and the peak RSS during the request (each export runs in its own process,
+and the peak is reset after sign-in), beside the RSS before it. Exports: users (every
+status), dashboard training records (every record), audit log (one event per user, added
+once), import errors (an import of IMPORT_MAX_ROWS rows that are all errors; its rows live
+in the job, not in a table).
+Figures are printed, never judged.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from bench.bulk_export import ADMIN_EMAIL, ADMIN_PASSWORD, _app, _database
+
+EXPORTS = {
+    "users": "/admin/users/export.xlsx?status=pending&status=active&status=archived",
+    "records": "/admin/dashboard/records.xlsx",
+    "audit": "/admin/audit/export.xlsx",
+    "import errors": "/admin/users/import/{job}/errors.xlsx",
+}
+IMPORT_ROWS = 100_000
+
+
+def _sizes() -> list[int]:
+    raw = os.environ.get("BENCH_EXPORT_SIZES", "100000")
+    return [int(n) for n in raw.replace(",", " ").split()]
+
+
+def _prepare(path: Path) -> int:
+    """Audit events (one per user) and an all-errors import job, added once; the job id."""
+    from sqlalchemy import func, insert, select
+
+    from lmsweb import sqlite_write_transaction
+    from lmsweb.extensions import db
+    from lmsweb.models import AuditEvent, ImportJob, User
+
+    app = _app(path)
+    with app.app_context(), sqlite_write_transaction():
+        job_id = db.session.scalar(
+            select(ImportJob.id).where(ImportJob.filename == "bench-errors.xlsx")
+        )
+        if job_id is None:
+            admin = db.session.scalar(select(User.id).where(User.email == ADMIN_EMAIL))
+            users = db.session.scalar(select(func.count(User.id)))
+            ids = db.session.scalars(select(User.id).order_by(User.id)).all()
+            for start in range(0, users, 20_000):
+                db.session.execute(
+                    insert(AuditEvent),
+                    [
+                        {
+                            "actor_id": admin,
+                            "action": "user.approve",
+                            "target_type": "user",
+                            "target_id": ident,
+                            "target_user_id": ident,
+                            "summary": f"Approved user {ident}",
+                            "details": {"before": "pending", "after": "active"},
+                        }
+                        for ident in ids[start : start + 20_000]
+                    ],
+                )
+            fields = ["email", "first_name", "last_name", "user_id"]
+            rows = [[f"bad{n}", f"First{n}", f"Last{n}", f"{n:07d}"] for n in range(IMPORT_ROWS)]
+            reason = ["error", ["Not a valid email address."], None, []]
+            job = ImportJob(
+                created_by_id=admin,
+                filename="bench-errors.xlsx",
+                status="ready",
+                data={"fields": fields, "rows": rows, "lines": list(range(2, IMPORT_ROWS + 2))},
+                preview={"rows": [reason] * IMPORT_ROWS},
+                result={},
+                total_rows=IMPORT_ROWS,
+            )
+            db.session.add(job)
+            db.session.commit()
+            job_id = job.id
+        db.engine.dispose()
+    return job_id
+
+
+def _status_mb(field: str) -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    raise LookupError(field)
+
+
+def _maxrss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _reset_peak_rss() -> float | None:
+    """Start the peak RSS afresh (Linux: clear_refs 5), so the peak is the export's, not the
+    start-up's or the sign-in's (a scrypt hash check takes 32 MB); the RSS at that point."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        return None
+    return _status_mb("VmRSS")
+
+
+def _child(path: str, url: str) -> None:
+    """One export through the test client, read chunk by chunk as a client would."""
+    app = _app(Path(path))
+    client = app.test_client()
+    token = re.search(r'name="csrf-token" content="([^"]+)"', client.get("/login").text)[1]
+    client.post(
+        "/login", data={"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD, "csrf_token": token}
+    )
+    baseline = _reset_peak_rss()
+    started, cpu = time.perf_counter(), time.process_time()
+    response = client.get(url, buffered=False)
+    first = None
+    size = 0
+    for chunk in response.response:
+        if first is None:
+            first = time.perf_counter() - started
+        size += len(chunk)
+    response.close()
+    seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
+    rss = _status_mb("VmHWM") if baseline is not None else _maxrss_mb()
+    print(
+        json.dumps(
+            {
+                "status": response.status_code,
+                "ttfb": first,
+                "seconds": seconds,
+                "cpu": cpu,
+                "bytes": size,
+                "rss_mb": rss,
+                "baseline_mb": baseline,
+            }
+        )
+    )
+
+
+def _run_child(path: Path, url: str) -> dict:
+    output = subprocess.run(
+        [sys.executable, "-m", "bench.exports", "--child", str(path), url],
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parents[1],
+    ).stdout
+    return json.loads(output.strip().splitlines()[-1])
+
+
+def main() -> None:
+    for users in _sizes():
+        started = time.perf_counter()
+        path = _database(users)
+        job = _prepare(path)
+        print(f"{users:,} users (database ready in {time.perf_counter() - started:.0f} s)")
+        for name, url in EXPORTS.items():
+            figures = _run_child(path, url.format(job=job))
+            print(
+                f"  {name:<13} HTTP {figures['status']}: first byte {figures['ttfb']:6.3f} s, "
+                f"total {figures['seconds']:6.1f} s (CPU {figures['cpu']:5.1f} s), "
+                f"{figures['bytes'] / 1e6:6.1f} MB, peak RSS {figures['rss_mb']:4.0f} MB"
+                + (
+                    f" (RSS before the request {figures['baseline_mb']:.0f} MB)"
+                    if figures["baseline_mb"] is not None
+                    else ""
+                )
+            )
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["--child"]:
+        _child(sys.argv[2], sys.argv[3])
+    else:
+        main()

@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class PeersDjangoConfig(AppConfig):
+    name = "bench.peers_django"
+    label = "peers_django"

@@ -1,0 +1,469 @@
+"""Checking an uploaded .xlsx against fixed bounds before anything is materialised.
+
+A 0.2 MB workbook holding one 200 MB shared string, or 15 million tiny ones, took 1.1–1.3 GB
+and 16–20 s through calamine; one with cells A1 and XFD1048576 made calamine allocate the
+dense range between them and abort the worker. So before calamine sees an .xlsx, its shared
+strings and first sheet are inflated in chunks and scanned by regular expressions (in C:
+a fraction of a second for 100,000 rows, where a Python callback per cell cost seconds):
+the number of shared strings, the XML size of each string and cell, and the used range
+from every cell reference and the declared dimension. Calamine then reads a range bounded
+by IMPORT_MAX_ROWS × IMPORT_MAX_COLUMNS whose texts are bounded; read_table checks the
+exact cell lengths afterwards.
+
+A sheet whose cells or rows do not all name their position (allowed, rarely written) is
+read here instead, by expat in small chunks: every text is measured as it arrives and only
+cells holding a value are kept.
+
+.xls and .ods still go straight to calamine (their containers are checked first).
+"""
+
+from __future__ import annotations
+
+import posixpath
+import re
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import IO
+from xml.parsers import expat
+
+# Defaults of the IMPORT_* settings (lmsweb/config.py, README's configuration table).
+MAX_COLUMNS = 50
+MAX_CELL_CHARS = 1000
+MAX_SHARED_STRINGS = 1_000_000
+MAX_UNCOMPRESSED_MB = 100
+CHUNK = 64 * 1024
+# workbook.xml and its relationships are small; anything bigger is not a real workbook.
+MAX_INDEX_BYTES = 4 * 1024 * 1024
+
+
+class SheetError(Exception):
+    """The workbook cannot be read within the limits; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    rows: int = 100_000  # data rows, after the header
+    columns: int = MAX_COLUMNS
+    cell_chars: int = MAX_CELL_CHARS
+    shared_strings: int = MAX_SHARED_STRINGS
+    uncompressed_bytes: int = MAX_UNCOMPRESSED_MB * 1024 * 1024
+
+    @classmethod
+    def from_config(cls, config, rows: int) -> Limits:
+        return cls(
+            rows=rows,
+            columns=config.get("IMPORT_MAX_COLUMNS", MAX_COLUMNS),
+            cell_chars=config.get("IMPORT_MAX_CELL_CHARS", MAX_CELL_CHARS),
+            shared_strings=config.get("IMPORT_MAX_SHARED_STRINGS", MAX_SHARED_STRINGS),
+            uncompressed_bytes=config.get("IMPORT_MAX_UNCOMPRESSED_MB", MAX_UNCOMPRESSED_MB)
+            * 1024
+            * 1024,
+        )
+
+    def too_long(self, where: str) -> SheetError:
+        return SheetError(
+            f"{where} is too long: cells are limited to {self.cell_chars:,} characters."
+        )
+
+
+def column_letters(index: int) -> str:
+    letters = ""
+    while index:
+        index, rest = divmod(index - 1, 26)
+        letters = chr(65 + rest) + letters
+    return letters
+
+
+_REF = re.compile(r"([A-Za-z]{1,3})([0-9]{1,7})$")
+
+
+def _column_index(letters: str) -> int:
+    index = 0
+    for ch in letters.upper():
+        index = index * 26 + ord(ch) - 64
+    return index
+
+
+def check_cells(rows: list[tuple[int, list[str]]], limits: Limits) -> None:
+    """The same cell and column bounds for rows read another way (CSV)."""
+    for line, cells in rows:
+        for index, text in enumerate(cells, start=1):
+            if len(text) > limits.cell_chars:
+                raise limits.too_long(f"Cell {column_letters(index)}{line}")
+            if index > limits.columns and text:
+                raise _outside(limits, index, line)
+
+
+def _outside(limits: Limits, column: int, row: int) -> SheetError:
+    return SheetError(
+        f"The sheet reaches column {column_letters(column)} / row {row:,}: only the first "
+        f"{limits.columns} columns (A to {column_letters(limits.columns)}) and "
+        f"{limits.rows:,} rows (IMPORT_MAX_ROWS) are read. Delete the cells beyond them "
+        "and upload again."
+    )
+
+
+def _parser(
+    start: Callable[[str, dict], None], end: Callable[[str], None], text: Callable[[str], None]
+):
+    parser = expat.ParserCreate()
+    # Text arrives in pieces of at most this many characters, so it is measured as it comes.
+    parser.buffer_text = True
+    parser.buffer_size = CHUNK
+
+    def refuse(*_args):
+        raise SheetError("The workbook contains a document type declaration; it is refused.")
+
+    parser.StartDoctypeDeclHandler = refuse
+    parser.EntityDeclHandler = refuse
+    parser.StartElementHandler = start
+    parser.EndElementHandler = end
+    parser.CharacterDataHandler = text
+    return parser
+
+
+def _feed(archive: zipfile.ZipFile, name: str, parser, limit: int) -> None:
+    total = 0
+    try:
+        with archive.open(name) as stream:
+            while chunk := stream.read(CHUNK):
+                total += len(chunk)
+                if total > limit:
+                    raise SheetError(
+                        f"The workbook expands to more than {limit // (1024 * 1024)} MB; "
+                        "it is refused as unsafe."
+                    )
+                parser.Parse(chunk, False)
+            parser.Parse(b"", True)
+    except expat.ExpatError as exc:
+        raise SheetError(f"The workbook could not be read: damaged XML in {name}.") from exc
+    except (zipfile.BadZipFile, OSError, EOFError, NotImplementedError) as exc:
+        raise SheetError("The file is not a valid spreadsheet (a damaged zip).") from exc
+
+
+def _local(name: str) -> str:
+    return name.rpartition(":")[2]
+
+
+def _small_xml(archive: zipfile.ZipFile, name: str) -> list[tuple[str, dict]]:
+    """The elements (local name, attributes) of a small part such as workbook.xml."""
+    elements: list[tuple[str, dict]] = []
+    parser = _parser(
+        lambda tag, attrs: elements.append((_local(tag), attrs)), lambda _t: None, lambda _t: None
+    )
+    _feed(archive, name, parser, MAX_INDEX_BYTES)
+    return elements
+
+
+def _parts(archive: zipfile.ZipFile) -> tuple[str, str | None]:
+    """The first sheet's part and the shared strings' part, from the workbook's relations."""
+    names = set(archive.namelist())
+    if "xl/workbook.xml" not in names or "xl/_rels/workbook.xml.rels" not in names:
+        raise SheetError("The file is not a valid .xlsx workbook (its workbook part is missing).")
+    first = next(
+        (
+            value
+            for tag, attrs in _small_xml(archive, "xl/workbook.xml")
+            if tag == "sheet"
+            for key, value in attrs.items()
+            if _local(key) == "id"
+        ),
+        None,
+    )
+    sheet = shared = None
+    for tag, attrs in _small_xml(archive, "xl/_rels/workbook.xml.rels"):
+        if tag != "Relationship":
+            continue
+        target = attrs.get("Target", "")
+        path = target.lstrip("/") if target.startswith("/") else posixpath.join("xl", target)
+        path = posixpath.normpath(path)
+        if attrs.get("Id") == first:
+            sheet = path
+        elif attrs.get("Type", "").endswith("/sharedStrings"):
+            shared = path
+    if sheet is None or sheet not in names:
+        raise SheetError("The workbook has no worksheet to read.")
+    return sheet, shared if shared in names else None
+
+
+def _shared_strings(archive: zipfile.ZipFile, name: str, limits: Limits) -> list[str]:
+    strings: list[str] = []
+    parts: list[str] = []
+    length = 0
+    # Phonetic runs (<rPh>) are readings shown above East Asian text, not the text itself.
+    state = {"in_text": False, "phonetic": 0}
+
+    def start(tag, _attrs):
+        nonlocal length
+        tag = _local(tag)
+        if tag == "t":
+            state["in_text"] = not state["phonetic"]
+        elif tag == "si":
+            parts.clear()
+            length = 0
+            if len(strings) >= limits.shared_strings:
+                raise SheetError(
+                    f"The workbook has more than {limits.shared_strings:,} different texts "
+                    "(shared strings); it is refused."
+                )
+        elif tag == "rPh":
+            state["phonetic"] += 1
+
+    def end(tag):
+        tag = _local(tag)
+        if tag == "t":
+            state["in_text"] = False
+        elif tag == "si":
+            strings.append("".join(parts))
+        elif tag == "rPh":
+            state["phonetic"] -= 1
+
+    def text(data):
+        nonlocal length
+        if state["in_text"]:
+            length += len(data)
+            if length > limits.cell_chars:
+                raise limits.too_long(f"Shared text number {len(strings) + 1:,}")
+            parts.append(data)
+
+    _feed(archive, name, _parser(start, end, text), limits.uncompressed_bytes)
+    return strings
+
+
+def _number(text: str) -> str:
+    """A numeric cell as text: integral values without `.0` (user IDs, codes)."""
+    try:
+        value = float(text)
+    except ValueError:
+        return text
+    if value.is_integer() and abs(value) < 1e16:
+        return str(int(value))
+    return repr(value)
+
+
+# Tag starts, cell references and long texts, found by the regex engine over the raw XML
+# (in C, no Python code per cell): the pre-check costs a fraction of what calamine does.
+_SI = (b"si", re.compile(rb"<(?:[A-Za-z_][\w.-]*:)?si[\s>/]"))
+_CELL = (b"c", re.compile(rb"<(?:[A-Za-z_][\w.-]*:)?c[\s>/]"))
+_ROW = (b"row", re.compile(rb"<(?:[A-Za-z_][\w.-]*:)?row[\s>/]"))
+# The writers we know put `r` first; a reference written otherwise is not counted, so the
+# sheet counts as one with unplaced cells and is read by the streaming reader.
+_CELL_COLUMN = re.compile(rb'<c r="([A-Z]{1,3})[0-9]')
+_CELL_ROW = re.compile(rb'<c r="[A-Z]{1,3}([0-9]{1,7})"')
+_ROW_REF = re.compile(rb'<row r="[0-9]{1,7}"')
+_DIMENSION = re.compile(rb'<(?:[A-Za-z_][\w.-]*:)?dimension\s[^>]*?\bref="([^"]*)"')
+
+
+def _starts(block: bytes, tag: tuple[bytes, re.Pattern]) -> int:
+    """How many `tag` elements start in `block`. The usual spellings are counted by
+    bytes.count (5× faster than the pattern); a prefixed name or other whitespace after it
+    takes the pattern."""
+    name, pattern = tag
+    odd = (b"<" + name + b"\t", b"<" + name + b"\n", b"<" + name + b"\r", b":" + name)
+    if any(spelling in block for spelling in odd):
+        return len(pattern.findall(block))
+    return sum(block.count(b"<" + name + end) for end in (b" ", b">", b"/>"))
+
+
+@dataclass
+class _Scan:
+    """What a pass over one part found."""
+
+    starts: int = 0  # elements (shared strings, or cells)
+    long_text: bool = False
+    refs: int = 0  # cells naming their position
+    rows: int = 0
+    row_refs: int = 0
+    max_column: int = 0
+    max_row: int = 0
+    dimension: bytes = b""
+
+
+def _scan(
+    archive: zipfile.ZipFile, name: str, tag: tuple[bytes, re.Pattern], limits: Limits, sheet: bool
+) -> _Scan:
+    found = _Scan()
+    # A text longer than this many bytes holds more characters than a cell may (escapes and
+    # UTF-8 take at most 8 bytes a character).
+    long_text = re.compile(rb">[^<]{%d}" % (limits.cell_chars * 8 + 1))
+    pending = b""
+    total = 0
+    try:
+        with archive.open(name) as stream:
+            while True:
+                chunk = stream.read(CHUNK * 16)
+                total += len(chunk)
+                if total > limits.uncompressed_bytes:
+                    raise SheetError(
+                        "The workbook expands to more than "
+                        f"{limits.uncompressed_bytes // (1024 * 1024)} MB; it is refused as unsafe."
+                    )
+                data = pending + chunk
+                # Scan up to the last tag start; the rest waits for the next chunk.
+                cut = data.rfind(b"<") if chunk else len(data)
+                if cut <= 0 and chunk:
+                    if len(data) > limits.cell_chars * 8:
+                        found.long_text = True
+                        return found
+                    pending = data
+                    continue
+                block, pending = data[:cut], data[cut:]
+                found.starts += _starts(block, tag)
+                if long_text.search(block):
+                    found.long_text = True
+                    return found
+                if sheet:
+                    _scan_sheet(block, found)
+                if not chunk:
+                    break
+    except (zipfile.BadZipFile, OSError, EOFError, NotImplementedError) as exc:
+        raise SheetError("The file is not a valid spreadsheet (a damaged zip).") from exc
+    return found
+
+
+def _scan_sheet(block: bytes, found: _Scan) -> None:
+    if not found.dimension and (dimension := _DIMENSION.search(block)):
+        found.dimension = dimension.group(1)
+    found.rows += _starts(block, _ROW)
+    found.row_refs += len(_ROW_REF.findall(block))
+    columns = set(_CELL_COLUMN.findall(block))
+    if columns:
+        widest = max(columns, key=lambda x: (len(x), x))
+        found.max_column = max(found.max_column, _column_index(widest.decode()))
+    rows = _CELL_ROW.findall(block)
+    found.refs += len(rows)
+    if rows:
+        found.max_row = max(found.max_row, max(map(int, set(rows))))
+
+
+def _precheck(archive: zipfile.ZipFile, sheet: str, shared: str | None, limits: Limits) -> bool:
+    """Refuse what would make calamine build too much; True when every row and cell names
+    its position (then calamine's range is bounded by what was checked)."""
+    if shared:
+        strings = _scan(archive, shared, _SI, limits, sheet=False)
+        if strings.long_text:
+            raise limits.too_long("A text in the workbook")
+        if strings.starts > limits.shared_strings:
+            raise SheetError(
+                f"The workbook has {strings.starts:,} different texts (shared strings); at "
+                f"most {limits.shared_strings:,} are accepted."
+            )
+    cells = _scan(archive, sheet, _CELL, limits, sheet=True)
+    if cells.long_text:
+        raise limits.too_long("A cell of the sheet")
+    if cells.max_column > limits.columns or cells.max_row > limits.rows + 1:
+        raise _outside(limits, max(cells.max_column, 1), max(cells.max_row, 1))
+    if cells.dimension:
+        for ref in cells.dimension.decode("ascii", "replace").split(":"):
+            match = _REF.match(ref.replace("$", ""))
+            if match and (
+                _column_index(match.group(1)) > limits.columns
+                or int(match.group(2)) > limits.rows + 1
+            ):
+                raise _outside(limits, _column_index(match.group(1)), int(match.group(2)))
+    return cells.refs == cells.starts and cells.row_refs == cells.rows
+
+
+def check_xlsx(data: IO[bytes], limits: Limits) -> list[tuple[int, list[str]]] | None:
+    """Check an .xlsx against `limits` without building anything (SheetError if it breaks
+    one). None: calamine may read it, every cell's position was checked. Otherwise the
+    sheet has cells without positions, which only a full read can place: then the first
+    sheet's non-empty rows, read here as a stream, as (row number, cells as text)."""
+    try:
+        archive = zipfile.ZipFile(data)
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise SheetError("The file is not a valid spreadsheet (a damaged zip).") from exc
+    with archive:
+        sheet, shared_name = _parts(archive)
+        if _precheck(archive, sheet, shared_name, limits):
+            return None
+        return _read_stream(archive, sheet, shared_name, limits)
+
+
+def _read_stream(
+    archive: zipfile.ZipFile, sheet: str, shared_name: str | None, limits: Limits
+) -> list[tuple[int, list[str]]]:
+    shared = _shared_strings(archive, shared_name, limits) if shared_name else []
+    rows: list[tuple[int, list[str]]] = []
+    row_no = 0
+    cells: list[str] = []
+    column = 0
+    kind = ""
+    ref = ""
+    parts: list[str] = []
+    length = 0
+    capture = False
+    phonetic = 0
+
+    def start(tag, attrs):
+        nonlocal row_no, cells, column, kind, ref, length, capture, phonetic
+        tag = _local(tag)
+        if tag == "c":
+            ref = attrs.get("r", "")
+            match = _REF.match(ref)
+            column = _column_index(match.group(1)) if match else column + 1
+            kind = attrs.get("t", "n")
+            parts.clear()
+            length = 0
+        elif tag == "v" or (tag == "t" and not phonetic):
+            capture = True
+        elif tag == "row":
+            r = attrs.get("r", "")
+            row_no = int(r) if r.isascii() and r.isdigit() else row_no + 1
+            cells = []
+            column = 0
+        elif tag == "rPh":
+            phonetic += 1
+
+    def end(tag):
+        nonlocal capture, phonetic
+        tag = _local(tag)
+        if tag == "v" or tag == "t":
+            capture = False
+        elif tag == "c":
+            value = _cell_value(kind, "".join(parts))
+            if not value:
+                return
+            if column > limits.columns or row_no > limits.rows + 1:
+                raise _outside(limits, column, row_no)
+            if len(value) > limits.cell_chars:
+                raise limits.too_long(f"Cell {ref or column_letters(column)}")
+            if len(cells) < column:
+                cells.extend([""] * (column - len(cells)))
+            cells[column - 1] = value
+        elif tag == "row" and cells:
+            # Only rows holding a value are kept: however far the sheet reaches, memory
+            # grows with the rows read (the header, then IMPORT_MAX_ROWS), no further.
+            if len(rows) > limits.rows:
+                raise SheetError(
+                    f"The file has more than {limits.rows:,} rows; "
+                    f"at most {limits.rows:,} are accepted."
+                )
+            rows.append((row_no, cells))
+        elif tag == "rPh":
+            phonetic -= 1
+
+    def text(data):
+        nonlocal length
+        if capture:
+            length += len(data)
+            if length > limits.cell_chars:
+                raise limits.too_long(f"Cell {ref or column_letters(column)}")
+            parts.append(data)
+
+    def _cell_value(kind: str, raw: str) -> str:
+        if kind == "s":
+            raw = raw.strip()
+            index = int(raw) if raw.isascii() and raw.isdigit() else -1
+            if not 0 <= index < len(shared):
+                raise SheetError(f"Cell {ref} refers to a shared text that does not exist.")
+            return shared[index].strip()
+        if kind in ("inlineStr", "str", "e"):
+            return raw.strip()
+        if kind == "b":
+            return "TRUE" if raw.strip() == "1" else "FALSE"
+        return _number(raw.strip()) if raw.strip() else ""
+
+    _feed(archive, sheet, _parser(start, end, text), limits.uncompressed_bytes)
+    return rows

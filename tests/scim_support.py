@@ -1,0 +1,42 @@
+"""SCIM test helpers: a token made through the domain, and a live server on loopback."""
+
+from __future__ import annotations
+
+import threading
+from contextlib import contextmanager
+
+from werkzeug.serving import make_server
+
+from lmsweb import scim_tokens
+from lmsweb.extensions import db
+
+SCIM = "application/scim+json"
+USER_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:User"
+GROUP_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:Group"
+ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
+PATCH = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
+
+
+def make_token(app, name: str = "Directory") -> str:
+    with app.app_context():
+        _, token = scim_tokens.create(name, None)
+        db.session.commit()
+    return token
+
+
+def headers(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}", "Content-Type": SCIM, "Accept": SCIM}
+
+
+@contextmanager
+def serving(app):
+    """The app on a free loopback port in a thread, for clients that speak real HTTP."""
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        thread.join(timeout=5)
+        server.server_close()
