@@ -22,7 +22,7 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	touch $(VENV)/.installed $@
 
 run: $(VENV)/.installed
-	$(BIN)/flask lms setup
+	$(BIN)/flask lms setup --host $(HOST) --port $(PORT)
 	$(BIN)/flask lms serve --host $(HOST) --port $(PORT)
 
 # The Nu HTML Checker (vnu-jar from npm, run with Java) for tests/test_html_validity.py;

@@ -97,9 +97,29 @@ def check(repair: bool):
     click.echo("License pools agree with the training records: no drift.")
 
 
+def served_url(host: str, port: int) -> str:
+    """The address a person types to reach `flask lms serve --host H --port P`."""
+    if host in ("0.0.0.0", "::", ""):  # noqa: S104  (a wildcard is reached on loopback)
+        host = "127.0.0.1"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{port}"
+
+
+def _public_base_url(host: str, port: int) -> str:
+    from .config import normalise_prefix
+
+    configured = current_app.config.get("PUBLIC_BASE_URL")
+    if configured:
+        return configured
+    return served_url(host, port) + normalise_prefix(current_app.config.get("URL_PREFIX", ""))
+
+
 @lms.command("setup")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Where `serve` listens.")
+@click.option("--port", default=5000, show_default=True, type=int)
 @with_appcontext
-def setup():
+def setup(host: str, port: int):
     """Apply migrations; on an empty database seed the demo and print the admin sign-in."""
     from flask_migrate import upgrade
 
@@ -122,7 +142,7 @@ def setup():
     db.session.commit()
     click.echo(f"Demo organisation created: {counts['users']} users.")
     click.echo("")
-    click.echo("  Sign in at /login")
+    click.echo(f"  Sign in at {_public_base_url(host, port)}/login")
     click.echo(f"    email:    {admin.email}")
     click.echo(f"    password: {password}")
     click.echo("  (shown once; `flask lms create-admin --email admin@example.com` resets it)")
@@ -140,12 +160,14 @@ def serve(host: str, port: int):
     from .worker import run_forever
 
     app = current_app._get_current_object()  # type: ignore[attr-defined]
+    # Without PUBLIC_BASE_URL, links in emails point where this server really listens.
+    app.config["PUBLIC_BASE_URL"] = _public_base_url(host, port)
     _log_mail_to_console()
     # The demo runs the worker too (outbox, schedule, imports): no second terminal needed.
     stop = threading.Event()
     worker = threading.Thread(target=run_forever, args=(app, stop), name="worker", daemon=True)
     worker.start()
-    click.echo(f"lmsweb on http://{host}:{port}/ (Ctrl+C stops)")
+    click.echo(f"lmsweb on {served_url(host, port)}/ (Ctrl+C stops)")
     click.echo(_mail_destination())
     try:
         run_simple(host, port, app, threaded=True, use_reloader=False, use_debugger=False)

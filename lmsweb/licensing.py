@@ -358,3 +358,43 @@ def repair_counters() -> list[Drift]:
         course.seats_used = used
     db.session.flush()
     return drifts
+
+
+def unarchive(assignment: CourseAssignment) -> bool:
+    """Undo an archive or unassign: the same record is open again. Returns True if it took
+    a seat back (it was unstarted). Refuses when the user is archived, the course was
+    assigned again since or no seat is left. Locks in this module's order (user, pool), then
+    a conditional UPDATE whose row count decides: a second, concurrent undo fails, not
+    doubles up."""
+    user, course = assignment.user, assignment.course
+    # Shared, as for an assign: an archive of this user waits for this, or this sees it.
+    lock_users([user.id], share=True)
+    db.session.refresh(user, ["status"])
+    if user.status == "archived":
+        raise DomainError(f"{user.name} is archived; restore them first.")
+    lock_courses([course.id])
+    again = DomainError(f"{user.name} has been assigned {course.code} again since.")
+    if open_assignment(user, course) is not None:
+        raise again
+    # An archived record's state never moves, so the state read here is the one restored.
+    reserve = assignment.state == "assigned"
+    try:
+        with db.session.begin_nested():
+            result = db.session.execute(
+                update(CourseAssignment)
+                .where(
+                    CourseAssignment.id == assignment.id, CourseAssignment.archived_at.is_not(None)
+                )
+                .values(archived_at=None, archive_reason=None)
+                .execution_options(synchronize_session=False)
+            )
+            if result.rowcount != 1:
+                raise DomainError(f"That {course.code} record is no longer archived.")
+            if reserve:
+                take_seats(course)
+    except IntegrityError:
+        _expire(course.id)
+        raise again from None
+    finally:
+        db.session.expire(assignment, _RECORD_COLUMNS)
+    return reserve

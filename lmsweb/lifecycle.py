@@ -184,3 +184,13 @@ def set_groups(user: User, groups: list[Group]) -> tuple[list[Group], list[Group
     removed = [g for gid, g in current.items() if gid not in wanted]
     user.groups = sorted(wanted.values(), key=lambda g: g.name.lower())
     return added, removed
+
+
+def unarchive_user(user: User, status: str) -> None:
+    """Undo archiving a user: back to the status they had (pending or active)."""
+    lock_users([user.id])
+    db.session.refresh(user, ["status", "archived_at"])
+    if user.status != "archived":
+        raise DomainError(f"{user.name} is no longer archived.")
+    user.status = status
+    user.archived_at = None

@@ -25,13 +25,22 @@ def render(page: str, partial: str | None = None, status: int = 200, **context: 
     return response
 
 
-def toast(response: Response, message: str, level: str = "success", **events: Any) -> Response:
-    """Attach a toast (and any other client events) as an `HX-Trigger` header."""
+def toast(
+    response: Response,
+    message: str,
+    level: str = "success",
+    undo: dict[str, Any] | None = None,
+    **events: Any,
+) -> Response:
+    """Attach a toast (and any other client events) as an `HX-Trigger` header; `undo`
+    (from lmsweb.undo.offer) gives the toast its Undo button."""
     payload: dict[str, Any] = {}
     existing = response.headers.get("HX-Trigger")
     if existing:
         payload.update(json.loads(existing))
     payload["showToast"] = {"message": message, "level": level}
+    if undo:
+        payload["showToast"]["undo"] = undo
     payload.update(events)
     response.headers["HX-Trigger"] = json.dumps(payload)
     return response

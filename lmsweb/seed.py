@@ -201,6 +201,7 @@ USER_COLUMNS = (
     "created_at",
     "approved_at",
     "notified_at",
+    "invite_status",
     "activated_at",
     "last_login_at",
     "archived_at",
@@ -334,7 +335,8 @@ def seed_demo(users: int, seed: int = 7, batch: int = 5000) -> dict[str, int]:
                 status = choice(statuses)
                 created = now - timedelta(days=1 + int(random_() * 900), minutes=random_() * 1440)
                 created = created.replace(microsecond=0)
-                notified = status != "pending" or random_() < 0.3
+                # Only an approved user can be invited (Notify follows Approve).
+                notified = status != "pending"
                 activated = status != "pending" and random_() < 0.85
                 archived_at = (
                     stamp(now - timedelta(days=1 + int(random_() * 60)))
@@ -356,6 +358,7 @@ def seed_demo(users: int, seed: int = 7, batch: int = 5000) -> dict[str, int]:
                         stamp(created),
                         stamp(created + HOURS_2) if status != "pending" else None,
                         stamp(created + HOURS_3) if notified else None,
+                        "sent" if notified else None,
                         stamp(created + DAY) if activated else None,
                         stamp(created + DAYS_2) if activated else None,
                         archived_at,

@@ -25,7 +25,9 @@ from sqlalchemy import (
     Select,
     String,
     and_,
+    case,
     column,
+    func,
     or_,
     select,
     text,
@@ -39,7 +41,7 @@ from werkzeug.datastructures import MultiDict
 from .compliance import TRAINING_LABELS
 from .compliance import condition as training_condition
 from .extensions import db
-from .models import ROLES, STATUSES, Location, User, user_groups
+from .models import ROLES, STATUSES, CourseAssignment, Location, User, user_groups
 
 PER_PAGE_CHOICES = (25, 50, 100)
 DEFAULT_PER_PAGE = 50
@@ -56,6 +58,8 @@ MAX_ID = 2**31 - 1
 Q, LOCATION, GROUP, STATUS, ROLE = "q", "location", "group", "status", "role"
 # The compliance cycle's: a manager's reports, and a training figure of the dashboard.
 MANAGER, TRAINING = "manager", "training"
+# The Users page's "Overdue only" quick filter is this training figure.
+OVERDUE = "overdue"
 SORT, PAGE, PER_PAGE = "sort", "page", "per_page"
 FILTER_PARAMS = (Q, LOCATION, GROUP, STATUS, ROLE, MANAGER, TRAINING)
 LIST_PARAMS = (*FILTER_PARAMS, SORT, PAGE, PER_PAGE)
@@ -361,6 +365,44 @@ def ordered(query: Select, sort: str) -> Select:
     if descending:
         columns = [c if i == 0 and key == "location" else c.desc() for i, c in enumerate(columns)]
     return query.order_by(*columns)
+
+
+# --- Training at a glance (issue #15) ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TrainingCounts:
+    open: int = 0
+    overdue: int = 0
+    completed: int = 0
+
+
+def overdue_user_ids(today: date) -> Select:
+    """Users with an open (unarchived, unfinished) assignment past its due date."""
+    a = CourseAssignment
+    return select(a.user_id).where(
+        a.archived_at.is_(None), a.state != "completed", a.due_date < today
+    )
+
+
+def training_counts(user_ids: list[int], today: date) -> dict[int, TrainingCounts]:
+    """Per user: unarchived assignments open (not completed), overdue, completed. One query
+    for a whole page of users."""
+    if not user_ids:
+        return {}
+    a = CourseAssignment
+    unfinished = a.state != "completed"
+    rows = db.session.execute(
+        select(
+            a.user_id,
+            func.sum(case((unfinished, 1), else_=0)),
+            func.sum(case((unfinished & (a.due_date < today), 1), else_=0)),
+            func.sum(case((a.state == "completed", 1), else_=0)),
+        )
+        .where(a.user_id.in_(user_ids), a.archived_at.is_(None))
+        .group_by(a.user_id)
+    )
+    return {uid: TrainingCounts(int(o or 0), int(d or 0), int(c or 0)) for uid, o, d, c in rows}
 
 
 def get_user_or_404(user_id: int, *, with_groups: bool = False) -> User:

@@ -76,6 +76,10 @@ SAMPLES: dict[str, Sample] = {
     "users.edit_courses": lambda s: {"user_id": s.user_id},
     "users.edit_groups": lambda s: {"user_id": s.user_id},
     "users.confirm_archive": lambda s: {"user_id": s.user_id},
+    "users.row_menu": lambda s: [
+        ("active", {"user_id": s.user_id}, 200),
+        ("pending", {"user_id": s.pending_user_id}, 200),
+    ],
     "users.restore": lambda s: {"user_id": s.archived_user_id},
     "users.approve": lambda s: {"user_id": s.pending_user_id},
     "users.notify": lambda s: {"user_id": s.pending_user_id},

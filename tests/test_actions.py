@@ -13,8 +13,8 @@ def test_approve_swaps_the_row_and_toasts(app, admin_client, make):
     response = admin_client.post(f"/admin/users/{user.id}/approve", headers=HX)
     assert response.status_code == 200
     assert response.text.lstrip().startswith(f'<tr id="user-{user.id}">')
-    assert "Approved" in response.text
-    assert ">Notify<" in response.text  # the next step is offered in place
+    assert ">Pending<" not in response.text
+    assert f'id="notify-{user.id}"' in response.text and ">Notify<" in response.text  # next step
     assert json.loads(response.headers["HX-Trigger"])["showToast"]["message"].endswith("approved.")
     saved = get(app, User, user.id)
     assert saved.status == "active" and saved.approved_at is not None
@@ -116,11 +116,17 @@ def test_row_buttons_follow_the_users_state(admin_client, make):
     pending = make.user(status="pending")
     active = make.user(status="active")
     archived = make.user(status="archived")
-    page = admin_client.get("/admin/users").text
-    assert f'id="approve-{pending.id}"' in page and f'id="approve-notify-{pending.id}"' in page
+    page = admin_client.get("/admin/users?status=pending&status=active&status=archived").text
+    menu = admin_client.get(f"/admin/users/{pending.id}/menu", headers=HX).text
+    # The primary action in the row, the others in its "More" menu.
+    assert f'id="approve-{pending.id}"' in page and f'id="approve-notify-{pending.id}"' in menu
     assert f'id="notify-{active.id}"' in page
-    assert f'id="approve-{archived.id}"' not in page and f'id="notify-{archived.id}"' not in page
-    assert 'data-hx-disabled-elt="this"' in page
+    assert f'id="restore-{archived.id}"' in page
+    archived_menu = admin_client.get(f"/admin/users/{archived.id}/menu", headers=HX).text
+    for text in (page, archived_menu):
+        assert (
+            f'id="approve-{archived.id}"' not in text and f'id="notify-{archived.id}"' not in text
+        )
 
 
 def test_a_failed_invitation_explains_why_and_offers_resend(app, admin_client, make):

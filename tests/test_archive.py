@@ -124,9 +124,11 @@ def test_archive_activity_only_keeps_the_user_active_and_assignable(
         headers=HX,
     )
     assert response.status_code == 200
-    # Still shown by the list: the row is swapped, with its Archive button.
+    # Still shown by the list: the row is swapped, the user still active (Archive in its menu).
     assert response.text.lstrip().startswith(f'<tr id="user-{user.id}">')
-    assert f'id="archive-{user.id}"' in response.text
+    assert f'id="restore-{user.id}"' not in response.text
+    menu = admin_client.get(f"/admin/users/{user.id}/menu", headers=HX).text
+    assert f'id="archive-{user.id}"' in menu
     message = json.loads(response.headers["HX-Trigger"])["showToast"]["message"]
     assert "Archived Mia Mixed's course activity" in message
     assert pools(app, courses) == {"GDPR-1": (0, 0, 5), "HS-2": (0, 1, 4), "FIRE-3": (0, 1, 4)}
@@ -209,7 +211,10 @@ def test_restore_in_a_list_that_shows_everyone_swaps_the_row(app, admin_client, 
         data={"next": "/admin/users?status=archived&status=active"},
         headers=HX,
     )
-    assert f'id="archive-{user.id}"' in response.text
+    assert response.text.lstrip().startswith(f'<tr id="user-{user.id}">')
+    assert f'id="restore-{user.id}"' not in response.text
+    menu = admin_client.get(f"/admin/users/{user.id}/menu", headers=HX).text
+    assert f'id="archive-{user.id}"' in menu
 
 
 def test_plain_requests_redirect_back_to_the_list_with_its_filters(app, admin_client, mixed):
@@ -256,9 +261,11 @@ def test_users_page_rows_offer_archive_or_restore(admin_client, make):
     active = make.user(status="active")
     archived = make.user(status="archived")
     page = admin_client.get("/admin/users?status=active&status=archived")
-    assert f'id="archive-{active.id}"' in page.text
+    active_menu = admin_client.get(f"/admin/users/{active.id}/menu", headers=HX).text
+    archived_menu = admin_client.get(f"/admin/users/{archived.id}/menu", headers=HX).text
+    assert f'id="archive-{active.id}"' in active_menu
     assert f'id="restore-{archived.id}"' in page.text
-    assert f'id="archive-{archived.id}"' not in page.text
+    assert f'id="archive-{archived.id}"' not in page.text + archived_menu
 
 
 def test_archive_domain_function_on_mixed_records(appctx, mixed):
@@ -284,6 +291,5 @@ def test_the_signed_in_administrator_is_not_offered_archive_on_their_own_row(
     admin_client, admin, make
 ):
     other = make.learner()
-    page = admin_client.get("/admin/users").text
-    assert f'id="archive-{other.id}"' in page
-    assert f'id="archive-{admin.id}"' not in page
+    assert f'id="archive-{other.id}"' in admin_client.get(f"/admin/users/{other.id}/menu").text
+    assert f'id="archive-{admin.id}"' not in admin_client.get(f"/admin/users/{admin.id}/menu").text

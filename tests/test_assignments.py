@@ -86,7 +86,8 @@ def test_courses_dialog_partial_and_full_page(admin_client, make):
     # A course without seats is listed but disabled, saying why.
     assert f'value="{full.id}" disabled' in partial.text
     assert "no licenses available (all 1 assigned or in use)" in partial.text
-    assert f'value="{open_course.id}">' in partial.text
+    # Enabled, and first to take the focus (not a row's Archive activity button).
+    assert f'value="{open_course.id}" autofocus>' in partial.text
     assert "Archive activity" in partial.text
     page = admin_client.get(f"/admin/users/{user.id}/courses")
     assert "<h1>Course assignments: Jane Doe</h1>" in page.text
@@ -237,7 +238,10 @@ def test_someone_elses_assignment_is_not_found(app, admin_client, make):
 
 def test_row_has_the_dialog_buttons(admin_client, make):
     user = make.user()
+    # Invited and activated: Course assignments is the row's primary action.
+    activated = make.learner(invite_status="sent")
     html = admin_client.get("/admin/users").text
-    assert f'id="courses-btn-{user.id}"' in html
-    assert f'id="groups-btn-{user.id}"' in html
-    assert 'data-hx-target="#dialog-root"' in html
+    assert f'id="courses-btn-{activated.id}"' in html and "data-dialog" in html
+    menu = admin_client.get(f"/admin/users/{user.id}/menu", headers=HX).text
+    assert f'id="courses-btn-{user.id}"' in menu
+    assert f'id="groups-btn-{user.id}"' in menu

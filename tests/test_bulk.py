@@ -409,7 +409,9 @@ def test_users_page_has_the_bulk_bar_banner_and_export_link(admin_client, world)
     page = admin_client.get("/admin/users")
     assert '<form id="bulk-form"' in page.text
     assert 'id="selection-banner"' in page.text
-    assert 'href="/admin/users/export.xlsx"' in page.text
+    # The export links say which statuses they export (the view shows pending users too).
+    assert 'href="/admin/users/export.xlsx?status=active"' in page.text
+    assert 'href="/admin/users/export.xlsx?status=pending&amp;status=active"' in page.text
     for a in ("approve_notify", "assign_course", "archive_user", "export"):
         assert f'value="{a}"' in page.text
     partial = admin_client.get("/admin/users?status=pending", headers=HX)

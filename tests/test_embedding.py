@@ -59,8 +59,10 @@ def test_default_cookies_are_same_site(client):
 
 
 def _chrome(html: str) -> dict[str, bool]:
+    """ "nav": the full header's navigation; embedded pages keep a compact one (menu)."""
     return {
-        "nav": 'aria-label="Main"' in html,
+        "nav": 'class="app-header"' in html,
+        "menu": 'class="embed-bar"' in html and 'aria-label="Main"' in html,
         "footer": "<footer" in html,
         "embed-bar": 'class="embed-bar"' in html,
     }
@@ -70,7 +72,9 @@ def _chrome(html: str) -> dict[str, bool]:
 def test_embed_parameter_drops_the_chrome_for_the_session(admin_client):
     assert _chrome(admin_client.get("/admin/audit").text)["nav"]
     page = admin_client.get("/admin/audit?embed=1").text
-    assert _chrome(page) == {"nav": False, "footer": False, "embed-bar": True}
+    assert _chrome(page) == {"nav": False, "menu": True, "footer": False, "embed-bar": True}
+    # Every admin page stays reachable inside the frame, the Dashboard included.
+    assert 'href="/admin/dashboard"' in page and 'aria-controls="main-nav"' in page
     assert "is-embedded" in page
     assert f'<meta name="lms-frame-ancestors" content="{PORTAL}">' in page
     # Remembered for the session, on other pages too.

@@ -29,7 +29,11 @@ def test_the_details_page_and_its_fragment(admin_client, make):
     page = admin_client.get(f"/admin/users/{user.id}")
     assert page.status_code == 200
     assert "<h1>Jane Doe</h1>" in page.text and 'value="00123"' in page.text
-    assert "SAFE-1 — Safety" in page.text and "Send a password reset link" in page.text
+    # The training editor; a user who never activated is offered the invitation, not a reset.
+    assert '<span class="mono">SAFE-1</span> Safety' in page.text
+    assert "Send invitation" in page.text and "Send a password reset link" not in page.text
+    activated = make.learner()
+    assert "Send a password reset link" in admin_client.get(f"/admin/users/{activated.id}").text
     fragment = admin_client.get(f"/admin/users/{user.id}", headers=HX)
     assert fragment.text.lstrip().startswith("<form") and "<html" not in fragment.text
 

@@ -77,3 +77,8 @@ def open_dialog(page, opener) -> None:
 def close_dialog(page) -> None:
     page.keyboard.press("Escape")
     page.wait_for_selector(OPEN_DIALOG, state="detached")
+
+
+def assert_no_serious_violations(page, where: str = "page") -> None:
+    problems = axe_violations(page, where)
+    assert not problems, "\n\n".join(problems)

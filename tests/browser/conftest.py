@@ -6,6 +6,7 @@ skipped with one reason; in CI (CI=true) a missing browser stops the run instead
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import threading
 from pathlib import Path
@@ -67,3 +68,13 @@ def sign_in(page, base: str, email: str, password: str) -> None:
     page.get_by_label("Email").fill(email)
     page.get_by_label("Password").fill(password)
     page.get_by_role("button", name="Sign in").click()
+
+
+def open_menu_item(page, user, name: str) -> None:
+    """Open a Users row's "More" menu and choose the item `name` (as a person clicks)."""
+    from playwright.sync_api import expect
+
+    page.locator(f"#more-{user.id}").click()
+    menu = page.get_by_role("list", name=f"Actions for {user.name}")
+    expect(menu).to_be_visible()
+    menu.get_by_role("link", name=re.compile(f"^{re.escape(name)}\\b")).click()

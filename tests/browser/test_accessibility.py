@@ -40,17 +40,31 @@ ROW_ACTIONS = "main tbody [data-hx-post]"
 DARK_SCREENSHOTS = {"users.index": "users-dark-360px", "learner.training": "my-training-dark-360px"}
 
 
+# Links that open their page as a dialog through app.js (the Users rows' actions).
+DIALOG_LINK = "a[data-dialog]"
+# "More" menus, whose items load when one opens.
+MENU = "details[data-menu] > summary"
+
+
 def check_dialogs(page, where: str) -> list[str]:
     problems = []
-    for key, n in distinct(page, DIALOG_OPENER, "data-hx-get"):
-        try:
-            open_dialog(page, page.locator(DIALOG_OPENER).nth(int(n)))
-        except Exception as exc:  # noqa: BLE001 - report, then check the other dialogs
-            problems.append(f"{where}: dialog {key} did not open: {exc}")
-            page.reload()
-            continue
-        problems += axe_violations(page, f"{where} dialog {key}")
-        close_dialog(page)
+    for selector, attribute in ((DIALOG_OPENER, "data-hx-get"), (DIALOG_LINK, "href")):
+        for key, n in distinct(page, selector, attribute):
+            try:
+                open_dialog(page, page.locator(selector).nth(int(n)))
+            except Exception as exc:  # noqa: BLE001 - report, then check the other dialogs
+                problems.append(f"{where}: dialog {key} did not open: {exc}")
+                page.reload()
+                continue
+            problems += axe_violations(page, f"{where} dialog {key}")
+            close_dialog(page)
+    menus = page.locator(MENU)
+    if menus.count():
+        before = requests_done(page)
+        menus.first.click()
+        wait_for_htmx(page, before)
+        problems += axe_violations(page, f"{where} with a More menu open")
+        page.keyboard.press("Escape")
     return problems
 
 

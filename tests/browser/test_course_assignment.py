@@ -39,6 +39,8 @@ def test_assign_a_course_from_the_users_page_with_the_keyboard(page, live_server
     expect(page.locator(f"#course-{course.id} [data-pool=available]")).to_have_text("5")
 
     page.goto(f"{live_server}/admin/users")
+    _tab_to(page, f"#more-{user.id}")
+    page.keyboard.press("Enter")  # the row's "More" menu
     _tab_to(page, f"#courses-btn-{user.id}")
     page.keyboard.press("Enter")
     dialog = page.get_by_role("dialog", name="Course assignments: Jane Doe")
@@ -63,7 +65,7 @@ def test_assign_a_course_from_the_users_page_with_the_keyboard(page, live_server
     expect(dialog).to_be_hidden()
     expect(page.locator("#toasts")).to_contain_text("Assigned SAFE-101 to Jane Doe")
     expect(page.locator("#toasts")).to_contain_text("1 license taken")
-    expect(page.locator(f"#courses-btn-{user.id}")).to_be_focused()
+    expect(page.locator(f"#more-{user.id}")).to_be_focused()
 
     page.goto(f"{live_server}/admin/courses")
     row = page.locator(f"#course-{course.id}")
@@ -82,6 +84,8 @@ def test_groups_dialog_saves_and_swaps_the_row(page, live_server, admin, make):
     page.goto(f"{live_server}/admin/groups")
     _assert_accessible(page)
     page.goto(f"{live_server}/admin/users")
+    _tab_to(page, f"#more-{user.id}")
+    page.keyboard.press("Enter")
     _tab_to(page, f"#groups-btn-{user.id}")
     page.keyboard.press("Enter")
     dialog = page.get_by_role("dialog", name="Groups of Jane Doe")

@@ -87,9 +87,19 @@ def test_a_listed_portal_frames_lmsweb_and_an_admin_works_inside(
     frame.get_by_label("Password").fill(PASSWORD)
     frame.get_by_role("button", name="Sign in").click()
     expect(frame.get_by_role("heading", level=1)).to_have_text("Users")
-    # Embedded mode: no application navigation or footer, a sign-out bar instead.
-    expect(frame.get_by_role("navigation", name="Main")).to_have_count(0)
+    # Embedded mode: no application header or footer; a compact bar whose Menu reaches every
+    # page (the Dashboard, where archived records live, included).
+    expect(frame.locator(".app-header")).to_have_count(0)
     expect(frame.locator("footer")).to_have_count(0)
+    nav = frame.get_by_role("navigation", name="Main")
+    dashboard = nav.get_by_role("link", name="Dashboard")
+    expect(dashboard).to_be_hidden()
+    nav.get_by_role("button", name="Menu").click()
+    dashboard.click()
+    expect(frame.get_by_role("heading", level=1)).to_contain_text("Dashboard")
+    frame.get_by_role("button", name="Menu").click()
+    frame.get_by_role("navigation", name="Main").get_by_role("link", name="Users").click()
+    expect(frame.get_by_role("heading", level=1)).to_have_text("Users")
 
     # The height reaches the portal (posted only to the listed origin).
     page.wait_for_function("window.heights.length > 0")
@@ -99,7 +109,7 @@ def test_a_listed_portal_frames_lmsweb_and_an_admin_works_inside(
     row = frame.locator(f"#user-{pat.id}")
     expect(row).to_contain_text("Pending")
     row.get_by_role("button", name="Approve Pat Pending", exact=True).click()
-    expect(row).to_contain_text("Approved")
+    expect(row.locator(".col-status")).not_to_contain_text("Pending")
     expect(row.get_by_role("button", name="Approve Pat Pending", exact=True)).to_have_count(0)
     assert get(app, User, pat.id).status == "active"
     assert count(app, AuditEvent, AuditEvent.action == "user.approve") == 1

@@ -14,5 +14,7 @@ from . import (  # noqa: E402,F401
     export,
     imports,
     listing,
-    remind,  # noqa: E402,F401
+    menu,
+    remind,
+    undo,
 )

@@ -11,7 +11,7 @@ from werkzeug.datastructures import MultiDict
 from wtforms import HiddenField, StringField
 from wtforms.validators import AnyOf, InputRequired
 
-from ... import audit, lifecycle
+from ... import audit, lifecycle, undo
 from ...domain_error import DomainError
 from ...extensions import db
 from ...models import User
@@ -55,13 +55,13 @@ def seats_phrase(plan: lifecycle.ArchivePlan) -> str:
     return f"{total} {'seat' if total == 1 else 'seats'} returned ({per_course})"
 
 
-def _row_response(user: User, next_url: str, message: str):
+def _row_response(user: User, next_url: str, message: str, offer: dict | None = None):
     """htmx: the re-rendered row, or nothing when the list hides the user now; plus a toast."""
     if _list_shows(next_url, user):
         response = render("users/_row.html", user=user, next_url=next_url)
     else:
         response = make_response("", 200)
-    return toast(response, message, closeDialog=True)
+    return toast(response, message, undo=offer, closeDialog=True)
 
 
 @bp.route("/<id:user_id>/archive", methods=["GET"])
@@ -97,6 +97,8 @@ def archive(user_id: int):
         return response
     mode = form.mode.data
     try:
+        # Read before archive() changes it; what Undo puts back.
+        prior_status = user.status
         plan = lifecycle.archive(user, mode, actor=current_user)
     except DomainError as exc:
         db.session.rollback()
@@ -108,7 +110,7 @@ def archive(user_id: int):
         f"{'course' if len(plan.unstarted) == 1 else 'courses'} archived, {seats_phrase(plan)}; "
         f"{kept} started {'record keeps its seat' if kept == 1 else 'records keep their seats'}."
     )
-    audit.record(
+    event = audit.record(
         "user.archive" if mode == "user" else "user.archive_activity",
         target=user,
         summary=message,
@@ -120,9 +122,18 @@ def archive(user_id: int):
             "status": user.status,
         },
     )
+    offer = undo.offer(
+        event,
+        "user_archive",
+        current_user._get_current_object(),
+        mode=mode,
+        status=prior_status,
+        at=undo.stamp(user.archived_at),
+        records=[undo.archived_assignment(a) for a in plan.unstarted + plan.started],
+    )
     db.session.commit()
     if wants_partial():
-        return _row_response(user, next_url, message)
+        return _row_response(user, next_url, message, offer)
     flash(message, "success")
     return go_back(next_url)
 

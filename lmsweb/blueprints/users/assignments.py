@@ -14,12 +14,12 @@ from wtforms import DateField, HiddenField, IntegerField, SelectMultipleField
 from wtforms.validators import InputRequired, Optional, ValidationError
 from wtforms.widgets import CheckboxInput, ListWidget
 
-from ... import audit, enrolment, licensing
+from ... import audit, enrolment, licensing, undo
 from ...domain_error import DomainError
 from ...extensions import db
 from ...lifecycle import set_groups
-from ...models import Course, CourseAssignment, Group, User, utcnow
-from ...navigation import back_to_list, go_back, refuse
+from ...models import AuditEvent, Course, CourseAssignment, Group, User, utcnow
+from ...navigation import app_path, back_to_list, go_back, refuse
 from ...params import in_range
 from ...rendering import render, see_other, toast
 from ...user_queries import get_user_or_404
@@ -107,6 +107,12 @@ def _plural(n: int, word: str) -> str:
     return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
+def _next_url(user: User) -> str:
+    """Back to where the dialog was opened: the user's profile, or the list as it is shown."""
+    profile = app_path(url_for("users.detail", user_id=user.id))
+    return profile if request.values.get("next") == profile else back_to_list()
+
+
 def _row_response(user: User, message: str, **events) -> Response:
     """htmx: the user's row (retargeted from the dialog), the dialog closed, a toast."""
     response = render("users/_row.html", user=user, next_url=back_to_list())
@@ -138,6 +144,7 @@ def edit_groups(user_id: int):
     if not form.validate_on_submit():
         return _groups_view(user, form, 422)
     chosen = db.session.scalars(select(Group).where(Group.id.in_(form.group.data or []))).all()
+    before = [g.id for g in user.groups]
     added, removed = set_groups(user, list(chosen))
     if added:
         enrolment.user_joined(user, actor=current_user._get_current_object())
@@ -147,16 +154,19 @@ def edit_groups(user_id: int):
     if removed:
         parts.append("removed from " + ", ".join(g.name for g in removed))
     message = f"{user.name}: " + ("; ".join(parts) if parts else "groups unchanged") + "."
+    offer = None
     if parts:
-        audit.record(
+        event = audit.record(
             "user.groups",
             target=user,
             summary=message,
             details={"added": [g.name for g in added], "removed": [g.name for g in removed]},
         )
+        after = [g.id for g in chosen]
+        offer = undo.offer(event, "groups", _actor(), before=before, after=after)
     db.session.commit()
     if request.htmx:
-        return _row_response(user, message)
+        return _row_response(user, message, undo=offer)
     flash(message, "success")
     return go_back(back_to_list())
 
@@ -183,36 +193,38 @@ def _all_courses() -> list[Course]:
 def _courses_view(
     user: User, status: int = 200, assign_form: AssignForm | None = None, error: str = ""
 ) -> Response:
-    current, archived = _assignments(user)
-    courses = _all_courses()
-    if assign_form is None:
-        assign_form = AssignForm(user, courses, formdata=None)
     if request.headers.get("HX-Target") == "courses-dialog-body":
         page = partial = "users/_courses_body.html"
     else:
         page, partial = "users/courses.html", "users/_courses_dialog.html"
-    return render(
-        page,
-        partial,
-        status=status,
-        user=user,
-        current=current,
-        archived=archived,
-        courses=courses,
-        assigned_ids={a.course_id for a in current},
-        form=assign_form,
-        error=error,
-        today=today(),
-        next_url=back_to_list(),
-    )
+    return render(page, partial, status=status, **courses_context(user, assign_form, error))
 
 
-def _after_change(user: User, message: str) -> Response:
+def courses_context(user: User, assign_form: AssignForm | None = None, error: str = "") -> dict:
+    """What the course assignments (dialog, page, or the profile's training) show."""
+    current, archived = _assignments(user)
+    courses = _all_courses()
+    if assign_form is None:
+        assign_form = AssignForm(user, courses, formdata=None)
+    return {
+        "user": user,
+        "current": current,
+        "archived": archived,
+        "courses": courses,
+        "assigned_ids": {a.course_id for a in current},
+        "form": assign_form,
+        "error": error,
+        "today": today(),
+        "next_url": _next_url(user),
+    }
+
+
+def _after_change(user: User, message: str, offer: dict | None = None) -> Response:
     """Inline dialog actions: the refreshed dialog to htmx, back to the page otherwise."""
     if request.htmx:
-        return toast(_courses_view(user), message)
+        return toast(_courses_view(user), message, undo=offer)
     flash(message, "success")
-    return see_other(url_for("users.edit_courses", user_id=user.id, next=back_to_list()))
+    return see_other(url_for("users.edit_courses", user_id=user.id, next=_next_url(user)))
 
 
 def _refuse(user: User, message: str, status: int = 409) -> Response:
@@ -244,17 +256,20 @@ def edit_courses(user_id: int):
             errors = " ".join(e for errs in form.errors.values() for e in errs)
             return _refuse(user, errors or "Invalid request.", 422)
         assignment = _load_assignment(user, form)
+        offer = None
         try:
-            if action == "unassign":
-                message = _unassign(user, assignment)
-            elif action == "archive_activity":
-                message = _archive_activity(user, assignment)
-            else:
+            if action == "change_due_date":
                 message = _change_due_date(user, assignment, form.due_date.data)
+            else:
+                archive = _unassign if action == "unassign" else _archive_activity
+                message, event = archive(user, assignment)
+                offer = undo.offer(
+                    event, "assignment_archive", _actor(), **undo.archived_assignment(assignment)
+                )
         except DomainError as error:
             return _refuse(user, error.message)
         db.session.commit()
-        return _after_change(user, message)
+        return _after_change(user, message, offer)
     return _refuse(user, "Unknown action.", 422)
 
 
@@ -292,6 +307,8 @@ def _assign(user: User) -> Response:
         f"Assigned {codes} to {user.name}, {due_text}. "
         f"{_plural(len(taken), 'license')} taken from the pool."
     )
+    if request.htmx and _next_url(user) == app_path(url_for("users.detail", user_id=user.id)):
+        return _after_change(user, message)  # the profile's Training section
     if request.htmx:
         return _row_response(user, message, assignmentsChanged={"user": user.id})
     flash(message, "success")
@@ -304,26 +321,26 @@ def _actor() -> User | None:
     return current_user._get_current_object() if current_user.is_authenticated else None
 
 
-def _unassign(user: User, assignment: CourseAssignment) -> str:
+def _unassign(user: User, assignment: CourseAssignment) -> tuple[str, AuditEvent]:
     licensing.unassign(assignment)
     code = assignment.course.code
-    audit.record(
+    event = audit.record(
         "assignment.unassign",
         target=assignment,
         target_user=user,
         summary=f"Unassigned {code} from {user.name}; 1 license returned",
         details={"course": code, "seats_returned": 1},
     )
-    return f"Unassigned {code} from {user.name}. 1 license returned to the pool."
+    return f"Unassigned {code} from {user.name}. 1 license returned to the pool.", event
 
 
-def _archive_activity(user: User, assignment: CourseAssignment) -> str:
+def _archive_activity(user: User, assignment: CourseAssignment) -> tuple[str, AuditEvent]:
     if assignment.archived_at is not None:
         raise DomainError("That activity is already archived.")
     returned = licensing.archive_activity(assignment)
     code = assignment.course.code
     seats = "1 license returned" if returned else "its license stays used"
-    audit.record(
+    event = audit.record(
         "assignment.archive_activity",
         target=assignment,
         target_user=user,
@@ -332,7 +349,8 @@ def _archive_activity(user: User, assignment: CourseAssignment) -> str:
     )
     return (
         f"Archived {user.name}'s {code} activity; {seats}. "
-        f"{code} can be assigned again (a new license)."
+        f"{code} can be assigned again (a new license).",
+        event,
     )
 
 

@@ -109,7 +109,12 @@ def _details_context(user: User, form: UserForm) -> dict:
         .order_by(AuditEvent.id.desc())
         .limit(50)
     ).all()
+    from .assignments import courses_context
+
+    # The training editor (the Course assignments dialog's body), under its own names.
+    training = {f"training_{key}": value for key, value in courses_context(user).items()}
     return {
+        **training,
         "user": user,
         "form": form,
         "waiting": enrolment.waiting_for_user(user),

@@ -15,9 +15,16 @@ from wtforms.widgets import CheckboxInput, ListWidget
 
 from ...compliance import TRAINING_LABELS
 from ...extensions import db
-from ...models import ROLE_LABELS, STATUS_LABELS, Group, Location, User
+from ...models import ROLE_LABELS, STATUS_LABELS, Group, Location, User, utcnow
 from ...rendering import render, wants_partial
-from ...user_queries import PER_PAGE_CHOICES, UserFilters, filtered_users, ordered
+from ...user_queries import (
+    OVERDUE,
+    PER_PAGE_CHOICES,
+    UserFilters,
+    filtered_users,
+    ordered,
+    training_counts,
+)
 from . import bp
 
 SORT_LABELS = {
@@ -44,7 +51,7 @@ class UserFilterForm(FlaskForm):
         csrf = False
 
     q = SearchField("Search users")
-    location = SelectField("Location", choices=[])
+    location = CheckboxList("Locations", choices=[])
     group = CheckboxList("Groups", choices=[])
     status = CheckboxList("User status", choices=[])
     role = SelectField("User role", choices=[])
@@ -60,13 +67,13 @@ def filter_form(filters: UserFilters, locations, groups) -> UserFilterForm:
     form = UserFilterForm(
         formdata=None,
         q=filters.q,
-        location=str(filters.location[0]) if filters.location else "",
+        location=[str(x) for x in filters.location],
         group=[str(g) for g in filters.group],
         status=filters.status,
         role=filters.role[0] if len(filters.role) == 1 else "",
         training=filters.training,
     )
-    form.location.choices = _choices([("", "Any location")] + [(x.id, x.name) for x in locations])
+    form.location.choices = _choices((x.id, x.name) for x in locations)
     form.group.choices = _choices((g.id, g.name) for g in groups)
     form.status.choices = _choices(STATUS_LABELS.items())
     form.role.choices = _choices([("", "Any role"), *ROLE_LABELS.items()])
@@ -135,12 +142,17 @@ def list_context(filters: UserFilters) -> dict[str, Any]:
     query = filtered_users(filters)
     # Counting stops past COUNT_CAP (or the page asked for): an exact count of a million
     # rows costs more than the page itself. Past it the list says "more than 10,000".
+    # Counted per status in the same query: the export links say how many they hold.
     enough = max(COUNT_CAP, filters.page * filters.per_page)
-    counted = db.session.scalar(
-        select(func.count()).select_from(
-            query.with_only_columns(User.id).order_by(None).limit(enough + 1).subquery()
-        )
+    matching = (
+        query.with_only_columns(User.id, User.status).order_by(None).limit(enough + 1).subquery()
     )
+    by_status = dict(
+        db.session.execute(
+            select(matching.c.status, func.count()).group_by(matching.c.status)
+        ).all()
+    )
+    counted = sum(by_status.values())
     capped = counted > enough
     total = counted  # a lower bound when capped: only compared, never shown
     pages = filters.page + 1 if capped else max(ceil(total / filters.per_page), 1)
@@ -194,7 +206,53 @@ def list_context(filters: UserFilters) -> dict[str, Any]:
         "state": filters.to_args(),
         "list_url": list_url(filters),
         "anyone": filters.active or bool(total) or _anyone(),
+        "training": training_counts(page_ids, utcnow().date()),
+        "exports": _export_links(filters, total, by_status.get("active", 0), capped),
+        "overdue_url": list_url(filters, training=OVERDUE, page=1),
     }
+
+
+def _export_links(
+    filters: UserFilters, total: int, active: int, capped: bool
+) -> list[dict[str, Any]]:
+    """ "Export N active users" and, when the view shows more than those, "Export this view
+    (M)": each link names the statuses it exports, so the file holds what it says. Past the
+    count cap the numbers are lower bounds, so the labels go without them."""
+
+    def url(statuses: list[str]) -> str:
+        args = filters.to_args(defaults=True, status=statuses, page="", per_page="", sort="")
+        return url_for("users.export_users", **args.to_dict(flat=False))
+
+    active_label = (
+        "Export active users"
+        if capped
+        else f"Export {active:,} active {'user' if active == 1 else 'users'}"
+    )
+    links = [{"label": active_label, "url": url(["active"]), "id": "export-active"}]
+    if filters.status != ["active"] and (capped or total != active):
+        links.append(
+            {
+                "label": "Export this view" if capped else f"Export this view ({total:,})",
+                "url": url(filters.status),
+                "id": "export-view",
+            }
+        )
+    return links
+
+
+@bp.app_template_filter("day")
+def day(moment) -> str:
+    """The one date format of the product, e.g. "30 Nov 2026"."""
+    return moment.strftime("%d %b %Y") if moment else ""
+
+
+@bp.app_template_global()
+def user_training(user_id: int, page: dict | None = None):
+    """A row's training counts: from the page's one query, or read for a row re-rendered
+    alone after an action."""
+    if page is not None:
+        return page.get(user_id)
+    return training_counts([user_id], utcnow().date()).get(user_id)
 
 
 def _anyone() -> bool:
@@ -211,7 +269,9 @@ def index():
         locations = db.session.scalars(select(Location).order_by(Location.name)).all()
         groups = db.session.scalars(select(Group).order_by(Group.name)).all()
         context["form"] = filter_form(filters, locations, groups)
-    oob_filters = form_sync and wants_partial()
+    # Only the page's own list requests (chips, sort links, pager) re-sync its filter form.
+    list_request = request.headers.get("HX-Target") == "users-results"
+    oob_filters = form_sync and wants_partial() and list_request
     response = render("users/index.html", "users/_table.html", oob_filters=oob_filters, **context)
     if wants_partial():
         # The address bar shows the corrected state, defaults and empty fields left out.

@@ -74,21 +74,13 @@
     });
   }
 
-  // The export link follows the list's current filters (htmx pushes them to the URL).
-  function exportHref(link) {
-    var url = new URL(link.href, window.location.href);
-    url.search = window.location.search;
-    url.searchParams.delete("page");
-    link.href = url.toString();
-  }
-
   document.addEventListener("change", function (event) {
     var target = event.target;
     if (target.matches("[data-select-page]")) {
       rows().forEach(function (b) { b.checked = target.checked; });
       if (!target.checked && selectAll()) selectAll().checked = false;
-    } else if (target.matches('input[name="user_ids"]') && !target.checked && selectAll()) {
-      selectAll().checked = false;
+    } else if (target.matches('input[name="user_ids"]')) {
+      if (!target.checked && selectAll()) selectAll().checked = false;
     } else if (target.matches("[data-select-all]") && target.checked) {
       rows().forEach(function (b) { b.checked = true; });
     } else if (target.matches("[data-bulk-action]")) {
@@ -101,8 +93,6 @@
   });
   document.addEventListener("click", function (event) {
     if (event.target.closest("[data-clear-selection]")) clearSelection();
-    var link = event.target.closest("[data-export-link]");
-    if (link) exportHref(link);
   });
 
   function init() { showFields(); update(); }

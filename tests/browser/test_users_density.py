@@ -1,0 +1,105 @@
+"""A dense Users list: one line per user, 15+ rows at 1280x800, a small 50-row partial,
+status as icons with words for screen readers, and a keyboard-operable "More" menu."""
+
+from __future__ import annotations
+
+import re
+from datetime import date, timedelta
+
+import pytest
+from playwright.sync_api import expect
+
+from tests.browser.a11y import assert_no_serious_violations
+from tests.browser.conftest import screenshot, sign_in
+from tests.conftest import HX, PASSWORD
+
+pytestmark = pytest.mark.browser
+
+VISIBLE_ROWS = """() => [...document.querySelectorAll('tr[id^=user-]')].filter(r => {
+  const b = r.getBoundingClientRect(); return b.top >= 0 && b.bottom <= window.innerHeight;
+}).length"""
+
+
+@pytest.fixture
+def demo(runner, admin):
+    result = runner.invoke(args=["lms", "seed-demo", "--users", "120"])
+    assert result.exit_code == 0, result.output
+
+
+def test_fifteen_rows_fit_at_1280_and_each_is_one_line(page, live_server, admin, demo):
+    page.set_viewport_size({"width": 1280, "height": 800})
+    sign_in(page, live_server, admin.email, PASSWORD)
+    page.goto(f"{live_server}/admin/users")
+    rows = page.locator("tr[id^=user-]")
+    expect(rows.first).to_be_visible()
+    assert page.evaluate(VISIBLE_ROWS) >= 15
+    # One line: no cell wraps (name and email are each one line, never broken mid-word).
+    heights = rows.evaluate_all("rs => rs.slice(0, 20).map(r => r.getBoundingClientRect().height)")
+    assert max(heights) < 45, heights
+    screenshot(page, "users")
+
+
+def test_the_50_row_partial_is_small(client, admin, demo):
+    from tests.conftest import login
+
+    login(client, admin.email)
+    response = client.get("/admin/users?per_page=50", headers=HX)
+    assert response.status_code == 200
+    assert response.text.count('<tr id="user-') == 50
+    assert len(response.data) <= 60_000
+    assert response.text.count("<form") <= 2  # the row-post form and the pager's
+
+
+def test_status_icons_speak_and_the_more_menu_works_by_keyboard(page, live_server, admin, make):
+    course = make.course("SAFE-1", seats=5)
+    user = make.user(first_name="Kim", last_name="Keys", notified_at=None)
+    make.assignment(user, course, due=date.today() - timedelta(days=3))
+    make.assignment(user, make.course("DONE-1"), state="completed")
+    sign_in(page, live_server, admin.email, PASSWORD)
+    page.goto(f"{live_server}/admin/users?q=kim")
+    row = page.locator(f"#user-{user.id}")
+    expect(row.locator(".col-training")).to_contain_text("1 overdue")
+    expect(row.locator(".col-training")).to_contain_text("1 completed")
+    expect(row.get_by_role("listitem").filter(has_text="Not activated")).to_have_attribute(
+        "title", "Not activated yet"
+    )
+    # The primary action is visible; the rest wait in "More".
+    expect(row.get_by_role("button", name="Notify Kim Keys")).to_be_visible()
+    more = page.locator(f"#more-{user.id}")
+    more.focus()
+    page.keyboard.press("Enter")
+    menu = row.get_by_role("list", name="Actions for Kim Keys")
+    expect(menu).to_be_visible()
+    expect(menu.get_by_role("link", name="Groups of Kim Keys")).to_be_visible()
+    screenshot(page, "more-menu")
+    assert_no_serious_violations(page)
+    page.keyboard.press("Tab")
+    page.keyboard.press("Escape")
+    expect(menu).to_be_hidden()
+    expect(more).to_be_focused()
+
+    # From the menu, a dialog opens; closing it gives the focus back to "More".
+    page.keyboard.press("Enter")
+    menu.get_by_role("link", name=re.compile("^Course assignments")).click()
+    dialog = page.get_by_role("dialog", name="Course assignments: Kim Keys")
+    expect(dialog).to_be_visible()
+    page.keyboard.press("Escape")
+    expect(dialog).to_be_hidden()
+    expect(more).to_be_focused()
+
+
+def test_at_360px_the_first_user_shows_without_scrolling(page, live_server, admin, demo):
+    page.set_viewport_size({"width": 360, "height": 740})
+    sign_in(page, live_server, admin.email, PASSWORD)
+    page.goto(f"{live_server}/admin/users")
+    first = page.locator("tr[id^=user-]").first
+    expect(first).to_be_visible()
+    box = first.bounding_box()
+    assert box["y"] >= 0 and box["y"] + box["height"] <= 740, box
+    assert box["height"] <= 160, box
+    screenshot(page, "users-360px")
+    # The navigation is one Menu button here; it opens and reaches every page.
+    page.get_by_role("button", name="Menu").click()
+    expect(
+        page.get_by_role("navigation", name="Main").get_by_role("link", name="Dashboard")
+    ).to_be_visible()
