@@ -41,6 +41,8 @@ def test_assign_a_course_from_the_users_page_with_the_keyboard(page, live_server
     page.goto(f"{live_server}/admin/users")
     _tab_to(page, f"#more-{user.id}")
     page.keyboard.press("Enter")  # the row's "More" menu
+    # The menu fetches its items when it opens: a person waits for them to appear.
+    expect(page.locator(f"#courses-btn-{user.id}")).to_be_visible()
     _tab_to(page, f"#courses-btn-{user.id}")
     page.keyboard.press("Enter")
     dialog = page.get_by_role("dialog", name="Course assignments: Jane Doe")
@@ -86,6 +88,8 @@ def test_groups_dialog_saves_and_swaps_the_row(page, live_server, admin, make):
     page.goto(f"{live_server}/admin/users")
     _tab_to(page, f"#more-{user.id}")
     page.keyboard.press("Enter")
+    # The menu fetches its items when it opens: a person waits for them to appear.
+    expect(page.locator(f"#groups-btn-{user.id}")).to_be_visible()
     _tab_to(page, f"#groups-btn-{user.id}")
     page.keyboard.press("Enter")
     dialog = page.get_by_role("dialog", name="Groups of Jane Doe")
