@@ -47,6 +47,23 @@ user_groups = Table(
 )
 
 
+# A scope's members (0010_scopes): locations and groups an administrator or SCIM token reaches.
+scope_locations = Table(
+    "scope_locations",
+    db.metadata,
+    Column("scope_id", ForeignKey("scopes.id", ondelete="CASCADE"), primary_key=True),
+    Column(
+        "location_id", ForeignKey("locations.id", ondelete="RESTRICT"), primary_key=True, index=True
+    ),
+)
+scope_groups = Table(
+    "scope_groups",
+    db.metadata,
+    Column("scope_id", ForeignKey("scopes.id", ondelete="CASCADE"), primary_key=True),
+    Column("group_id", ForeignKey("groups.id", ondelete="RESTRICT"), primary_key=True, index=True),
+)
+
+
 class Location(db.Model):
     __tablename__ = "locations"
     __table_args__ = (Index("uq_locations_name_lower", func.lower(text("name")), unique=True),)
@@ -71,6 +88,30 @@ class Group(db.Model):
 
     def __repr__(self) -> str:
         return f"<Group {self.name!r}>"
+
+
+class Scope(db.Model):
+    """Who a scoped administrator or SCIM token reaches: the users at one of `locations` or
+    in one of `groups`. Empty reaches nobody. See lmsweb/scope.py."""
+
+    __tablename__ = "scopes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+    locations: Mapped[list[Location]] = relationship(
+        secondary=scope_locations, order_by=lambda: Location.name
+    )
+    groups: Mapped[list[Group]] = relationship(secondary=scope_groups, order_by=lambda: Group.name)
+
+    @property
+    def label(self) -> str:
+        """ "Lisbon, Porto, Warehouse": what the top bar shows."""
+        names = [item.name for item in [*self.locations, *self.groups]]
+        return ", ".join(names) if names else "nobody"
+
+    def __repr__(self) -> str:
+        return f"<Scope {self.label!r}>"
 
 
 class User(UserMixin, db.Model):
@@ -126,8 +167,14 @@ class User(UserMixin, db.Model):
     # and when a SCIM client DELETEd the user: archived here, gone (404) for SCIM.
     scim_user_name: Mapped[str | None] = mapped_column(String(254))
     scim_deleted_at: Mapped[datetime | None] = mapped_column(DateTime)
+    # An administrator with a scope sees only its users; NULL is organisation-wide
+    # (0010_scopes). Meaningless for learners.
+    scope_id: Mapped[int | None] = mapped_column(
+        ForeignKey("scopes.id", ondelete="RESTRICT"), index=True
+    )
 
     location: Mapped[Location | None] = relationship()
+    scope: Mapped[Scope | None] = relationship()
     manager: Mapped[User | None] = relationship(remote_side=lambda: [User.id])
     groups: Mapped[list[Group]] = relationship(secondary=user_groups, order_by=lambda: Group.name)
 
@@ -472,9 +519,35 @@ class ScimToken(db.Model):
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     last_used_at: Mapped[datetime | None] = mapped_column(DateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime)
+    # A scoped token sees and provisions only its scope's users (0010_scopes).
+    scope_id: Mapped[int | None] = mapped_column(
+        ForeignKey("scopes.id", ondelete="RESTRICT"), index=True
+    )
 
     created_by: Mapped[User | None] = relationship()
+    scope: Mapped[Scope | None] = relationship()
 
     @property
     def active(self) -> bool:
         return self.revoked_at is None
+
+
+class LocationAllocation(db.Model):
+    """ "Lisbon may use 40 of these 200 seats": a cap on the seats (reserved + used) held by
+    open records of the course whose user is at the location. Enforced in licensing.py
+    under the allocation's row lock, as the pool is (0010_scopes)."""
+
+    __tablename__ = "course_location_allocations"
+    __table_args__ = (CheckConstraint("seats >= 0", name="seats_nonnegative"),)
+
+    course_id: Mapped[int] = mapped_column(
+        ForeignKey("courses.id", ondelete="RESTRICT"), primary_key=True
+    )
+    location_id: Mapped[int] = mapped_column(
+        ForeignKey("locations.id", ondelete="RESTRICT"), primary_key=True
+    )
+    seats: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+    course: Mapped[Course] = relationship()
+    location: Mapped[Location] = relationship()
