@@ -111,6 +111,9 @@ def from_environment(instance_path: str) -> dict:
         "OIDC_CLIENT_ID": os.environ.get("OIDC_CLIENT_ID", "").strip(),
         "OIDC_CLIENT_SECRET": os.environ.get("OIDC_CLIENT_SECRET", "").strip(),
         "OIDC_CREATE_USERS": _bool("OIDC_CREATE_USERS"),
+        # Entra ID sends no email_verified claim: with OIDC_TRUST_EMAIL the email of an ID
+        # token without that claim is trusted for matching (off: such sign-ins are refused).
+        "OIDC_TRUST_EMAIL": _bool("OIDC_TRUST_EMAIL"),
         "PASSWORD_LOGIN": _bool("PASSWORD_LOGIN", default=True),
         # Sign-in throttling (Flask-Limiter); share the storage between processes in
         # production, e.g. redis://host:6379 or memcached://host:11211.

@@ -2,7 +2,9 @@
 
 Discovery from OIDC_ISSUER; authorization code flow with PKCE (S256), state and nonce;
 Authlib verifies the ID token's signature against the provider's JWKS, its issuer,
-audience (our client ID), nonce and expiry. A person is matched by their *verified* email.
+audience (our client ID), nonce and expiry. A person is matched by their *verified* email:
+`email_verified: true`, or, with OIDC_TRUST_EMAIL, any `email` of a token that carries no
+`email_verified` claim at all (Entra ID sends none). `email_verified: false` is always refused.
 """
 
 from __future__ import annotations
@@ -80,14 +82,40 @@ def _create_pending(email: str, claims: dict) -> User:
     return user
 
 
-def user_for(claims: dict) -> User:
-    """The active user the verified ID token names; SignInRefused otherwise."""
+def verified_email(claims: dict) -> str:
+    """The ID token's email, when the provider vouches for it; SignInRefused otherwise.
+
+    Entra ID never sends `email_verified`: its `email` is whatever the tenant recorded. An
+    organisation whose provider only holds addresses it controls says so with
+    OIDC_TRUST_EMAIL=1; then a token without the claim is taken at its word. A provider that
+    says `email_verified: false` is believed either way."""
     email = str(claims.get("email") or "").strip().lower()
-    if not email or claims.get("email_verified") is not True:
+    if not email:
         raise SignInRefused(
-            "Your organisation's account did not give a verified email address, "
+            "Your organisation's account did not give an email address, "
             "so we cannot tell which training account is yours."
         )
+    verified = claims.get("email_verified")
+    if verified is True:
+        return email
+    if verified is None:
+        if current_app.config.get("OIDC_TRUST_EMAIL"):
+            return email
+        raise SignInRefused(
+            "Your organisation's sign-in did not say whether your email address is verified "
+            "(Microsoft Entra ID never does), so we cannot tell which training account is "
+            "yours. An administrator can set OIDC_TRUST_EMAIL=1 to accept the addresses "
+            "this provider gives."
+        )
+    raise SignInRefused(
+        "Your organisation's account did not give a verified email address, "
+        "so we cannot tell which training account is yours."
+    )
+
+
+def user_for(claims: dict) -> User:
+    """The active user the verified ID token names; SignInRefused otherwise."""
+    email = verified_email(claims)
     user = db.session.scalar(select(User).where(func.lower(User.email) == email))
     if user is None:
         if current_app.config.get("OIDC_CREATE_USERS"):

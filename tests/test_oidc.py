@@ -92,6 +92,36 @@ def test_a_forged_or_mismatched_id_token_is_refused(
     assert client.get("/admin/users").status_code == 303
 
 
+@pytest.mark.parametrize("provider_mode", ["no-email-verified"])
+def test_an_id_token_without_email_verified_is_refused_by_default(app, make, client):
+    """Entra ID's ID tokens carry no email_verified: not trusted unless the setting says so."""
+    make.learner(email=EMAIL)
+    response, _ = through_provider(client)
+    assert response.status_code == 403 and 'id="oidc-refused"' in response.text
+    assert "OIDC_TRUST_EMAIL" in response.text and "did not say" in response.text
+    assert not signed_in(client)
+
+
+@pytest.mark.parametrize(
+    ("provider_mode", "extra_config"), [("no-email-verified", {"OIDC_TRUST_EMAIL": True})]
+)
+def test_with_oidc_trust_email_an_id_token_without_email_verified_signs_in(app, make, client):
+    make.learner(email=EMAIL)
+    response, _ = through_provider(client, "/login/oidc?next=/my/training")
+    assert response.status_code == 303 and response.headers["Location"] == "/my/training"
+    assert signed_in(client)
+
+
+@pytest.mark.parametrize(
+    ("provider_mode", "extra_config"), [("unverified-email", {"OIDC_TRUST_EMAIL": True})]
+)
+def test_oidc_trust_email_never_overrules_email_verified_false(app, make, client):
+    make.learner(email=EMAIL)
+    response, _ = through_provider(client)
+    assert response.status_code == 403 and "verified email" in response.text
+    assert not signed_in(client)
+
+
 def test_a_forged_state_is_refused(app, client):
     client.get("/login/oidc")
     response = client.get("/login/oidc/callback?code=x&state=forged")

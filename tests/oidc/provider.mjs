@@ -3,7 +3,8 @@
 //
 // Environment: OIDC_MODULES (the node_modules it was installed into), OIDC_EMAIL (the
 // signed-in person), OIDC_MODE: "ok", or one fault to inject: "tampered" (a payload byte
-// changed after signing), "wrong-nonce", "wrong-audience", "unverified-email".
+// changed after signing), "wrong-nonce", "wrong-audience", "unverified-email", or
+// "no-email-verified" (no email_verified claim at all, as Entra ID signs).
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
 
@@ -25,6 +26,7 @@ server.service.on(Events.BeforeTokenSigning, (token) => {
     given_name: "Olivia",
     family_name: "Connect",
   });
+  if (mode === "no-email-verified") delete token.payload.email_verified;
   if (mode === "wrong-nonce") token.payload.nonce = "a-nonce-from-another-sign-in";
   if (mode === "wrong-audience") token.payload.aud = "some-other-client";
 });
