@@ -365,18 +365,35 @@ def scim_token():
 
 @scim_token.command("create")
 @click.option("--name", required=True, help="What the token is for, e.g. the directory.")
+@click.option(
+    "--location",
+    "locations",
+    multiple=True,
+    help="Scope the token to this location (repeatable); without --location or --group "
+    "it is organisation-wide.",
+)
+@click.option(
+    "--group", "groups", multiple=True, help="Scope the token to this group (repeatable)."
+)
 @with_appcontext
-def scim_token_create(name: str):
+def scim_token_create(name: str, locations: tuple[str, ...], groups: tuple[str, ...]):
     """Create a SCIM token; it is printed once, as the last line."""
     from . import scim_tokens
     from .licensing import DomainError
 
     try:
-        row, token = scim_tokens.create(name, None)
+        found_locations, found_groups = scim_tokens.by_names(list(locations), list(groups))
     except DomainError as error:
+        db.session.rollback()
+        raise click.UsageError(error.message) from error
+    try:
+        row, token = scim_tokens.create(name, None, found_locations, found_groups)
+    except DomainError as error:
+        db.session.rollback()
         raise click.BadParameter(error.message, param_hint="--name") from error
     db.session.commit()
-    click.echo(f"SCIM token “{row.name}” created. Copy it now: it is not shown again.")
+    reach = f"scoped to {row.scope.label}" if row.scope else "organisation-wide"
+    click.echo(f"SCIM token “{row.name}” created ({reach}). Copy it now: it is not shown again.")
     click.echo(token)
 
 

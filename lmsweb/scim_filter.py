@@ -36,6 +36,7 @@ from sqlalchemy import (
 
 from .models import Group, Location, User, user_groups
 from .params import parse_int
+from .scope import current_rule
 
 ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
 CORE_USER = "urn:ietf:params:scim:schemas:core:2.0:User"
@@ -62,7 +63,19 @@ def _user_in_group(op: CompareOperator, value: Any) -> ColumnElement[bool]:
     group_id = parse_int(str(value))
     if op != CompareOperator.eq or group_id is None:
         raise FilterError("groups can only be filtered with eq and a group id")
+    rule = current_rule()
+    if rule is not None and group_id not in rule.group_ids:
+        return false()  # a group outside the token's scope: not one it may ask about
     return exists().where(user_groups.c.user_id == User.id, user_groups.c.group_id == group_id)
+
+
+def _in_some_group() -> ColumnElement[bool]:
+    """`groups pr`: in any group the request may see (a scoped token: its scope's)."""
+    rule = current_rule()
+    condition = exists().where(user_groups.c.user_id == User.id)
+    if rule is not None:
+        condition = condition.where(user_groups.c.group_id.in_(sorted(rule.group_ids)))
+    return condition
 
 
 # attribute name (lower case, `attr.sub`) -> (expression, case exact?)
@@ -146,7 +159,7 @@ class _Translator:
         if key in ("active", "emails.primary"):
             return true()
         if key == "groups":
-            return exists().where(user_groups.c.user_id == User.id)
+            return _in_some_group()
         if key == "members":
             return exists().where(user_groups.c.group_id == Group.id)
         return and_(column.is_not(None), column != "")

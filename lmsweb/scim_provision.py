@@ -5,6 +5,11 @@ Every change goes through the same domain functions the administrators' pages us
 audited under the SCIM token's name, in the same transaction. Users are never deleted:
 a SCIM DELETE archives the user and hides them from SCIM (404 from then on, as RFC 7644
 §3.6 asks); a later POST of the same person restores them with their training history.
+
+A token with a scope (lmsweb/scope.py) sees only the users it reaches and only its scope's
+groups; anything else is absent (404, never counted). It may not put a user outside its
+scope (403, nothing written), and adds to its groups only users it already reaches. A group
+it creates joins its scope, so it keeps what it provisions.
 """
 
 from __future__ import annotations
@@ -21,13 +26,13 @@ from scim2_models import (
     Meta,
     Name,
 )
-from sqlalchemy import func, select
+from sqlalchemy import false, func, select, true
 from sqlalchemy.orm import selectinload
 
-from . import audit, enrolment, lifecycle, notifications
+from . import audit, enrolment, lifecycle, notifications, scope
 from .domain_error import DomainError
 from .extensions import db
-from .models import Group, Location, ScimToken, User, user_groups, utcnow
+from .models import Group, Location, ScimToken, User, scope_groups, user_groups, utcnow
 from .params import parse_int
 from .scim_schema import GroupResource, UserResource
 
@@ -54,8 +59,25 @@ def after_join(user: User) -> None:
 
 
 def visible_users():
-    """What SCIM sees: every user but those a SCIM client deleted (and nobody restored)."""
-    return select(User).where(~((User.scim_deleted_at.is_not(None)) & (User.status == "archived")))
+    """What SCIM sees: every user the token reaches but those a SCIM client deleted (and
+    nobody restored)."""
+    return select(User).where(
+        ~((User.scim_deleted_at.is_not(None)) & (User.status == "archived")),
+        scope.user_condition(),
+    )
+
+
+def group_condition():
+    """SQL: the group is one the token may see (a scoped token: its scope's groups)."""
+    rule = scope.current_rule()
+    if rule is None:
+        return true()
+    return Group.id.in_(sorted(rule.group_ids)) if rule.group_ids else false()
+
+
+def _sees_group(group_id: int) -> bool:
+    rule = scope.current_rule()
+    return rule is None or group_id in rule.group_ids
 
 
 def user_location(user: User) -> str:
@@ -84,6 +106,7 @@ def user_resource(user: User, *, for_patch: bool = False) -> UserResource:
         groups=[
             GroupMembership(value=str(g.id), display=g.name, ref=group_location(g), type="direct")
             for g in user.groups
+            if _sees_group(g.id)
         ]
         or None,
         meta=Meta(
@@ -245,6 +268,26 @@ def _write(user: User, resource: UserResource) -> None:
     user.employee_id = employee_id
     location = _location(enterprise.department if enterprise else None)
     user.location = location
+    user.location_id = location.id if location else None
+    _refuse_outside_scope(user)
+
+
+def _refuse_outside_scope(user: User) -> None:
+    """A scoped token may not put a user where it could no longer see them (the caller's
+    transaction is rolled back by the 403, so nothing is written)."""
+    rule = scope.current_rule()
+    if rule is None or scope.reaches(user, rule):
+        return
+    if rule.location_ids:
+        where = "the department (enterprise extension) must be one of its locations"
+        if rule.group_ids:
+            where += ", or the user already in one of its groups"
+    else:
+        where = "the user must already be in one of its groups"
+    raise ScimError(
+        403,
+        f"This token reaches only {rule.label}: {where}. Nothing was changed.",
+    )
 
 
 def _archive(user: User) -> None:
@@ -304,6 +347,9 @@ def _previously_deleted(resource: UserResource) -> User | None:
 def create_user(resource: UserResource, token: ScimToken) -> tuple[User, bool]:
     """POST /Users: a new user, or a deleted one restored; returns (user, restored)."""
     returning = _previously_deleted(resource)
+    if returning is not None and not scope.reaches(returning):
+        # Someone this token does not reach: not its to bring back (nor to learn about).
+        raise ScimError(409, "That user already exists.", "uniqueness")
     if returning is not None:
         _write(returning, resource)
         lifecycle.restore(returning)
@@ -362,7 +408,7 @@ def _members(group_ids: list[int]) -> dict[int, list[User]]:
     rows = db.session.execute(
         select(user_groups.c.group_id, User)
         .join(User, User.id == user_groups.c.user_id)
-        .where(user_groups.c.group_id.in_(group_ids))
+        .where(user_groups.c.group_id.in_(group_ids), scope.user_condition())
         .order_by(User.id)
     ).all()
     members: dict[int, list[User]] = {gid: [] for gid in group_ids}
@@ -397,7 +443,7 @@ def group_resources(groups: list[Group], with_members: bool = True) -> list[Grou
 def load_group(group_id: str) -> Group:
     number = parse_int(group_id)
     group = db.session.get(Group, number) if number is not None else None
-    if group is None:
+    if group is None or not _sees_group(group.id):
         raise ScimError(404, f"Group {group_id} not found")
     return group
 
@@ -484,6 +530,12 @@ def create_group(resource: GroupResource, token: ScimToken) -> Group:
     db.session.add(group)
     db.session.flush()
     _record("group.create", group, token, f"added group {group.name}")
+    if token.scope is not None:
+        # The token keeps what it creates; its reach does not grow (members must be users
+        # it reaches already).
+        token.scope.groups.append(group)
+        db.session.flush()
+        scope.forget_current_rule()
     set_members(group, _member_ids(resource), token)
     return group
 
@@ -498,8 +550,30 @@ def update_group(group: Group, resource: GroupResource, token: ScimToken) -> Non
 
 
 def delete_group(group: Group, token: ScimToken) -> None:
-    """Members leave the group (their training stays), then the group goes."""
+    """Members leave the group (their training stays), then the group goes. A group that
+    scopes an administrator or another token stays (removing it would change who they
+    reach); a scoped token's own group leaves its scope with it."""
+    scopes = set(
+        db.session.scalars(
+            select(scope_groups.c.scope_id).where(scope_groups.c.group_id == group.id)
+        )
+    )
+    scopes.discard(token.scope_id)
+    if scopes:
+        raise ScimError(
+            409,
+            f"Group {group.name} defines an administrator's or another token's scope; "
+            "change that scope first.",
+            "mutability",
+        )
     set_members(group, set(), token)
+    if token.scope_id is not None:
+        db.session.execute(
+            scope_groups.delete().where(
+                scope_groups.c.group_id == group.id, scope_groups.c.scope_id == token.scope_id
+            )
+        )
+        db.session.expire(token.scope, ["groups"])
     _record("group.remove", group, token, f"removed group {group.name}")
     # Members SCIM no longer sees (deleted, so archived) leave with the group too.
     db.session.execute(user_groups.delete().where(user_groups.c.group_id == group.id))

@@ -50,7 +50,7 @@ _KEPT: dict[str, dict[str, set[str] | None]] = {
 _REQUIRED = {"urn:ietf:params:scim:schemas:core:2.0:User": ("emails", "active")}
 
 
-def _trimmed(schema: Schema) -> Schema:
+def _trimmed(schema: Schema, departments: list[str] | None = None) -> Schema:
     kept = _KEPT[schema.id]
     attributes = []
     for attribute in schema.attributes or []:
@@ -63,13 +63,19 @@ def _trimmed(schema: Schema) -> Schema:
             attribute.required = True
             for sub_attribute in attribute.sub_attributes or []:
                 sub_attribute.required = sub_attribute.name == "value"
+        if attribute.name == "department" and departments is not None:
+            # A scoped token's users live at its locations: say which, and that one is needed.
+            attribute.canonical_values = departments
+            attribute.required = True
         attributes.append(attribute)
     schema.attributes = attributes
     return schema
 
 
-def schemas() -> list[Schema]:
-    return [_trimmed(model.to_schema()) for model in (User, EnterpriseUser, Group)]
+def schemas(departments: list[str] | None = None) -> list[Schema]:
+    """The published schemas; `departments` (a scoped token's locations) become the
+    enterprise department's canonical values, and the department required."""
+    return [_trimmed(model.to_schema(), departments) for model in (User, EnterpriseUser, Group)]
 
 
 def resource_types() -> list[ResourceType]:

@@ -1,4 +1,7 @@
-"""SCIM clients' bearer tokens: created once, stored as a hash, revoked, throttled."""
+"""SCIM clients' bearer tokens: created once, stored as a hash, revoked, throttled.
+
+A token is organisation-wide, or scoped to locations and/or groups like a scoped
+administrator (its own `Scope` row): it then sees and provisions only those people."""
 
 from __future__ import annotations
 
@@ -6,12 +9,12 @@ import hashlib
 import secrets
 
 from flask import current_app, g
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from . import audit, throttle
 from .extensions import db
 from .licensing import DomainError
-from .models import ScimToken, User, utcnow
+from .models import Group, Location, ScimToken, Scope, User, utcnow
 
 # Recognisable in logs and secret scanners; the random part carries 256 bits.
 TOKEN_PREFIX = "lms_scim_"  # noqa: S105 - a label, not a secret
@@ -24,8 +27,37 @@ def _digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def create(name: str, created_by: User | None) -> tuple[ScimToken, str]:
-    """A new token named `name`; returns the row and the token (shown once, never stored)."""
+def by_names(location_names: list[str], group_names: list[str]) -> tuple[list, list]:
+    """The locations and groups so named (case-insensitively); DomainError naming every
+    unknown one."""
+
+    def find(model, names: list[str]) -> tuple[list, list[str]]:
+        found, unknown = [], []
+        for name in dict.fromkeys(" ".join(n.split()) for n in names):
+            row = db.session.scalar(select(model).where(func.lower(model.name) == name.lower()))
+            (found.append(row) if row is not None else unknown.append(name))
+        return found, unknown
+
+    locations, unknown_locations = find(Location, location_names)
+    groups, unknown_groups = find(Group, group_names)
+    problems = []
+    if unknown_locations:
+        problems.append("no location named " + ", ".join(map(repr, unknown_locations)))
+    if unknown_groups:
+        problems.append("no group named " + ", ".join(map(repr, unknown_groups)))
+    if problems:
+        raise DomainError("There is " + "; and ".join(problems) + ". Nothing was created.")
+    return locations, groups
+
+
+def create(
+    name: str,
+    created_by: User | None,
+    locations: list[Location] | None = None,
+    groups: list[Group] | None = None,
+) -> tuple[ScimToken, str]:
+    """A new token named `name`, scoped to `locations` and `groups` when any are given
+    (else organisation-wide); returns the row and the token (shown once, never stored)."""
     name = " ".join((name or "").split())
     if not name:
         raise DomainError("Give the token a name, e.g. the directory it is for.")
@@ -41,13 +73,24 @@ def create(name: str, created_by: User | None) -> tuple[ScimToken, str]:
         created_by_id=created_by.id if created_by else None,
         created_at=utcnow(),
     )
+    if locations or groups:
+        row.scope = Scope(locations=list(locations or []), groups=list(groups or []))
     db.session.add(row)
     db.session.flush()
+    reach = row.scope.label if row.scope else "organisation-wide"
     audit.record(
         "scim_token.create",
         actor=created_by,
-        summary=f"Created SCIM token “{name}”",
-        details={"scim_token": name},
+        summary=f"Created SCIM token “{name}” ({reach})",
+        details={
+            "scim_token": name,
+            "scope": {
+                "locations": [loc.name for loc in row.scope.locations],
+                "groups": [group.name for group in row.scope.groups],
+            }
+            if row.scope
+            else None,
+        },
     )
     return row, token
 

@@ -154,9 +154,17 @@ def _resource_types() -> list[dict]:
     return items
 
 
+def _departments() -> list[str] | None:
+    """A scoped token's locations: the only departments it may give (None: any)."""
+    token = scim_tokens.current()
+    if token.scope is None or not token.scope.locations:
+        return None
+    return [location.name for location in token.scope.locations]
+
+
 def _schemas() -> list[dict]:
     items = []
-    for schema in scim_schema.schemas():
+    for schema in scim_schema.schemas(_departments()):
         scim_schema.with_location(schema, url_for("scim.schema", uri=schema.id, _external=True))
         items.append(_dump(schema, Context.RESOURCE_QUERY_RESPONSE))
     return items
@@ -341,7 +349,8 @@ def _wants_members(parameters: ResponseParameters) -> bool:
 def list_groups():
     """Groups, filtered and paged."""
     search = _search("Group")
-    total, start, groups = _page(search, select(Group).order_by(Group.id), "Group")
+    query = select(Group).where(provision.group_condition()).order_by(Group.id)
+    total, start, groups = _page(search, query, "Group")
     resources = provision.group_resources(groups, _wants_members(search))
     return _list_response(scim_schema.GroupResource, total, start, resources, search)
 

@@ -6,16 +6,38 @@ from flask import Blueprint, abort, flash, url_for
 from flask_login import current_user
 from flask_wtf import FlaskForm
 from sqlalchemy import select
-from wtforms import StringField
-from wtforms.validators import DataRequired, Length
+from sqlalchemy.orm import selectinload
+from wtforms import RadioField, SelectMultipleField, StringField, ValidationError
+from wtforms.fields.choices import SelectChoice
+from wtforms.validators import DataRequired, Length, Optional
 
 from .. import scim_tokens
 from ..extensions import db
 from ..licensing import DomainError
-from ..models import ScimToken
+from ..models import Group, Location, ScimToken, Scope
 from ..rendering import render, see_other
 
 bp = Blueprint("settings", __name__, url_prefix="/admin/settings")
+
+
+class IdChoices(SelectMultipleField):
+    """Checkboxes of ids (rendered by the template); anything else is a plain form error."""
+
+    def __init__(self, *args, unknown_message: str, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.unknown_message = unknown_message
+
+    def process_formdata(self, valuelist):
+        try:
+            self.data = list(dict.fromkeys(int(v) for v in valuelist))
+        except ValueError:
+            self.data = []
+            raise ValueError(self.unknown_message) from None
+
+    def pre_validate(self, form):
+        known = {choice.value for choice in self.choices}
+        if any(value not in known for value in self.data or []):
+            raise ValidationError(self.unknown_message)
 
 
 class TokenForm(FlaskForm):
@@ -24,11 +46,55 @@ class TokenForm(FlaskForm):
         validators=[DataRequired(message="Give the token a name."), Length(max=100)],
         description="What it is for, e.g. the directory: “Entra ID”.",
     )
+    reach = RadioField(
+        "The token reaches",
+        choices=[
+            SelectChoice("organisation", "Everyone (organisation-wide)"),
+            SelectChoice("scope", "Only the people at these locations or in these groups"),
+        ],
+        default="organisation",
+        validators=[DataRequired(message="Choose whom the token reaches.")],
+    )
+    location = IdChoices(
+        "Locations",
+        coerce=int,
+        validators=[Optional()],
+        unknown_message="Unknown location: choose from the list.",
+    )
+    group = IdChoices(
+        "Groups",
+        coerce=int,
+        validators=[Optional()],
+        unknown_message="Unknown group: choose from the list.",
+    )
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.location.choices = [
+            (loc.id, loc.name)
+            for loc in db.session.scalars(select(Location).order_by(Location.name))
+        ]
+        self.group.choices = [
+            (group.id, group.name)
+            for group in db.session.scalars(select(Group).order_by(Group.name))
+        ]
+
+    def validate_reach(self, field):
+        if field.data == "scope" and not (self.location.data or self.group.data):
+            raise ValidationError(
+                "Choose at least one location or group, or make the token organisation-wide."
+            )
 
 
 def _page(form: TokenForm, status: int = 200, new_token: str | None = None):
     tokens = db.session.scalars(
-        select(ScimToken).order_by(ScimToken.revoked_at.is_not(None), ScimToken.name)
+        select(ScimToken)
+        .options(
+            selectinload(ScimToken.scope).selectinload(Scope.locations),
+            selectinload(ScimToken.scope).selectinload(Scope.groups),
+            selectinload(ScimToken.created_by),
+        )
+        .order_by(ScimToken.revoked_at.is_not(None), ScimToken.name)
     ).all()
     return render(
         "settings/scim.html",
@@ -53,8 +119,14 @@ def create_scim_token():
     form = TokenForm()
     if not form.validate():
         return _page(form, 422)
+    locations, groups = [], []
+    if form.reach.data == "scope":
+        locations = [db.session.get(Location, i) for i in form.location.data or []]
+        groups = [db.session.get(Group, i) for i in form.group.data or []]
     try:
-        row, token = scim_tokens.create(form.name.data, current_user._get_current_object())
+        row, token = scim_tokens.create(
+            form.name.data, current_user._get_current_object(), locations, groups
+        )
     except DomainError as error:
         form.name.errors = [error.message]
         return _page(form, 422)
