@@ -78,8 +78,14 @@ def schemas(departments: list[str] | None = None) -> list[Schema]:
     return [_trimmed(model.to_schema(), departments) for model in (User, EnterpriseUser, Group)]
 
 
-def resource_types() -> list[ResourceType]:
-    return [ResourceType.from_resource(UserResource), ResourceType.from_resource(GroupResource)]
+def resource_types(department_required: bool = False) -> list[ResourceType]:
+    """User (with the enterprise extension) and Group. A token scoped to locations needs
+    the extension on every user (its department places them in scope): it is required."""
+    user = ResourceType.from_resource(UserResource)
+    if department_required:
+        for extension in user.schema_extensions or []:
+            extension.required = True
+    return [user, ResourceType.from_resource(GroupResource)]
 
 
 def service_provider_config(documentation: str | None) -> ServiceProviderConfig:

@@ -40,3 +40,12 @@ def serving(app):
         server.shutdown()
         thread.join(timeout=5)
         server.server_close()
+
+
+def make_scoped_token(app, name: str, locations: list[str], groups: list[str]) -> str:
+    """A token scoped to the locations and groups so named (they must exist)."""
+    with app.app_context():
+        found_locations, found_groups = scim_tokens.by_names(locations, groups)
+        _, token = scim_tokens.create(name, None, found_locations, found_groups)
+        db.session.commit()
+    return token

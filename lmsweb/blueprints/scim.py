@@ -148,7 +148,7 @@ def _listed(items: list) -> dict:
 
 def _resource_types() -> list[dict]:
     items = []
-    for rt in scim_schema.resource_types():
+    for rt in scim_schema.resource_types(_departments() is not None):
         scim_schema.with_location(rt, url_for("scim.resource_type", name=rt.id, _external=True))
         items.append(_dump(rt, Context.RESOURCE_QUERY_RESPONSE))
     return items

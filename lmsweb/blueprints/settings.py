@@ -71,11 +71,11 @@ class TokenForm(FlaskForm):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.location.choices = [
-            (loc.id, loc.name)
+            SelectChoice(loc.id, loc.name)
             for loc in db.session.scalars(select(Location).order_by(Location.name))
         ]
         self.group.choices = [
-            (group.id, group.name)
+            SelectChoice(group.id, group.name)
             for group in db.session.scalars(select(Group).order_by(Group.name))
         ]
 
