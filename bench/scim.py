@@ -1,8 +1,11 @@
 """SCIM provisioning: 10,000 users POSTed by 4 concurrent clients to gunicorn (2 sync
-workers), and filtered SCIM lists at 100,000 users (Flask test client: p50/p95 and SQL
-statements per request). SQLite, and PostgreSQL when TEST_DATABASE_URL is set.
+workers), and filtered SCIM lists at 100,000 users (Flask test client, one client in
+process: p50/p95, requests/second and SQL statements per request), with an
+organisation-wide token and with one scoped to two locations and a group. SQLite, and
+PostgreSQL when TEST_DATABASE_URL is set.
 
-BENCH_SCIM_USERS and BENCH_SCIM_LIST_USERS make the runs smaller while developing."""
+BENCH_SCIM_USERS and BENCH_SCIM_LIST_USERS make the runs smaller while developing;
+BENCH_SCIM_PART=provision or lists runs one half."""
 
 from __future__ import annotations
 
@@ -45,7 +48,9 @@ def make_app(url: str, **config):
     )
 
 
-def migrate_and_token(url: str, name: str) -> str:
+def migrate_and_token(
+    url: str, name: str, locations: list[str] | None = None, groups: list[str] | None = None
+) -> str:
     from flask_migrate import upgrade
 
     from lmsweb import scim_tokens
@@ -59,7 +64,8 @@ def migrate_and_token(url: str, name: str) -> str:
         if old is not None:
             old.name = f"{name} (replaced {time.time_ns()})"
             scim_tokens.revoke(old, None)
-        _, token = scim_tokens.create(name, None)
+        found = scim_tokens.by_names(locations or [], groups or [])
+        _, token = scim_tokens.create(name, None, *found)
         db.session.commit()
         db.session.remove()
         db.engine.dispose()
@@ -150,12 +156,17 @@ def provision(url: str) -> None:
     print(
         f"  {PROVISION_USERS:,} POST /Users with {CLIENTS} clients: {seconds:.1f} s, "
         f"{PROVISION_USERS / seconds:.0f} users/s, p50 {statistics.median(latencies):.1f} ms, "
-        f"p95 {p95:.1f} ms, {len(failures)} failures"
+        f"p95 {p95:.1f} ms, {len(failures)} failures",
+        flush=True,
     )
     assert not failures, failures[:5]
 
 
-def prepare_list(url: str) -> str:
+SCOPE_LOCATIONS = ["Berlin", "Dublin"]
+SCOPE_GROUPS = ["Finance"]
+
+
+def prepare_list(url: str) -> tuple[str, str]:
     from lmsweb.extensions import db
     from lmsweb.models import User
     from lmsweb.seed import seed_demo
@@ -168,15 +179,17 @@ def prepare_list(url: str) -> str:
             started = time.perf_counter()
             seed_demo(LIST_USERS - have)
             db.session.commit()
-            print(f"  seeded {LIST_USERS - have:,} users in {time.perf_counter() - started:.1f} s")
+            seconds = time.perf_counter() - started
+            print(f"  seeded {LIST_USERS - have:,} users in {seconds:.1f} s", flush=True)
         with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             conn.exec_driver_sql("VACUUM ANALYZE" if "postgresql" in url else "ANALYZE")
         db.session.remove()
         db.engine.dispose()
-    return token
+    scoped = migrate_and_token(url, "bench lists, scoped", SCOPE_LOCATIONS, SCOPE_GROUPS)
+    return token, scoped
 
 
-def time_lists(url: str, token: str) -> None:
+def time_lists(url: str, token: str, label: str) -> None:
     from lmsweb.extensions import db
     from lmsweb.models import User
 
@@ -201,8 +214,10 @@ def time_lists(url: str, token: str) -> None:
         "eq or eq": f'userName eq "{email}" or externalId eq "{employee_id}"',
         "externalId pr, page 50": "externalId pr",
     }
-    print(f"  {total:,} users")
-    print(f"  {'filter':<26} {'p50 ms':>8} {'p95 ms':>8} {'SQL/req':>8} {'matching':>9}")
+    print(f"  {total:,} users, {label}")
+    print(
+        f"  {'filter':<26} {'p50 ms':>8} {'p95 ms':>8} {'req/s':>7} {'SQL/req':>8} {'matching':>9}"
+    )
     for name, expression in filters.items():
         start = 4901 if "page 50" in name else 1
         path = f"/scim/v2/Users?filter={quote(expression)}&count=100&startIndex={start}"
@@ -218,25 +233,30 @@ def time_lists(url: str, token: str) -> None:
             assert response.status_code == 200, (path, response.text)
         matching = response.get_json()["totalResults"]
         p95 = statistics.quantiles(times, n=20)[-1]
+        per_second = RUNS / (sum(times) / 1000)
         print(
-            f"  {name:<26} {statistics.median(times):8.1f} {p95:8.1f} "
-            f"{max(counts):8d} {matching:>9,}"
+            f"  {name:<26} {statistics.median(times):8.1f} {p95:8.1f} {per_second:7.1f} "
+            f"{max(counts):8d} {matching:>9,}",
+            flush=True,
         )
     with app.app_context():
         db.engine.dispose()
 
 
 def main() -> None:
-    fresh = _support.databases("scim_provision.sqlite3", "lmsweb_bench_scim", fresh=True)
-    for engine, url in fresh:
-        if engine == "sqlite":
-            Path(url.removeprefix("sqlite:///")).unlink(missing_ok=True)
-        print(f"[{engine}] provisioning")
-        provision(url)
-    for engine, url in _support.databases("scim_100k.sqlite3", "lmsweb_bench_scim_100k"):
-        print(f"[{engine}] filtered lists")
-        token = prepare_list(url)
-        time_lists(url, token)
+    if os.environ.get("BENCH_SCIM_PART", "provision") != "lists":
+        fresh = _support.databases("scim_provision.sqlite3", "lmsweb_bench_scim", fresh=True)
+        for engine, url in fresh:
+            if engine == "sqlite":
+                Path(url.removeprefix("sqlite:///")).unlink(missing_ok=True)
+            print(f"[{engine}] provisioning", flush=True)
+            provision(url)
+    if os.environ.get("BENCH_SCIM_PART", "lists") != "provision":
+        for engine, url in _support.databases("scim_100k.sqlite3", "lmsweb_bench_scim_100k"):
+            print(f"[{engine}] filtered lists", flush=True)
+            token, scoped = prepare_list(url)
+            time_lists(url, token, "organisation-wide token")
+            time_lists(url, scoped, f"token scoped to {', '.join(SCOPE_LOCATIONS + SCOPE_GROUPS)}")
 
 
 if __name__ == "__main__":
