@@ -57,6 +57,17 @@ def test_a_forged_or_mismatched_id_token_is_refused(page, live_server, make, pro
     expect(page).to_have_url(f"{live_server}/login?next=/my/training")
 
 
+@pytest.mark.parametrize("provider_mode", ["no-email-verified"])
+def test_without_email_verified_the_person_is_told_why(page, live_server, make, provider_mode):
+    """Entra ID's tokens carry no email_verified; without OIDC_TRUST_EMAIL, refused, saying so."""
+    make.learner(email=EMAIL)
+    page.goto(f"{live_server}/login")
+    page.get_by_role("link", name="Sign in with Acme Health").click()
+    expect(page.get_by_role("alert")).to_contain_text("did not say whether your email")
+    page.goto(f"{live_server}/my/training")
+    expect(page).to_have_url(f"{live_server}/login?next=/my/training")
+
+
 def test_inside_a_portal_frame_the_sign_in_opens_its_own_window(page, live_server, make):
     make.learner(email=EMAIL)
     page.goto(f"{live_server}/login?embed=1")
