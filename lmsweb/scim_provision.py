@@ -529,13 +529,21 @@ def create_group(resource: GroupResource, token: ScimToken) -> Group:
     )
     db.session.add(group)
     db.session.flush()
-    _record("group.create", group, token, f"added group {group.name}")
-    if token.scope is not None:
+    if token.scope is None:
+        _record("group.create", group, token, f"added group {group.name}")
+    else:
         # The token keeps what it creates; its reach does not grow (members must be users
         # it reaches already).
         token.scope.groups.append(group)
         db.session.flush()
         scope.forget_current_rule()
+        _record(
+            "group.create",
+            group,
+            token,
+            f"added group {group.name} (joins the token's scope)",
+            joined_scope=True,
+        )
     set_members(group, _member_ids(resource), token)
     return group
 

@@ -225,6 +225,8 @@ def test_a_group_the_token_creates_joins_its_scope_and_leaves_it_when_deleted(
     with app.app_context():
         token = db.session.scalar(select(ScimToken).where(ScimToken.name == "Lisbon directory"))
         assert token.scope.label == "Lisbon, Night, Warehouse"
+        event = db.session.scalar(select(AuditEvent).where(AuditEvent.action == "group.create"))
+        assert event.details["joined_scope"] is True and "scope" in event.summary
     # Its reach did not grow: only people it reached may join.
     add = {"op": "add", "path": "members", "value": [{"value": str(people["off"].id)}]}
     assert scoped("PATCH", f"/Groups/{night}", patch(add)).status_code == 400
