@@ -85,17 +85,21 @@ def patch(*operations) -> dict:
     return {"schemas": [PATCH], "Operations": list(operations)}
 
 
-def test_lists_filters_and_gets_never_reveal_anyone_out_of_scope(scoped, everyone, people):
+def test_lists_filters_and_gets_never_reveal_anyone_out_of_scope(scoped, everyone, people, make):
     lis, wh, por, off = (people[k].id for k in ("lis", "wh", "por", "off"))
-    assert ids(everyone("GET", "/Users")) == {lis, wh, por, off}
+    # In scope at Lisbon, but only in a group the token does not see.
+    office_lis = make.learner(
+        email="office.lis@example.com", location_id=people["lisbon"].id, groups=[people["office"]]
+    ).id
+    assert ids(everyone("GET", "/Users")) == {lis, wh, por, off, office_lis}
 
     listed = scoped("GET", "/Users")
-    assert ids(listed) == {lis, wh} and listed.get_json()["totalResults"] == 2
+    assert ids(listed) == {lis, wh, office_lis} and listed.get_json()["totalResults"] == 3
     searched = scoped("POST", "/Users/.search", {"schemas": [], "filter": 'emails co "example"'})
-    assert ids(searched) == {lis, wh} and searched.get_json()["totalResults"] == 2
+    assert ids(searched) == {lis, wh, office_lis} and searched.get_json()["totalResults"] == 3
     for expression in (
         'userName eq "por@example.com"',
-        'emails co "off"',
+        'emails co "off@"',
         f'groups eq "{people["office"].id}"',
         'urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department eq "Porto" '
         'and userName eq "por@example.com"',
@@ -103,6 +107,7 @@ def test_lists_filters_and_gets_never_reveal_anyone_out_of_scope(scoped, everyon
         found = scoped("GET", f"/Users?filter={expression}")
         assert ids(found) == set() and found.get_json()["totalResults"] == 0, expression
     assert ids(scoped("GET", "/Users?filter=groups pr")) == {wh}
+    assert scoped("GET", f"/Users/{office_lis}").get_json().get("groups") is None
 
     # By id: out of scope answers exactly as an id nobody has.
     missing = scoped("GET", "/Users/999999")
