@@ -347,3 +347,30 @@ def test_settings_page_creates_scoped_tokens_and_shows_each_tokens_reach(app, ad
     )
     assert odd.status_code == 422
     assert count(app, ScimToken) == 2
+
+
+def test_the_tokens_table_reads_the_same_statements_however_many_tokens(app, admin_client, people):
+    import sqlalchemy as sa
+
+    with app.app_context():
+        engine = db.engine
+
+    def statements() -> int:
+        seen: list[str] = []
+
+        def on_execute(*args):
+            seen.append(args[2])
+
+        sa.event.listen(engine, "before_cursor_execute", on_execute)
+        try:
+            assert admin_client.get("/admin/settings/scim").status_code == 200
+        finally:
+            sa.event.remove(engine, "before_cursor_execute", on_execute)
+        return len(seen)
+
+    make_scoped_token(app, "First", ["Lisbon"], ["Warehouse"])
+    few = statements()
+    for n in range(6):
+        make_scoped_token(app, f"More {n}", ["Porto", "Lisbon"], ["Office"])
+        make_token(app, f"Wide {n}")
+    assert statements() == few
