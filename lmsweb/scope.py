@@ -49,16 +49,22 @@ def rule_for(scope_id: int | None) -> ScopeRule | None:
     """The rule of a scope by id; None (organisation-wide) for no scope."""
     if scope_id is None:
         return None
-    scope = db.session.get(Scope, scope_id)
-    if scope is None:  # cannot happen (RESTRICT), and must not widen if it did
-        return ScopeRule(frozenset(), frozenset(), "nobody")
-    locations = db.session.scalars(
-        select(scope_locations.c.location_id).where(scope_locations.c.scope_id == scope_id)
+    # Two queries: the members with their names (for the label, as Scope.label spells it).
+    locations = db.session.execute(
+        select(Location.id, Location.name)
+        .join(scope_locations, scope_locations.c.location_id == Location.id)
+        .where(scope_locations.c.scope_id == scope_id)
+        .order_by(Location.name)
     ).all()
-    groups = db.session.scalars(
-        select(scope_groups.c.group_id).where(scope_groups.c.scope_id == scope_id)
+    groups = db.session.execute(
+        select(Group.id, Group.name)
+        .join(scope_groups, scope_groups.c.group_id == Group.id)
+        .where(scope_groups.c.scope_id == scope_id)
+        .order_by(Group.name)
     ).all()
-    return ScopeRule(frozenset(locations), frozenset(groups), scope.label)
+    # A scope that is gone (cannot happen: RESTRICT) or empty reaches nobody; never widen.
+    label = ", ".join(name for _id, name in [*locations, *groups]) or "nobody"
+    return ScopeRule(frozenset(i for i, _n in locations), frozenset(i for i, _n in groups), label)
 
 
 _UNSET = object()
