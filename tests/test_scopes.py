@@ -631,3 +631,21 @@ def test_create_admin_with_an_unknown_name_creates_nothing(app, world, runner):
     assert result.exit_code != 0
     assert "Atlantis" in result.output
     assert count(app, User, User.email == "x@example.com") == 0
+
+
+def test_the_weekly_digest_is_for_organisation_wide_administrators(app, world, sam_client, runner):
+    """It holds the organisation's figures: a scoped administrator neither subscribes nor
+    gets it (even subscribed before being scoped)."""
+    assert "digest-form" not in sam_client.get("/admin/dashboard").text
+    assert sam_client.post("/admin/dashboard/digest", data={"digest": "on"}).status_code == 403
+    with app.app_context():
+        for user_id in (world.sam.id, world.ada.id):
+            db.session.get(User, user_id).wants_digest = True
+        db.session.commit()
+    result = runner.invoke(args=["lms", "worker", "--once", "--now", "2026-03-02T07:00"])
+    assert result.exit_code == 0, result.output
+    with app.app_context():
+        recipients = db.session.scalars(
+            sa.select(OutboundEmail.recipient).where(OutboundEmail.kind == "digest")
+        ).all()
+    assert recipients == [world.ada.email]
