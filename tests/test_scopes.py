@@ -649,3 +649,17 @@ def test_the_weekly_digest_is_for_organisation_wide_administrators(app, world, s
             sa.select(OutboundEmail.recipient).where(OutboundEmail.kind == "digest")
         ).all()
     assert recipients == [world.ada.email]
+
+
+def test_an_assignment_id_is_resolved_through_its_reached_user(app, world, sam_client):
+    """Otto's record named on Lena's (in-scope) URL is not found, and stays as it was."""
+    before = snapshot(app)
+    for action in ("unassign", "archive_activity"):
+        response = sam_client.post(
+            f"/admin/users/{world.lena.id}/courses",
+            data={"action": action, "assignment": world.otto_assignment.id},
+            headers=HX,
+        )
+        assert response.status_code in (404, 409, 422), response.status_code
+        assert "Outsider" not in response.text
+    assert snapshot(app) == before
