@@ -74,8 +74,14 @@ def prepare(url: str) -> None:
         if SCOPED:
             _add_scoped_admin()
         db.session.commit()
-        with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            conn.exec_driver_sql("VACUUM ANALYZE" if "postgresql" in url else "ANALYZE")
+        if "postgresql" in url:
+            with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                conn.exec_driver_sql("VACUUM ANALYZE")
+        else:
+            # In a transaction of its own: through an AUTOCOMMIT connection SQLite's statistics
+            # (sqlite_stat1) were never kept, and the planner went without them.
+            db.session.execute(sa.text("ANALYZE"))
+            db.session.commit()
         db.session.remove()
         db.engine.dispose()
 
