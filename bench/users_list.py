@@ -1,7 +1,11 @@
 """The Users list at 100,000 users: latency of the list partial per filter combination
 (Flask test client, p50/p95 and SQL statements per request) on SQLite and, when
 TEST_DATABASE_URL is set, PostgreSQL; then requests/second of the list partial served by
-gunicorn (2 sync workers) against a no-database render of the same 50 rows."""
+gunicorn (2 sync workers) against a no-database render of the same 50 rows.
+
+BENCH_SCOPED=1 times the list instead for an organisation-wide administrator and for one
+scoped to one location and one group (#17), side by side, and prints the query plans of
+the scoped list's count and page (no gunicorn run)."""
 
 from __future__ import annotations
 
@@ -22,11 +26,15 @@ from bench import _support
 
 ROOT = Path(__file__).resolve().parent
 DATA = ROOT / ".data"
-USERS = 100_000
+USERS = int(os.environ.get("BENCH_USERS", "100000"))
 ADMIN_EMAIL = "bench.admin@bench.example"
 ADMIN_PASSWORD = "bench-admin-password"  # noqa: S105 - a throwaway local database
 SECRET = "bench-secret-key"  # noqa: S105
-RUNS = 40
+SCOPED_EMAIL = "bench.scoped@bench.example"
+# The scoped administrator's scope: one location, one group (seed_demo's names).
+SCOPE_LOCATION, SCOPE_GROUP = "Lisbon", "Warehouse"
+SCOPED = os.environ.get("BENCH_SCOPED") == "1"
+RUNS = int(os.environ.get("BENCH_RUNS", "40"))
 # The partial as the search box and the filter form ask for it (no out-of-band form).
 HX = {"HX-Request": "true", "HX-Trigger": "users-q"}
 
@@ -56,17 +64,63 @@ def prepare(url: str) -> None:
     with app.app_context():
         upgrade(directory=str(ROOT.parent / "migrations"))
         have = db.session.scalar(sa.select(sa.func.count()).select_from(User))
+        db.session.close()  # seed_demo sets SQLite pragmas, which need no open transaction
         if have < USERS:
             started = time.perf_counter()
             seed_demo(USERS - have)
             db.session.commit()
             print(f"  seeded {USERS - have:,} users in {time.perf_counter() - started:.1f} s")
         _support.add_admin(ADMIN_EMAIL, ADMIN_PASSWORD)
+        if SCOPED:
+            _add_scoped_admin()
         db.session.commit()
-        with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            conn.exec_driver_sql("VACUUM ANALYZE" if "postgresql" in url else "ANALYZE")
+        if "postgresql" in url:
+            with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                conn.exec_driver_sql("VACUUM ANALYZE")
+        else:
+            # In a transaction of its own: through an AUTOCOMMIT connection SQLite's statistics
+            # (sqlite_stat1) were never kept, and the planner went without them.
+            db.session.execute(sa.text("ANALYZE"))
+            db.session.commit()
         db.session.remove()
         db.engine.dispose()
+
+
+def _add_scoped_admin() -> None:
+    from lmsweb.extensions import db
+    from lmsweb.models import Group, Location, User
+    from lmsweb.scope import set_scope
+
+    _support.add_admin(SCOPED_EMAIL, ADMIN_PASSWORD)
+    db.session.flush()
+    admin = db.session.scalar(sa.select(User).where(User.email == SCOPED_EMAIL))
+    if admin.scope_id is None:
+        location = db.session.scalar(sa.select(Location).where(Location.name == SCOPE_LOCATION))
+        group = db.session.scalar(sa.select(Group).where(Group.name == SCOPE_GROUP))
+        set_scope(admin, [location], [group])
+
+
+def explain_scoped(app, url: str) -> None:
+    """The plans of the scoped list's count and first page: each must use indexes."""
+    from flask_login import login_user
+
+    from lmsweb.extensions import db
+    from lmsweb.models import User
+    from lmsweb.user_queries import UserFilters, filtered_users, ordered
+
+    with app.test_request_context():
+        login_user(db.session.scalar(sa.select(User).where(User.email == SCOPED_EMAIL)))
+        query = filtered_users(UserFilters())
+        page = ordered(query.with_only_columns(User.id), "name").limit(50)
+        counted = sa.select(sa.func.count()).select_from(
+            query.with_only_columns(User.id).order_by(None).limit(10_001).subquery()
+        )
+        prefix = "EXPLAIN" if "postgresql" in url else "EXPLAIN QUERY PLAN"
+        for name, statement in (("page", page), ("count", counted)):
+            compiled = statement.compile(db.engine, compile_kwargs={"literal_binds": True})
+            print(f"  plan of the scoped {name}:")
+            for row in db.session.execute(sa.text(f"{prefix} {compiled}")):
+                print("    " + " ".join(str(c) for c in row))
 
 
 def csrf_from(html: str) -> str:
@@ -96,14 +150,18 @@ def combinations(app) -> dict[str, str]:
     }
 
 
-def time_requests(url: str) -> None:
+# The scoped comparison's combinations: the first page, a search, a filter, a deep page.
+SCOPED_COMBINATIONS = ("none", "search 'mar'", "location", "group", "deep page (1000)")
+
+
+def time_requests(url: str, email: str = ADMIN_EMAIL) -> None:
     from lmsweb.extensions import db
 
     app = make_app(url)
     client = app.test_client()
     token = csrf_from(client.get("/login").text)
     response = client.post(
-        "/login", data={"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD, "csrf_token": token}
+        "/login", data={"email": email, "password": ADMIN_PASSWORD, "csrf_token": token}
     )
     assert response.status_code == 303, response.status_code
     statements = [0]
@@ -114,6 +172,8 @@ def time_requests(url: str) -> None:
     )
     print(f"  {'combination':<24} {'p50 ms':>8} {'p95 ms':>8} {'SQL/req':>8} {'matching':>9}")
     for name, query in combinations(app).items():
+        if SCOPED and name not in SCOPED_COMBINATIONS:
+            continue
         path = f"/admin/users?{query}"
         for _ in range(3):
             client.get(path, headers=HX)
@@ -254,6 +314,13 @@ def main() -> None:
     for engine, url in databases():
         print(f"\n[{engine}] {USERS:,} users")
         prepare(url)
+        if SCOPED:
+            print("  organisation-wide administrator:")
+            time_requests(url)
+            print(f"  scoped administrator ({SCOPE_LOCATION} + {SCOPE_GROUP}):")
+            time_requests(url, SCOPED_EMAIL)
+            explain_scoped(make_app(url), url)
+            continue
         time_requests(url)
         serve_and_load(url)
 

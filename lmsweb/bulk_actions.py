@@ -21,7 +21,7 @@ from typing import Any
 
 from sqlalchemy import Select, delete, insert, select, update
 
-from . import audit, enrolment, licensing, lifecycle, notifications
+from . import audit, enrolment, licensing, lifecycle, notifications, scope
 from .domain_error import DomainError
 from .extensions import db
 from .licensing import NoSeatsAvailable
@@ -49,8 +49,14 @@ class Selection:
 
     def query(self) -> Select[tuple[User]]:
         if self.filters is not None:
-            return filtered_users(self.filters)
-        return select(User).where(User.id.in_(self.ids or []))
+            query = filtered_users(self.filters)
+        else:
+            query = select(User).where(User.id.in_(self.ids or []))
+        if (rule := scope.current_rule()) is not None:
+            # Each checked id is re-checked against the scope (an id outside it reads as one
+            # that does not exist), and a scoped administrator never acts on administrators.
+            query = query.where(scope.user_condition(rule), User.role != "admin")
+        return query
 
     def describe(self) -> dict[str, Any]:
         if self.filters is None:

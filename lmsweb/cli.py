@@ -47,19 +47,51 @@ def _create_admin(email: str, password: str, first: str = "Admin", last: str = "
     return user
 
 
+def _named(model, names: tuple[str, ...], option: str) -> list:
+    """The locations (or groups) named, case-insensitively; an unknown name stops the command."""
+    found = []
+    for name in names:
+        item = db.session.scalar(
+            select(model).where(func.lower(model.name) == name.strip().lower())
+        )
+        if item is None:
+            raise click.BadParameter(f"no {option[2:]} is named “{name}”", param_hint=option)
+        found.append(item)
+    return found
+
+
 @lms.command("create-admin")
 @click.option("--email", required=True, help="The administrator's email address.")
 @click.option("--password", default=None, help="Prompted for when omitted.")
+@click.option("--location", "locations", multiple=True, help="Scope to this location (repeatable).")
+@click.option("--group", "groups", multiple=True, help="Scope to this group (repeatable).")
 @with_appcontext
-def create_admin(email: str, password: str | None):
-    """Create an administrator, or promote and reset an existing user."""
+def create_admin(email: str, password: str | None, locations: tuple, groups: tuple):
+    """Create an administrator, or promote and reset an existing user. With --location or
+    --group the administrator is scoped to those users; without, organisation-wide."""
+    from .models import Group, Location
+    from .scope import set_scope
+
+    scope_locations = _named(Location, locations, "--location")
+    scope_groups = _named(Group, groups, "--group")
     if password is None:
         password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
     if len(password) < 8:
         raise click.BadParameter("use at least 8 characters", param_hint="--password")
     user = _create_admin(email, password)
+    before = user.scope.label if user.scope is not None else "Organisation-wide"
+    set_scope(user, scope_locations, scope_groups)
+    after = user.scope.label if user.scope is not None else "Organisation-wide"
+    if before != after:
+        user.end_sessions()
+        audit.record(
+            "user.scope",
+            target=user,
+            summary=f"Scope of {user.email}: {before} → {after} (from the CLI)",
+            details={"from": before, "to": after},
+        )
     db.session.commit()
-    click.echo(f"Administrator {user.email} is ready.")
+    click.echo(f"Administrator {user.email} is ready ({after}).")
 
 
 @lms.command("seed-demo")

@@ -10,6 +10,7 @@ from datetime import date
 from sqlalchemy import ColumnElement, and_, case, exists, func, not_, select
 from sqlalchemy.orm import aliased
 
+from . import scope
 from .extensions import db
 from .models import CourseAssignment, Group, Location, User, WaitingEnrolment, user_groups
 
@@ -95,7 +96,7 @@ def _per_user(today: date):
             func.max(case((expired, 1), else_=0)).label("expired"),
         )
         .join(User, User.id == a.user_id)
-        .where(a.archived_at.is_(None), User.status != "archived")
+        .where(a.archived_at.is_(None), User.status != "archived", scope.user_condition())
         .group_by(a.user_id)
         .subquery()
     )
@@ -155,5 +156,7 @@ def all_figures(today: date) -> dict[str, list[Row]]:
 def people(kind: str, today: date) -> int:
     """How many unarchived people the Users list shows for `training=kind`."""
     return db.session.scalar(
-        select(func.count()).where(User.status != "archived", condition(kind, today))
+        select(func.count()).where(
+            User.status != "archived", condition(kind, today), scope.user_condition()
+        )
     )

@@ -12,6 +12,7 @@ from datetime import date, timedelta
 from sqlalchemy import Select, and_, func, select
 from sqlalchemy.orm import joinedload
 
+from . import scope
 from .extensions import db
 from .models import STATUSES, Course, CourseAssignment, Location, User, utcnow
 from .user_queries import UserFilters, filtered_users
@@ -39,8 +40,16 @@ def _open():
     )
 
 
+def _in_scope(a=CourseAssignment) -> tuple:
+    """The records of the scoped administrator's people (#17); no condition otherwise."""
+    rule = scope.current_rule()
+    return () if rule is None else (a.user_id.in_(scope.in_scope_ids(rule)),)
+
+
 def users_by_status() -> dict[str, int]:
-    rows = db.session.execute(select(User.status, func.count()).group_by(User.status))
+    rows = db.session.execute(
+        select(User.status, func.count()).where(scope.user_condition()).group_by(User.status)
+    )
     counts = dict.fromkeys(STATUSES, 0)
     counts.update({row[0]: row[1] for row in rows})
     return counts
@@ -81,7 +90,7 @@ def summary() -> Summary:
     # many of them are past their due date.
     rows = db.session.execute(
         select(a.course_id, a.state, func.count(), func.count().filter(a.due_date < now))
-        .where(a.archived_at.is_(None))
+        .where(a.archived_at.is_(None), *_in_scope(a))
         .group_by(a.course_id, a.state)
     )
     for course_id, state, n, late in rows:
@@ -93,7 +102,7 @@ def summary() -> Summary:
             f.overdue += late
     due_soon = db.session.execute(
         select(a.course_id, func.count())
-        .where(_open(), a.due_date.between(now, soon))
+        .where(_open(), a.due_date.between(now, soon), *_in_scope(a))
         .group_by(a.course_id)
     )
     for course_id, n in due_soon:
@@ -125,7 +134,7 @@ class RecordFilters:
 
 def records_query(filters: RecordFilters) -> Select[tuple[CourseAssignment]]:
     """Training records matching the filters, newest first (a stable order for paging)."""
-    query = select(CourseAssignment)
+    query = select(CourseAssignment).where(*_in_scope())
     if filters.course:
         query = query.where(CourseAssignment.course_id == filters.course)
     if filters.archived == "yes":

@@ -492,7 +492,11 @@ def _queue_digests(today: date, now: datetime) -> int:
     monday = today - timedelta(days=today.weekday())
     admins = db.session.scalars(
         select(User).where(
-            User.role == "admin", User.status == "active", User.wants_digest.is_(True)
+            User.role == "admin",
+            User.status == "active",
+            User.wants_digest.is_(True),
+            # The organisation's figures: never to a scoped administrator (#17).
+            User.scope_id.is_(None),
         )
     ).all()
     notices = [

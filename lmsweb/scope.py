@@ -17,10 +17,19 @@ from dataclasses import dataclass
 
 from flask import g, has_request_context
 from flask_login import current_user
-from sqlalchemy import ColumnElement, false, or_, select, true
+from sqlalchemy import ColumnElement, Select, false, func, or_, select, true
 
 from .extensions import db
-from .models import Scope, User, scope_groups, scope_locations, user_groups
+from .models import (
+    Group,
+    Location,
+    ScimToken,
+    Scope,
+    User,
+    scope_groups,
+    scope_locations,
+    user_groups,
+)
 
 
 @dataclass(frozen=True)
@@ -40,16 +49,22 @@ def rule_for(scope_id: int | None) -> ScopeRule | None:
     """The rule of a scope by id; None (organisation-wide) for no scope."""
     if scope_id is None:
         return None
-    scope = db.session.get(Scope, scope_id)
-    if scope is None:  # cannot happen (RESTRICT), and must not widen if it did
-        return ScopeRule(frozenset(), frozenset(), "nobody")
-    locations = db.session.scalars(
-        select(scope_locations.c.location_id).where(scope_locations.c.scope_id == scope_id)
+    # Two queries: the members with their names (for the label, as Scope.label spells it).
+    locations = db.session.execute(
+        select(Location.id, Location.name)
+        .join(scope_locations, scope_locations.c.location_id == Location.id)
+        .where(scope_locations.c.scope_id == scope_id)
+        .order_by(Location.name)
     ).all()
-    groups = db.session.scalars(
-        select(scope_groups.c.group_id).where(scope_groups.c.scope_id == scope_id)
+    groups = db.session.execute(
+        select(Group.id, Group.name)
+        .join(scope_groups, scope_groups.c.group_id == Group.id)
+        .where(scope_groups.c.scope_id == scope_id)
+        .order_by(Group.name)
     ).all()
-    return ScopeRule(frozenset(locations), frozenset(groups), scope.label)
+    # A scope that is gone (cannot happen: RESTRICT) or empty reaches nobody; never widen.
+    label = ", ".join(name for _id, name in [*locations, *groups]) or "nobody"
+    return ScopeRule(frozenset(i for i, _n in locations), frozenset(i for i, _n in groups), label)
 
 
 _UNSET = object()
@@ -120,3 +135,141 @@ def reaches(user: User, rule: ScopeRule | None = None, *, current: bool = True) 
         )
     )
     return member is not None
+
+
+# --- what a scoped administrator is shown and may change (#17) ------------------------------
+
+OUT_OF_SCOPE = "That user is outside your scope."
+NOT_ADMINS = "Only an organisation-wide administrator can change administrators."
+
+
+def in_scope_ids(rule: ScopeRule | None = None) -> Select:
+    """SQL: the ids of the users in scope (for narrowing rows that point at a user)."""
+    return select(User.id).where(user_condition(rule))
+
+
+def visible_location_ids(rule: ScopeRule) -> set[int]:
+    """The locations a scoped administrator may see named: the scope's own and those of
+    its groups' members (who are in scope wherever they are)."""
+    ids = set(rule.location_ids)
+    if rule.group_ids:
+        members = select(user_groups.c.user_id).where(
+            user_groups.c.group_id.in_(sorted(rule.group_ids))
+        )
+        ids.update(
+            db.session.scalars(
+                select(User.location_id)
+                .where(User.id.in_(members), User.location_id.is_not(None))
+                .distinct()
+            )
+        )
+    return ids
+
+
+def visible_group_ids(rule: ScopeRule) -> set[int]:
+    """The groups a scoped administrator may see named: the scope's own and those of the
+    users in scope."""
+    ids = set(rule.group_ids)
+    if rule.location_ids:
+        at = select(User.id).where(User.location_id.in_(sorted(rule.location_ids)))
+        ids.update(
+            db.session.scalars(
+                select(user_groups.c.group_id).where(user_groups.c.user_id.in_(at)).distinct()
+            )
+        )
+    return ids
+
+
+def visible(model, rule: ScopeRule | None = None) -> ColumnElement[bool]:
+    """SQL: the Location (or Group) row may be named to the request's administrator."""
+    rule = rule if rule is not None else current_rule()
+    if rule is None:
+        return true()
+    key = f"_scope_visible_{model.__name__}"
+    ids = g.get(key) if has_request_context() else None
+    if ids is None:
+        ids = visible_location_ids(rule) if model is Location else visible_group_ids(rule)
+        if has_request_context():
+            setattr(g, key, ids)
+    return model.id.in_(sorted(ids)) if ids else false()
+
+
+def may_act_on(user: User) -> str | None:
+    """Why the request's administrator may not act on `user` (None: they may). A scoped
+    administrator reaches only their people, and never another administrator."""
+    rule = current_rule()
+    if rule is None:
+        return None
+    if not reaches(user, rule):
+        return OUT_OF_SCOPE
+    if user.role == "admin":
+        return NOT_ADMINS
+    return None
+
+
+def lands_in_scope(location_id: int | None, group_ids: set[int] | list[int]) -> bool:
+    """Whether a user at `location_id` in `group_ids` is in the request's scope."""
+    rule = current_rule()
+    if rule is None:
+        return True
+    return (location_id is not None and location_id in rule.location_ids) or bool(
+        set(group_ids) & rule.group_ids
+    )
+
+
+def landing_refusal(location_id: int | None, group_ids) -> str | None:
+    """The message when a user would land outside the request's scope."""
+    if lands_in_scope(location_id, group_ids):
+        return None
+    return (
+        f"Choose a location or group of your scope ({current_rule().label}): "  # type: ignore[union-attr]
+        "a user outside it would be out of your reach."
+    )
+
+
+def set_scope(admin: User, locations: list[Location], groups: list[Group]) -> Scope | None:
+    """Make `admin` organisation-wide (no locations or groups) or scoped to them; the old
+    scope row goes. The caller audits and ends the administrator's sessions."""
+    old = admin.scope
+    if not locations and not groups:
+        admin.scope = None
+    else:
+        admin.scope = Scope(locations=list(locations), groups=list(groups))
+    db.session.flush()
+    if old is not None and old is not admin.scope:
+        still_used = db.session.scalar(
+            select(User.id).where(User.scope_id == old.id).limit(1)
+        ) or db.session.scalar(select(ScimToken.id).where(ScimToken.scope_id == old.id).limit(1))
+        if still_used is None:
+            db.session.delete(old)
+    return admin.scope
+
+
+def naming_scopes(model, item_id: int) -> int:
+    """How many scopes name the location (or group) `item_id`."""
+    table, column_ = (
+        (scope_locations, scope_locations.c.location_id)
+        if model is Location
+        else (scope_groups, scope_groups.c.group_id)
+    )
+    return db.session.scalar(select(func.count()).select_from(table).where(column_ == item_id)) or 0
+
+
+GROUPS_OF_SCOPE = "You can only give groups of your scope ({label})."
+
+
+def assignable(rule: ScopeRule | None = None) -> ColumnElement[bool]:
+    """SQL: the Group row may be given to a user by the request's administrator."""
+    rule = rule if rule is not None else current_rule()
+    if rule is None:
+        return true()
+    return Group.id.in_(sorted(rule.group_ids)) if rule.group_ids else false()
+
+
+def groups_refusal(wanted: set[int], current: set[int]) -> str | None:
+    """Why a scoped administrator may not set a user's groups to `wanted` (None: they may):
+    they may add the groups of their scope, and keep or remove those the user has."""
+    rule = current_rule()
+    if rule is None or not (wanted - current - rule.group_ids):
+        return None
+    return GROUPS_OF_SCOPE.format(label=rule.label)

@@ -20,6 +20,36 @@ def public(view: F) -> F:
     return view
 
 
+# How each /admin endpoint treats a scoped administrator (#17): "scoped" views narrow what
+# they read and change to the administrator's people (through lmsweb/scope.py); "org_wide"
+# ones are refused (403). Whole areas are declared here; scoped views carry @scoped. An
+# /admin endpoint declared neither way is refused too, and tests/test_scope_matrix.py fails.
+SCOPED, ORG_WIDE = "scoped", "org_wide"
+ORG_WIDE_BLUEPRINTS = {"courses", "org", "rules", "settings"}
+
+
+def scoped(view: F) -> F:
+    """The view narrows to the scoped administrator's people (scope.user_condition,
+    get_user_or_404): a scoped administrator may use it."""
+    view.admin_scope = SCOPED  # type: ignore[attr-defined]
+    return view
+
+
+def org_wide(view: F) -> F:
+    """Only an organisation-wide administrator may use the view."""
+    view.admin_scope = ORG_WIDE  # type: ignore[attr-defined]
+    return view
+
+
+def scope_declaration(app: Flask, endpoint: str | None) -> str | None:
+    """ "scoped", "org_wide", or None (undeclared) for an endpoint."""
+    view = app.view_functions.get(endpoint) if endpoint else None
+    declared = getattr(view, "admin_scope", None)
+    if declared is None and endpoint and endpoint.split(".", 1)[0] in ORG_WIDE_BLUEPRINTS:
+        return ORG_WIDE
+    return declared
+
+
 def bearer(check: Callable):
     """Authenticate a view by `check()` (a bearer token) instead of the session: `check`
     returns None to let the request in, or the response that refuses it. Such views take
@@ -64,7 +94,7 @@ def _unauthenticated():
 
 def enforce_access():
     """before_request: every endpoint needs a signed-in user unless it is public;
-    `/admin/...` needs an administrator."""
+    `/admin/...` needs an administrator, and a scoped one only reaches @scoped views."""
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     check = bearer_check(app, request.endpoint)
     if check is not None:
@@ -74,8 +104,11 @@ def enforce_access():
     if not current_user.is_authenticated:
         return _unauthenticated()
     rule = request.url_rule
-    if rule is not None and is_admin_rule(rule.rule) and not current_user.is_admin:
-        abort(403)
+    if rule is not None and is_admin_rule(rule.rule):
+        if not current_user.is_admin:
+            abort(403)
+        if current_user.scope_id is not None and scope_declaration(app, request.endpoint) != SCOPED:
+            abort(403, "Only an organisation-wide administrator can do this.")
     return None
 
 
@@ -110,6 +143,19 @@ def add_security_headers(response):
     return response
 
 
+def _scope_label() -> str | None:
+    """ "Lisbon, Porto": the signed-in administrator's scope, for the top bar; None when
+    organisation-wide."""
+    from .scope import current_rule
+
+    rule = current_rule()
+    return rule.label if rule is not None else None
+
+
 def init_app(app: Flask) -> None:
     app.before_request(enforce_access)
     app.after_request(add_security_headers)
+    app.jinja_env.globals.update(
+        scope_label=_scope_label,
+        nav_in_scope=lambda endpoint: scope_declaration(app, endpoint) == SCOPED,
+    )

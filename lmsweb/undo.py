@@ -18,7 +18,7 @@ from flask import current_app, url_for
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from sqlalchemy import select
 
-from . import audit, licensing, lifecycle
+from . import audit, licensing, lifecycle, scope
 from .domain_error import DomainError
 from .extensions import db
 from .models import AuditEvent, CourseAssignment, Group, User
@@ -97,8 +97,10 @@ def perform(token: str, actor: User) -> Undone:
 
 def _user(event: AuditEvent) -> User:
     user = db.session.get(User, event.target_user_id)
-    if user is None:
+    if user is None or scope.may_act_on(user) == scope.OUT_OF_SCOPE:
         raise DomainError("That user no longer exists.")
+    if refusal := scope.may_act_on(user):
+        raise DomainError(refusal)
     return user
 
 

@@ -18,7 +18,7 @@ from wtforms import (
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Length, Optional, ValidationError
 
-from . import lifecycle
+from . import lifecycle, scope
 from .extensions import db
 from .models import ROLE_LABELS, Course, Group, Location, User
 
@@ -76,6 +76,32 @@ class UserForm(FlaskForm):
             SelectChoice(g.id, g.name)
             for g in db.session.scalars(select(Group).order_by(Group.name))
         ]
+        self._narrow_to_scope()
+
+    def _narrow_to_scope(self) -> None:
+        """A scoped administrator picks from their scope's locations and groups (and keeps
+        what the user already has), and makes no administrators."""
+        rule = scope.current_rule()
+        if rule is None:
+            return
+        had_location = {self.user.location_id} if self.user else set()
+        had_groups = {g.id for g in self.user.groups} if self.user else set()
+        # Any location named to them (a user there lands in scope through a scoped group).
+        locations = scope.visible_location_ids(rule) | had_location
+        groups = rule.group_ids | had_groups
+        self.location.choices = [
+            c for c in self.location.choices if c.value is None or c.value in locations
+        ]
+        self.group.choices = [c for c in self.group.choices if c.value in groups]
+        self.role.choices = [c for c in self.role.choices if c.value != "admin"]
+
+    def validate(self, extra_validators=None) -> bool:
+        valid = super().validate(extra_validators)
+        if refusal := scope.landing_refusal(self.location.data, self.group.data or []):
+            # Also instead of "Not a valid choice" for a location outside the scope.
+            self.location.errors = [refusal]
+            return False
+        return valid
 
     def validate_email(self, field):
         value = (field.data or "").strip()

@@ -38,6 +38,7 @@ from sqlalchemy.orm import selectinload
 from sqlalchemy.sql.functions import FunctionElement
 from werkzeug.datastructures import MultiDict
 
+from . import scope
 from .compliance import TRAINING_LABELS
 from .compliance import condition as training_condition
 from .extensions import db
@@ -316,8 +317,12 @@ def search_condition(q: str) -> ColumnElement[bool] | None:
 
 
 def filtered_users(filters: UserFilters) -> Select[tuple[User]]:
-    """Users matching the filters, unordered (callers add ordering or aggregate)."""
+    """Users matching the filters, unordered (callers add ordering or aggregate). Narrowed
+    first by the administrator's scope: the list, its count, "everyone matching", the export
+    and the Dashboard all come through here."""
     query = select(User)
+    if (rule := scope.current_rule()) is not None:
+        query = query.where(scope.user_condition(rule))
     statuses = set(filters.status)
     # Every status is everyone; two of three read as "not the third", which lets the
     # planners walk a name-ordered index instead of sorting both status ranges.
@@ -407,9 +412,15 @@ def training_counts(user_ids: list[int], today: date) -> dict[int, TrainingCount
 
 def get_user_or_404(user_id: int, *, with_groups: bool = False) -> User:
     """The user every /admin/users/<id> route acts on, or 404: the one place that decides
-    which users an administrator may reach."""
+    which users an administrator may reach (a scoped one: their people, never another
+    administrator)."""
     options = [selectinload(User.groups)] if with_groups else []
     user = db.session.get(User, user_id, options=options)
     if user is None:
         abort(404, "That user does not exist.")
+    refusal = scope.may_act_on(user)
+    if refusal == scope.OUT_OF_SCOPE:
+        abort(404, "That user does not exist.")
+    if refusal:
+        abort(403, refusal)
     return user

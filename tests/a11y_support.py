@@ -56,6 +56,7 @@ class Seeds:
     assignment_id: int  # the learner's own, not started
     import_job_id: int  # a previewed import with rows of every kind
     tokens: dict[str, str] = field(default_factory=dict)
+    admin_user_id: int = 0  # a scoped administrator: their page carries the scope form
 
 
 # endpoint -> a function of the seeds giving the URL arguments, or a list of
@@ -71,7 +72,10 @@ SAMPLES: dict[str, Sample] = {
         ("valid link", {"token": s.tokens["reset"]}, 200),
         ("forged link", {"token": "not-a-valid-token"}, 410),
     ],
-    "users.detail": lambda s: {"user_id": s.user_id},
+    "users.detail": lambda s: [
+        ("", {"user_id": s.user_id}, 200),
+        ("an administrator, with the scope form", {"user_id": s.admin_user_id}, 200),
+    ],
     "users.edit": lambda s: {"user_id": s.user_id},
     "users.edit_courses": lambda s: {"user_id": s.user_id},
     "users.edit_groups": lambda s: {"user_id": s.user_id},
@@ -194,10 +198,20 @@ def seed_pages(app: Flask, make, users: int = 300) -> Seeds:
         location_id=location.id,
     )
     archived = make.user(first_name="Ari", last_name="Archer", status="archived")
+    site_admin = make.admin(first_name="Sid", last_name="Aardsite", email="sid.site@example.com")
     with app.app_context():
         import_job = previewed_import(admin.id, learner.email)
         user = db.session.get(User, pending.id)
         reset_for = db.session.get(User, learner.id)
+        from lmsweb.models import Group, Location
+        from lmsweb.scope import set_scope
+
+        set_scope(
+            db.session.get(User, site_admin.id),
+            [db.session.get(Location, location.id)],
+            [db.session.get(Group, group.id)],
+        )
+        db.session.commit()
         tokens = {
             "activate": make_token(user, "activate"),
             "reset": make_token(reset_for, "reset"),
@@ -215,6 +229,7 @@ def seed_pages(app: Flask, make, users: int = 300) -> Seeds:
         assignment_id=assignment.id,
         import_job_id=import_job,
         tokens=tokens,
+        admin_user_id=site_admin.id,
     )
 
 

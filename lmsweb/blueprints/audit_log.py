@@ -14,11 +14,12 @@ from wtforms import DateField, SearchField, SelectField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import Length, Optional, ValidationError
 
-from .. import audit
+from .. import audit, scope
 from ..extensions import db
 from ..models import AuditEvent, User, actor_label, utcnow
 from ..params import page_arg
 from ..rendering import render
+from ..security import scoped
 from ..xlsx import download, stream_workbook
 
 bp = Blueprint("audit_log", __name__, url_prefix="/admin/audit")
@@ -77,6 +78,9 @@ def filtered_events(form: AuditFilterForm) -> Select:
     """The events the (validated) filters select, newest first."""
     actor, target = aliased(User), aliased(User)
     query = select(AuditEvent)
+    if (rule := scope.current_rule()) is not None:
+        # A scoped administrator reads the events about their people only (#17).
+        query = query.where(AuditEvent.target_user_id.in_(scope.in_scope_ids(rule)))
     if form.actor.data:
         query = query.join(actor, AuditEvent.actor_id == actor.id).where(
             _person_matches(actor, form.actor.data)
@@ -105,6 +109,7 @@ def filter_args(form: AuditFilterForm) -> dict[str, str]:
 
 
 @bp.route("")
+@scoped
 def index():
     """List audit events (full page, or the results partial to htmx)."""
     form = _filter_form()
@@ -128,6 +133,7 @@ def index():
 
 
 @bp.route("/export.xlsx")
+@scoped
 def export_events():
     """Download the filtered audit log as an Excel workbook."""
     form = _filter_form()

@@ -10,11 +10,12 @@ from wtforms import IntegerField, SearchField, SelectField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import Optional
 
-from .. import audit, compliance, reports
+from .. import audit, compliance, reports, scope
 from ..extensions import db
 from ..models import Course, Group, Location, utcnow
 from ..params import in_range
 from ..rendering import render, see_other, wants_partial
+from ..security import org_wide, scoped
 from ..xlsx import download, stream_workbook
 
 bp = Blueprint("dashboard", __name__, url_prefix="/admin/dashboard")
@@ -55,11 +56,15 @@ class RecordFilterForm(FlaskForm):
         ]
         self.location.choices = [SelectChoice("", "All locations")] + [
             SelectChoice(str(x.id), x.name)
-            for x in db.session.scalars(select(Location).order_by(Location.name))
+            for x in db.session.scalars(
+                select(Location).where(scope.visible(Location)).order_by(Location.name)
+            )
         ]
         self.group.choices = [SelectChoice("", "All groups")] + [
             SelectChoice(str(g.id), g.name)
-            for g in db.session.scalars(select(Group).order_by(Group.name))
+            for g in db.session.scalars(
+                select(Group).where(scope.visible(Group)).order_by(Group.name)
+            )
         ]
 
     def to_filters(self) -> reports.RecordFilters:
@@ -92,6 +97,7 @@ def _filter_form() -> RecordFilterForm:
 
 
 @bp.route("")
+@scoped
 def index():
     """Figures at a glance, then the training records (the records partial to htmx)."""
     form = _filter_form()
@@ -115,6 +121,7 @@ def index():
 
 
 @bp.route("/records.xlsx")
+@scoped
 def export_records():
     """The training records matching the dashboard's filters, as an Excel workbook."""
     form = _filter_form()
@@ -138,6 +145,7 @@ def export_records():
 
 
 @bp.route("/digest", methods=["POST"])
+@org_wide
 def digest():
     """Opt in to (digest=on) or out of (digest=off) the weekly compliance digest email."""
     choice = request.form.get("digest")

@@ -11,7 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from wtforms import StringField
 from wtforms.validators import DataRequired, Length
 
-from .. import audit
+from .. import audit, scope
 from ..extensions import db
 from ..models import Group, Location, User, user_groups
 from ..navigation import app_path, refuse
@@ -163,6 +163,13 @@ def _remove(kind: Kind, item_id: int):
             kind,
             f"“{item.name}” cannot be removed: {who} in it. "
             f"Move them to another {kind.singular} first.",
+        )
+    if scopes := scope.naming_scopes(kind.model, item.id):
+        who = "a scope" if scopes == 1 else f"{scopes} scopes"
+        return _refuse(
+            kind,
+            f"“{item.name}” cannot be removed: it is in {who} (of an administrator or a SCIM "
+            "token). Change the scope first.",
         )
     name = item.name
     audit.record(f"{kind.singular}.remove", target=item, summary=f"Removed {kind.singular} {name}")

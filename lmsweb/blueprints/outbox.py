@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, flash, make_response, render_template, request, url_for
+from flask import Blueprint, abort, flash, make_response, render_template, request, url_for
 from sqlalchemy import func, select
 from wtforms import Form, IntegerField, SelectField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import Optional
 
-from .. import audit
+from .. import audit, scope
 from ..domain_error import DomainError
 from ..extensions import db
 from ..models import EMAIL_STATUSES, OutboundEmail
@@ -16,6 +16,7 @@ from ..navigation import app_path, go_back, refuse, safe_next
 from ..notifications import retry
 from ..params import in_range
 from ..rendering import render, toast, wants_partial
+from ..security import scoped
 
 bp = Blueprint("outbox", __name__, url_prefix="/admin/outbox")
 
@@ -35,19 +36,27 @@ class OutboxFilterForm(Form):
     page = IntegerField("Page", default=1, validators=[Optional(), in_range()])
 
 
+def _in_scope() -> tuple:
+    """A scoped administrator reads the email of their people only (#17)."""
+    rule = scope.current_rule()
+    return () if rule is None else (OutboundEmail.user_id.in_(scope.in_scope_ids(rule)),)
+
+
 @bp.route("")
+@scoped
 def index():
     """Every outbound email, newest first; filter by status, paged."""
     form = OutboxFilterForm(request.args)
     valid = form.validate()
     status = form.status.data if valid else ""
     page = (form.page.data or 1) if valid else 1
-    query = select(OutboundEmail)
+    mine = _in_scope()
+    query = select(OutboundEmail).where(*mine)
     if status:
         query = query.where(OutboundEmail.status == status)
     counts = dict(
         db.session.execute(
-            select(OutboundEmail.status, func.count()).group_by(OutboundEmail.status)
+            select(OutboundEmail.status, func.count()).where(*mine).group_by(OutboundEmail.status)
         ).all()
     )
     pagination = db.paginate(
@@ -65,9 +74,14 @@ def index():
 
 
 @bp.route("/<id:email_id>/retry", methods=["POST"])
+@scoped
 def retry_email(email_id: int):
     """Queue a failed message again, from its first attempt."""
-    message = db.get_or_404(OutboundEmail, email_id)
+    message = db.session.scalar(
+        select(OutboundEmail).where(OutboundEmail.id == email_id, *_in_scope())
+    )
+    if message is None:
+        abort(404, "That email does not exist.")
     next_url = safe_next(request.form.get("next"), app_path(url_for("outbox.index")))
     try:
         retry(message)

@@ -13,7 +13,7 @@ from typing import Any, NamedTuple
 from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import func, select
 
-from .. import lifecycle
+from .. import lifecycle, scope
 from ..extensions import db
 from ..models import Course, CourseAssignment, Group, Location, User, user_groups
 
@@ -205,6 +205,50 @@ def _name_key(name: str, kind: str, known: dict, new: dict | None, reasons: list
     return key
 
 
+def _actor_rule(actor_id: int | None) -> scope.ScopeRule | None:
+    scope_id = (
+        db.session.scalar(select(User.scope_id).where(User.id == actor_id)) if actor_id else None
+    )
+    return scope.rule_for(scope_id)
+
+
+def _scope_reasons(
+    rule, target, role, location_id, group_keys, groups, current_groups
+) -> list[str]:
+    """Why a scoped administrator's row may not be imported: it names someone outside their
+    scope or an administrator, makes an administrator, gives a group outside the scope, or
+    leaves the user outside it."""
+    if target is not None:
+        if not scope.reaches(db.session.get(User, target.id), rule):
+            return ["Outside your scope: you do not manage this user."]
+        if target.role == "admin":
+            return [scope.NOT_ADMINS]
+    if role == "admin":
+        return ["Only an organisation-wide administrator can make administrators."]
+    had = current_groups.get(target.id, set()) if target else set()
+    if group_keys is not None:
+        wanted = {groups[k] for k in group_keys if k in groups}
+        if wanted - had - rule.group_ids:
+            return [f"A group outside your scope ({rule.label})."]
+    else:
+        wanted = _groups_of(target.id) if target is not None else set()
+    final_location = (
+        location_id if location_id is not None else (target.location_id if target else None)
+    )
+    if not (
+        (final_location is not None and final_location in rule.location_ids)
+        or wanted & rule.group_ids
+    ):
+        return [f"Outside your scope: give a location or group of your scope ({rule.label})."]
+    return []
+
+
+def _groups_of(user_id: int) -> set[int]:
+    return set(
+        db.session.scalars(select(user_groups.c.group_id).where(user_groups.c.user_id == user_id))
+    )
+
+
 def plan_import(
     data: dict[str, Any], create_missing: bool, actor_id: int | None, progress=None
 ) -> Plan:
@@ -249,6 +293,10 @@ def plan_import(
     seats: Counter[int] = Counter()
     admins = _AdminsLeft()
 
+    # A scoped administrator's rows must stay in their scope, and create no locations or
+    # groups (#17).
+    rule = _actor_rule(actor_id)
+    create_missing = create_missing and rule is None
     # Unknown locations and groups are created (collected here) or refused.
     new_locations = plan.new_locations if create_missing else None
     new_groups = plan.new_groups if create_missing else None
@@ -337,6 +385,11 @@ def plan_import(
                 )
             ):
                 reasons.append(refusal)
+        if rule is not None and not reasons:
+            reasons += _scope_reasons(
+                rule, target, role, locations.get(location_key or ""), group_keys, groups,
+                current_groups,
+            )  # fmt: skip
         if reasons:
             plan.rows.append(["error", reasons, target.id if target else None, []])
             continue

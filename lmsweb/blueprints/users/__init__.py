@@ -7,6 +7,7 @@ bp = Blueprint("users", __name__, url_prefix="/admin/users")
 # Imported for their routes, after `bp` exists.
 from . import (  # noqa: E402,F401
     actions,
+    admin_scope,
     archive,
     assignments,
     bulk,

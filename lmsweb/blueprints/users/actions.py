@@ -13,6 +13,7 @@ from ...models import User
 from ...navigation import back_to_list, go_back, refuse
 from ...notifications import queue_invitation
 from ...rendering import toast, wants_partial
+from ...security import scoped
 from ...user_queries import get_user_or_404
 from . import bp
 
@@ -48,6 +49,7 @@ def _notify(user: User, resend: bool) -> None:
 
 
 @bp.route("/<id:user_id>/approve", methods=["POST"])
+@scoped
 def approve_user(user_id: int):
     """Approve a pending user; with `notify`, queue their invitation in the same step."""
     user = get_user_or_404(user_id)
@@ -73,6 +75,7 @@ def approve_user(user_id: int):
 
 
 @bp.route("/<id:user_id>/notify", methods=["POST"])
+@scoped
 def notify_user(user_id: int):
     """Queue the invitation email (again, if already notified)."""
     user = get_user_or_404(user_id)

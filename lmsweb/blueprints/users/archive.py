@@ -17,6 +17,7 @@ from ...extensions import db
 from ...models import User
 from ...navigation import back_to_list, go_back, refuse
 from ...rendering import render, toast, wants_partial
+from ...security import scoped
 from ...user_queries import UserFilters, get_user_or_404
 from . import bp
 
@@ -65,6 +66,7 @@ def _row_response(user: User, next_url: str, message: str, offer: dict | None = 
 
 
 @bp.route("/<id:user_id>/archive", methods=["GET"])
+@scoped
 def confirm_archive(user_id: int):
     """Show what archiving this user would do, with the two choices."""
     user = get_user_or_404(user_id)
@@ -76,6 +78,7 @@ def confirm_archive(user_id: int):
 
 
 @bp.route("/<id:user_id>/archive", methods=["POST"])
+@scoped
 def archive(user_id: int):
     """Archive the user (mode=user) or only their open course activity (mode=activity)."""
     user = get_user_or_404(user_id)
@@ -139,6 +142,7 @@ def archive(user_id: int):
 
 
 @bp.route("/<id:user_id>/restore", methods=["POST"])
+@scoped
 def restore(user_id: int):
     """Restore an archived user to active; their archived records stay archived."""
     user = get_user_or_404(user_id)

@@ -14,7 +14,7 @@ from wtforms import DateField, HiddenField, IntegerField, SelectMultipleField
 from wtforms.validators import InputRequired, Optional, ValidationError
 from wtforms.widgets import CheckboxInput, ListWidget
 
-from ... import audit, enrolment, licensing, undo
+from ... import audit, enrolment, licensing, scope, undo
 from ...domain_error import DomainError
 from ...extensions import db
 from ...lifecycle import set_groups
@@ -22,6 +22,7 @@ from ...models import AuditEvent, Course, CourseAssignment, Group, User, utcnow
 from ...navigation import app_path, back_to_list, go_back, refuse
 from ...params import in_range
 from ...rendering import render, see_other, toast
+from ...security import scoped
 from ...user_queries import get_user_or_404
 from . import bp
 
@@ -125,6 +126,15 @@ def _row_response(user: User, message: str, **events) -> Response:
 # --- Groups ---------------------------------------------------------------------------
 
 
+def _narrow_groups(form: GroupsForm, user: User) -> GroupsForm:
+    """A scoped administrator gives the groups of their scope and keeps the user's own."""
+    rule = scope.current_rule()
+    if rule is not None:
+        keep = rule.group_ids | {g.id for g in user.groups}
+        form.group.choices = [c for c in form.group.choices if c[0] in keep]
+    return form
+
+
 def _groups_view(user: User, form: GroupsForm, status: int = 200) -> Response:
     if request.headers.get("HX-Target") == "groups-dialog-body":
         page = partial = "users/_groups_body.html"
@@ -134,13 +144,14 @@ def _groups_view(user: User, form: GroupsForm, status: int = 200) -> Response:
 
 
 @bp.route("/<id:user_id>/groups", methods=["GET", "POST"])
+@scoped
 def edit_groups(user_id: int):
     """Choose a user's groups: the full new set replaces the old one."""
     user = get_user_or_404(user_id, with_groups=True)
     if request.method == "GET":
         form = GroupsForm(formdata=None, data={"group": [g.id for g in user.groups]})
-        return _groups_view(user, form)
-    form = GroupsForm()
+        return _groups_view(user, _narrow_groups(form, user))
+    form = _narrow_groups(GroupsForm(), user)
     if not form.validate_on_submit():
         return _groups_view(user, form, 422)
     chosen = db.session.scalars(select(Group).where(Group.id.in_(form.group.data or []))).all()
@@ -242,6 +253,7 @@ def _load_assignment(user: User, form: AssignmentForm) -> CourseAssignment:
 
 
 @bp.route("/<id:user_id>/courses", methods=["GET", "POST"])
+@scoped
 def edit_courses(user_id: int):
     """A user's course assignments: assign, change due dates, unassign, archive activity."""
     user = get_user_or_404(user_id, with_groups=True)

@@ -11,7 +11,7 @@ from werkzeug.datastructures import MultiDict
 from wtforms import DateField, HiddenField, IntegerField, SelectMultipleField, StringField
 from wtforms.validators import AnyOf, DataRequired, Length, Optional
 
-from ... import bulk_actions
+from ... import bulk_actions, scope
 from ...bulk_actions import ACTIONS, Params, Selection
 from ...domain_error import DomainError
 from ...extensions import db
@@ -19,6 +19,7 @@ from ...models import Course, Group
 from ...navigation import refuse
 from ...params import MAX_IDS, coerce_id, in_range
 from ...rendering import see_other, toast, wants_partial
+from ...security import scoped
 from ...user_queries import FILTER_PARAMS, UserFilters
 from . import bp
 from .listing import list_context
@@ -75,7 +76,9 @@ def _list_url(action=None) -> str:
 def bulk_options() -> dict:
     """Groups and courses for the action bar's fields (queried only when the bar renders)."""
     return {
-        "groups": list(db.session.scalars(select(Group).order_by(Group.name))),
+        "groups": list(
+            db.session.scalars(select(Group).where(scope.assignable()).order_by(Group.name))
+        ),
         "courses": list(db.session.scalars(select(Course).order_by(Course.code))),
     }
 
@@ -104,6 +107,7 @@ def _message(text: str, status: int, level: str = "error"):
 
 
 @bp.route("/bulk", methods=["POST"])
+@scoped
 def bulk():
     """Run a bulk action on the checked users or on everyone matching the filters."""
     form = BulkForm()
@@ -141,6 +145,15 @@ def bulk():
         params.group = db.session.get(Group, form.group.data)
     if "course" in action.fields and form.course.data:
         params.course = db.session.get(Course, form.course.data)
+    if params.group is not None and (
+        scope.groups_refusal({params.group.id}, set())
+        if action.name == "add_group"
+        else db.session.scalar(
+            select(Group.id).where(Group.id == params.group.id, scope.visible(Group))
+        )
+        is None
+    ):
+        return _message(scope.GROUPS_OF_SCOPE.format(label=scope.current_rule().label), 403)
     for name in action.required:
         if getattr(params, name) is None:
             return _message(f"Choose a {name} for “{action.label}”.", 422)

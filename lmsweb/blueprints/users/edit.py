@@ -16,12 +16,14 @@ from ...licensing import assign
 from ...models import AuditEvent, CourseAssignment, OutboundEmail, User
 from ...navigation import app_path, app_url, back_to_list, go_back, refuse
 from ...rendering import render, see_other, toast
+from ...security import scoped
 from ...user_forms import NewUserForm, UserForm
 from ...user_queries import get_user_or_404
 from . import bp
 
 
 @bp.route("/new", methods=["GET", "POST"])
+@scoped
 def new_user():
     """Add a user: a dialog to htmx, a page otherwise."""
     form = NewUserForm()
@@ -127,6 +129,7 @@ def _details_context(user: User, form: UserForm) -> dict:
 
 
 @bp.route("/<id:user_id>", methods=["GET", "POST"])
+@scoped
 def detail(user_id: int):
     """A user's details: edit them; status, history, training and audit trail."""
     user = get_user_or_404(user_id, with_groups=True)
@@ -181,6 +184,7 @@ def detail(user_id: int):
 
 
 @bp.route("/<id:user_id>/reset-password", methods=["POST"])
+@scoped
 def reset_password(user_id: int):
     """Email the user a link to choose a new password (admins never see or set one)."""
     user = get_user_or_404(user_id, with_groups=True)

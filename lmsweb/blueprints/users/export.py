@@ -5,20 +5,24 @@ from __future__ import annotations
 from flask import request
 from sqlalchemy import select
 
+from ... import scope
 from ...models import User, utcnow
 from ...params import ids_arg
 from ...roster_export import HEADERS, WIDTHS, export_rows, file_name
+from ...security import scoped
 from ...user_queries import STATUS, UserFilters, filtered_users
 from ...xlsx import download, stream_workbook
 from . import bp
 
 
 @bp.route("/export.xlsx")
+@scoped
 def export_users():
     """Download the users as .xlsx: the active ones by default, else the filtered view."""
     ids = ids_arg("user_ids")
     if ids:
-        users = select(User).where(User.id.in_(ids))
+        # Checked rows: each id re-checked against the administrator's scope.
+        users = select(User).where(User.id.in_(ids), scope.user_condition())
     else:
         filters = UserFilters.from_args(request.args)
         if STATUS not in request.args:

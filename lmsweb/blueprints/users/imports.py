@@ -18,6 +18,7 @@ from ...extensions import db
 from ...models import ImportJob, utcnow
 from ...navigation import app_path, refuse
 from ...rendering import render, see_other
+from ...security import scoped
 from ...xlsx import download, stream_workbook, write_workbook
 from . import bp
 
@@ -55,14 +56,15 @@ def _recent() -> list[ImportJob]:
         ImportJob.total_rows,
         ImportJob.created_at,
     )
-    return db.session.execute(
-        select(*columns).order_by(ImportJob.id.desc()).limit(RECENT_IMPORTS)
-    ).all()
+    query = select(*columns)
+    if current_user.scope_id is not None:  # a scoped administrator's own imports only
+        query = query.where(ImportJob.created_by_id == current_user.id)
+    return db.session.execute(query.order_by(ImportJob.id.desc()).limit(RECENT_IMPORTS)).all()
 
 
 def load_job(job_id: int) -> ImportJob:
     job = db.session.get(ImportJob, job_id)
-    if job is None:
+    if job is None or (current_user.scope_id is not None and job.created_by_id != current_user.id):
         abort(404, "That import does not exist.")
     return job
 
@@ -96,6 +98,7 @@ def _render_job(job: ImportJob, status: int = 200):
 
 
 @bp.route("/import", methods=["GET", "POST"])
+@scoped
 def import_users():
     """Upload a roster; answers its preview (or the progress of a large one)."""
     form = ImportForm()
@@ -130,12 +133,14 @@ def import_users():
 
 
 @bp.route("/import/<id:job_id>")
+@scoped
 def import_job(job_id: int):
     """An import: its progress, its preview, or its outcome (polled by htmx while running)."""
     return _render_job(load_job(job_id))
 
 
 @bp.route("/import/<id:job_id>/confirm", methods=["POST"])
+@scoped
 def confirm_import(job_id: int):
     """Apply the valid rows of a previewed import in one transaction."""
     job = load_job(job_id)
@@ -176,6 +181,7 @@ def confirm_import(job_id: int):
 
 
 @bp.route("/import/<id:job_id>/errors.xlsx")
+@scoped
 def import_errors(job_id: int):
     """The rows that will be (or were) skipped, with a reason column, as Excel."""
     job = load_job(job_id)
@@ -191,6 +197,7 @@ def import_errors(job_id: int):
 
 
 @bp.route("/import/template.xlsx")
+@scoped
 def import_template():
     """An empty roster with the recognised columns and one example row."""
     buffer = io.BytesIO()

@@ -13,10 +13,12 @@ from wtforms import SearchField, SelectField, SelectMultipleField
 from wtforms.fields.choices import SelectChoice
 from wtforms.widgets import CheckboxInput, ListWidget
 
+from ... import scope
 from ...compliance import TRAINING_LABELS
 from ...extensions import db
 from ...models import ROLE_LABELS, STATUS_LABELS, Group, Location, User, utcnow
 from ...rendering import render, wants_partial
+from ...security import scoped
 from ...user_queries import (
     OVERDUE,
     PER_PAGE_CHOICES,
@@ -176,16 +178,22 @@ def list_context(filters: UserFilters) -> dict[str, Any]:
     names: dict[str, dict[int, str]] = {"location": {}, "group": {}, "manager": {}}
     if filters.manager:
         rows = db.session.execute(
-            select(User.id, User.first_name, User.last_name).where(User.id.in_(filters.manager))
+            select(User.id, User.first_name, User.last_name).where(
+                User.id.in_(filters.manager), scope.user_condition()
+            )
         )
         names["manager"] = {i: f"{f} {la}".strip() for i, f, la in rows}
     if filters.location:
         rows = db.session.execute(
-            select(Location.id, Location.name).where(Location.id.in_(filters.location))
+            select(Location.id, Location.name).where(
+                Location.id.in_(filters.location), scope.visible(Location)
+            )
         )
         names["location"] = dict(rows.all())
     if filters.group:
-        rows = db.session.execute(select(Group.id, Group.name).where(Group.id.in_(filters.group)))
+        rows = db.session.execute(
+            select(Group.id, Group.name).where(Group.id.in_(filters.group), scope.visible(Group))
+        )
         names["group"] = dict(rows.all())
     first = (filters.page - 1) * filters.per_page + 1 if users else 0
     return {
@@ -256,18 +264,23 @@ def user_training(user_id: int, page: dict | None = None):
 
 
 def _anyone() -> bool:
-    return db.session.scalar(select(User.id).limit(1)) is not None
+    return db.session.scalar(select(User.id).where(scope.user_condition()).limit(1)) is not None
 
 
 @bp.route("")
+@scoped
 def index():
     """List users (full page, or the table partial to htmx)."""
     filters = UserFilters.from_args(request.args)
     context = list_context(filters)
     form_sync = not wants_partial() or request.headers.get("HX-Trigger") not in FORM_TRIGGERS
     if form_sync:
-        locations = db.session.scalars(select(Location).order_by(Location.name)).all()
-        groups = db.session.scalars(select(Group).order_by(Group.name)).all()
+        locations = db.session.scalars(
+            select(Location).where(scope.visible(Location)).order_by(Location.name)
+        ).all()
+        groups = db.session.scalars(
+            select(Group).where(scope.visible(Group)).order_by(Group.name)
+        ).all()
         context["form"] = filter_form(filters, locations, groups)
     # Only the page's own list requests (chips, sort links, pager) re-sync its filter form.
     list_request = request.headers.get("HX-Target") == "users-results"

@@ -7,6 +7,7 @@ from flask import request
 from ... import audit, schedule
 from ...extensions import db
 from ...navigation import back_to_list, refuse
+from ...security import scoped
 from ...user_queries import get_user_or_404
 from . import bp
 from .actions import RowActionForm, _answer
@@ -21,6 +22,7 @@ def last_reminder_text(when) -> str:
 
 
 @bp.route("/<id:user_id>/remind", methods=["POST"])
+@scoped
 def remind_user(user_id: int):
     """Queue a reminder now; the answer says when the previous one went."""
     user = get_user_or_404(user_id)

@@ -10,10 +10,12 @@ from ...domain_error import DomainError
 from ...extensions import db
 from ...navigation import app_path, go_back, refuse, safe_next
 from ...rendering import render, toast
+from ...security import scoped
 from . import bp
 
 
 @bp.route("/undo", methods=["POST"])
+@scoped
 def undo_change():
     """Reverse the change a toast offered to undo, or say why it cannot be."""
     back = safe_next(request.form.get("next"), app_path(url_for("users.index")))
