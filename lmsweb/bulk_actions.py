@@ -347,6 +347,12 @@ def assign_course(selection: Selection, params: Params) -> Result:
     licensing.lock_courses([course.id])
     eligible, result = _assign_plan(selection, course)
     db.session.refresh(course)
+    if params.fit:
+        # A location's allocation may be full while the pool is not: skip its people.
+        allowed = licensing.fit_allocations(course, eligible)
+        for user_id in allowed.over:
+            result.skip(f"no {course.code} license left for their location", user_id)
+        eligible = allowed.fit
     available = course.seats_available
     if len(eligible) > available:
         if not params.fit:
@@ -357,7 +363,7 @@ def assign_course(selection: Selection, params: Params) -> Result:
         for user_id in eligible[available:]:
             result.skip(f"no {course.code} license left", user_id)
         eligible = eligible[:available]
-    licensing.take_seats(course, len(eligible))
+    licensing.take_seats(course, eligible)
     now = utcnow()
     actor_id = params.actor.id if params.actor else None
     for ids in chunks(eligible):
