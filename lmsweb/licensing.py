@@ -157,7 +157,7 @@ def lock_allocations(course_id: int, location_ids) -> dict[int, int]:
         )
         if row_locks():
             query = query.with_for_update()
-        caps.update(db.session.execute(query).tuples())
+        caps.update(db.session.execute(query).all())
     return caps
 
 
@@ -168,7 +168,7 @@ def _locations_of(user_ids) -> dict[int, int | None]:
     for start in range(0, len(ids), _LOCK_CHUNK):
         part = ids[start : start + _LOCK_CHUNK]
         found.update(
-            db.session.execute(select(User.id, User.location_id).where(User.id.in_(part))).tuples()
+            db.session.execute(select(User.id, User.location_id).where(User.id.in_(part))).all()
         )
     return found
 
@@ -553,3 +553,125 @@ def unarchive(assignment: CourseAssignment) -> bool:
     finally:
         db.session.expire(assignment, _RECORD_COLUMNS)
     return reserve
+
+
+# --- per-location allocations ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AllocationRow:
+    location_id: int
+    name: str
+    seats: int
+    held: int
+
+
+def allocations(course: Course) -> list[AllocationRow]:
+    """The course's allocations by location name, with the seats each location holds."""
+    held = held_by_location(course.id)
+    rows = db.session.execute(
+        select(LocationAllocation.location_id, Location.name, LocationAllocation.seats)
+        .join(Location, Location.id == LocationAllocation.location_id)
+        .where(LocationAllocation.course_id == course.id)
+        .order_by(func.lower(Location.name), Location.id)
+    )
+    return [AllocationRow(lid, name, seats, held.get(lid, 0)) for lid, name, seats in rows]
+
+
+def set_allocation(
+    course: Course, location: Location, seats: int, *, exists: bool | None = None
+) -> int | None:
+    """Create or change "`location` may use `seats` of this pool"; returns the cap it had
+    (None: it had none). `exists`: True to change only, False to create only. Never below
+    what the location holds, never above the pool's total. Locked as a take is (pool, then
+    allocation), so a racing assign either counts before the check or meets the new cap."""
+    lock_courses([course.id])
+    db.session.refresh(course, ["seats_total", "seats_reserved", "seats_used"])
+    before = lock_allocations(course.id, [location.id]).get(location.id)
+    if exists is True and before is None:
+        raise DomainError(f"{location.name} has no allocation of {course.code}.")
+    if exists is False and before is not None:
+        raise DomainError(
+            f"{location.name} already has an allocation of {course.code}; change it instead."
+        )
+    if seats < 0:
+        raise DomainError("An allocation cannot be negative.")
+    if seats > course.seats_total:
+        raise DomainError(
+            f"{course.code} has {course.seats_total} licenses in total; {location.name} "
+            f"cannot be allowed {seats}."
+        )
+    held = held_at(course.id, location.id)
+    if seats < held:
+        raise DomainError(
+            f"{location.name} already holds {held} {course.code} licenses; its allocation "
+            f"cannot be below that."
+        )
+    if before is None:
+        db.session.add(
+            LocationAllocation(course_id=course.id, location_id=location.id, seats=seats)
+        )
+    else:
+        db.session.execute(
+            update(LocationAllocation)
+            .where(
+                LocationAllocation.course_id == course.id,
+                LocationAllocation.location_id == location.id,
+            )
+            .values(seats=seats)
+            .execution_options(synchronize_session=False)
+        )
+    db.session.flush()
+    return before
+
+
+def remove_allocation(course: Course, location: Location) -> int:
+    """Remove the location's cap (it draws from the pool freely again); returns the cap."""
+    lock_courses([course.id])
+    before = lock_allocations(course.id, [location.id]).get(location.id)
+    if before is None:
+        raise DomainError(f"{location.name} has no allocation of {course.code}.")
+    db.session.execute(
+        LocationAllocation.__table__.delete().where(
+            LocationAllocation.course_id == course.id,
+            LocationAllocation.location_id == location.id,
+        )
+    )
+    return before
+
+
+@dataclass(frozen=True)
+class Overdrawn:
+    code: str
+    location: str
+    seats: int
+    held: int
+
+
+def allocations_exceeded() -> list[Overdrawn]:
+    """Every allocation whose location holds more seats than it may (`flask lms check`).
+    One grouped statement for all allocations."""
+    held = (
+        select(
+            CourseAssignment.course_id.label("course_id"),
+            User.location_id.label("location_id"),
+            func.count().label("held"),
+        )
+        .join(User, User.id == CourseAssignment.user_id)
+        .where(User.location_id.is_not(None), holds_seat())
+        .group_by(CourseAssignment.course_id, User.location_id)
+        .subquery()
+    )
+    rows = db.session.execute(
+        select(Course.code, Location.name, LocationAllocation.seats, held.c.held)
+        .join(Course, Course.id == LocationAllocation.course_id)
+        .join(Location, Location.id == LocationAllocation.location_id)
+        .join(
+            held,
+            (held.c.course_id == LocationAllocation.course_id)
+            & (held.c.location_id == LocationAllocation.location_id),
+        )
+        .where(held.c.held > LocationAllocation.seats)
+        .order_by(Course.code, Location.name)
+    )
+    return [Overdrawn(code, name, seats, int(n)) for code, name, seats, n in rows]
