@@ -354,3 +354,31 @@ def test_check_reports_an_allocation_exceeded(app, make, org, runner):
     result = runner.invoke(args=["lms", "check"])
     assert result.exit_code == 1
     assert "OVER FIRE-101: Lisbon may use 2, holds 3" in result.output
+
+
+def test_a_scoped_administrator_cannot_set_allocations(app, make, org):
+    """Allocations divide the organisation's pool: only an organisation-wide administrator."""
+    from lmsweb.models import Scope
+    from tests.conftest import login
+
+    with app.app_context():
+        scope = Scope(locations=[db.session.get(Location, org["lisbon"].id)])
+        db.session.add(scope)
+        db.session.commit()
+        scope_id = scope.id
+    scoped = make.admin(email="lisbon.admin@example.com", scope_id=scope_id)
+    client = app.test_client()
+    login(client, scoped.email)
+    course, lisbon = org["course"], org["lisbon"]
+    for url, data in (
+        (
+            f"/admin/courses/{course.id}/allocations",
+            {"location": str(org["porto"].id), "seats": "5"},
+        ),
+        (f"/admin/courses/{course.id}/allocations/{lisbon.id}", {"seats": "9"}),
+        (f"/admin/courses/{course.id}/allocations/{lisbon.id}/remove", {}),
+    ):
+        assert client.post(url, data=data, headers=HX).status_code == 403, url
+    with app.app_context():
+        assert db.session.get(LocationAllocation, (course.id, lisbon.id)).seats == 2
+    assert count(app, LocationAllocation) == 1
