@@ -222,11 +222,13 @@ def _apply(rule: EnrolmentRule, user_ids: list[int] | None, actor) -> tuple[int,
         ids = [uid for uid in db.session.scalars(query.order_by(User.id)) if uid in locked]
         if not ids:
             return 0, 0
+    # A location's allocation may be full while the pool is not: its people wait too.
+    # (Locks the pool, so what is available is read under its lock.)
+    fit = licensing.fit_allocations(course, ids).fit
     db.session.refresh(course, ["seats_total", "seats_reserved", "seats_used"])
     now = utcnow()
     due = now.date() + timedelta(days=rule.due_days)
-    # A location's allocation may be full while the pool is not: its people wait too.
-    seated = licensing.fit_allocations(course, ids).fit[: course.seats_available]
+    seated = fit[: course.seats_available]
     try:
         with db.session.begin_nested():
             licensing.take_seats(course, seated)

@@ -354,9 +354,10 @@ def _renew(course: Course, due: list[tuple[int, int]], expiry: dict[int, date], 
         due = [(aid, uid) for aid, uid in due if aid in still]
         if not due:
             return 0
-    db.session.refresh(course, ["seats_total", "seats_reserved", "seats_used"])
     # Within the pool and each location's allocation; the rest wait for a license.
+    # (fit_allocations locks the pool first, so what is available is read under its lock.)
     fit = set(licensing.fit_allocations(course, [uid for _, uid in due]).fit)
+    db.session.refresh(course, ["seats_total", "seats_reserved", "seats_used"])
     allowed = [(aid, uid) for aid, uid in due if uid in fit]
     seated = allowed[: course.seats_available]
     taken = set(seated)
