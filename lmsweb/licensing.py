@@ -109,8 +109,9 @@ def holds_seat():
 def held_at(course_id: int, location_id: int) -> int:
     """Seats of the course held by records whose user is at the location now.
 
-    A user who moves keeps their seats where they are counted now, the new location: moving
-    does not move seats or check the cap; the cap is checked on the next take."""
+    Changing a user's location does not move seats and is never refused for a cap: their
+    records simply count where they are now, and the new location's cap is checked on its
+    next take (`flask lms check` reports a location a move has taken over its cap)."""
     return db.session.scalar(
         select(func.count())
         .select_from(CourseAssignment)
