@@ -112,6 +112,8 @@ class LicenseImpact:
     needed: int
     available: int
     skipped: dict[str, int]
+    # "No licenses left for Lisbon on FIRE-101: …": locations whose allocation holds some back.
+    limits: tuple[str, ...] = ()
 
     @property
     def fits(self) -> bool:
@@ -328,12 +330,17 @@ def license_impact(selection: Selection, params: Params) -> LicenseImpact:
     course = _required(params.course, "Choose a course.")
     eligible, plan = _assign_plan(selection, course)
     db.session.refresh(course)
+    allowed = licensing.preview_allocations(course, eligible)
     return LicenseImpact(
         course=course,
         targets=len(eligible) + plan.skipped_count,
         needed=len(eligible),
-        available=course.seats_available,
+        # As many as "Assign only N (as many as fit)" would assign.
+        available=min(course.seats_available, len(allowed.fit))
+        if allowed.over
+        else course.seats_available,
         skipped={reason: len(ids) for reason, ids in plan.skipped.items()},
+        limits=tuple(allowed.messages.values()),
     )
 
 

@@ -21,6 +21,7 @@ location without an allocation draws from the pool freely.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from datetime import date
 
@@ -140,9 +141,10 @@ def held_by_location(course_id: int) -> dict[int, int]:
     return {location_id: int(n) for location_id, n in rows}
 
 
-def lock_allocations(course_id: int, location_ids) -> dict[int, int]:
+def lock_allocations(course_id: int, location_ids, lock: bool = True) -> dict[int, int]:
     """Lock the course's allocations for these locations (FOR UPDATE, by location id; after
-    the pool's lock, before any record's) and return their caps: {location_id: seats}."""
+    the pool's lock, before any record's) and return their caps: {location_id: seats}.
+    `lock=False` only reads them (a preview)."""
     ids = sorted({i for i in location_ids if i is not None})
     if not ids:
         return {}
@@ -156,7 +158,7 @@ def lock_allocations(course_id: int, location_ids) -> dict[int, int]:
             )
             .order_by(LocationAllocation.location_id)
         )
-        if row_locks():
+        if lock and row_locks():
             query = query.with_for_update()
         caps.update(db.session.execute(query).all())
     return caps
@@ -204,15 +206,21 @@ def fit_allocations(course: Course, user_ids) -> AllocationFit:
     return _fit(course, user_ids)
 
 
-def _fit(course: Course, user_ids) -> AllocationFit:
+def preview_allocations(course: Course, user_ids) -> AllocationFit:
+    """fit_allocations without locking anything: what a confirmation dialog shows."""
+    return _fit(course, user_ids, lock=False)
+
+
+def _fit(course: Course, user_ids, lock: bool = True) -> AllocationFit:
     """fit_allocations, the pool being locked already (read under its lock, an allocation
     created a moment ago is seen)."""
     ordered = list(dict.fromkeys(user_ids))
     if not ordered or not _has_allocations(course.id):
         return AllocationFit(ordered, [], {})
     locations = _locations_of(ordered)
-    caps = lock_allocations(course.id, set(locations.values()))
+    caps = lock_allocations(course.id, set(locations.values()), lock=lock)
     room = {loc: cap - held_at(course.id, loc) for loc, cap in sorted(caps.items())}
+    wanted = Counter(locations.get(uid) for uid in ordered)
     fit, over, messages = [], [], {}
     for uid in ordered:
         loc = locations.get(uid)
@@ -224,14 +232,20 @@ def _fit(course: Course, user_ids) -> AllocationFit:
         else:
             over.append(uid)
             if loc not in messages:
-                messages[loc] = _full_message(course, loc, caps[loc])
+                messages[loc] = _full_message(course, loc, caps[loc], wanted[loc])
     return AllocationFit(fit, over, messages)
 
 
-def _full_message(course: Course, location_id: int, cap: int) -> str:
+def _full_message(course: Course, location_id: int, cap: int, wanted: int) -> str:
+    """ "No licenses left for Lisbon on FIRE-101: Lisbon may use 40, 40 in use." """
     name = db.session.scalar(select(Location.name).where(Location.id == location_id))
     held = held_at(course.id, location_id)
-    return f"No licenses left for {name} on {course.code}: {name} may use {cap}, {held} in use."
+    if held >= cap:
+        return f"No licenses left for {name} on {course.code}: {name} may use {cap}, {held} in use."
+    return (
+        f"Not enough licenses left for {name} on {course.code}: {name} may use {cap}, "
+        f"{held} in use, {wanted} more needed."
+    )
 
 
 def take_seats(course: Course, user_ids) -> None:

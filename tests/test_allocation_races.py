@@ -123,7 +123,7 @@ def test_bulk_assign_racing_single_assign_across_the_cap(
             assert (held, reserved) == (3, 4)
         else:
             winners["single"] += 1
-            assert f"No licenses left for Lisbon on LB-{n}" in bulk_text
+            assert f"Not enough licenses left for Lisbon on LB-{n}" in bulk_text
             assert (held, reserved) == (2, 2)
         assert held <= cap
     assert sum(winners.values()) == ROUNDS

@@ -26,6 +26,9 @@ from tests.conftest import HX, count, get
 from tests.import_support import csv_bytes, job_id, upload
 
 FULL = "No licenses left for Lisbon on FIRE-101: Lisbon may use 2, 2 in use."
+NOT_ENOUGH = (
+    "Not enough licenses left for Lisbon on FIRE-101: Lisbon may use 2, 1 in use, 2 more needed."
+)
 
 
 @pytest.fixture(autouse=True)
@@ -139,8 +142,16 @@ def test_bulk_assign_refuses_all_or_fits_within_the_cap(app, admin_client, make,
     course, lisbon, porto = org["course"], org["lisbon"], org["porto"]
     lisboners = [make.user(location_id=lisbon.id) for _ in range(2)]
     portuenses = [make.user(location_id=porto.id) for _ in range(2)]
+    ask = admin_client.post(
+        "/admin/users/bulk",
+        data={"action": "assign_course", "course": str(course.id),
+              "user_ids": [str(u.id) for u in lisboners + portuenses]},
+        headers=HX,
+    )  # fmt: skip
+    assert "needs 4 seats, 3 available" in ask.text and "Assign only 3" in ask.text
+    assert NOT_ENOUGH in ask.text  # the dialog says why, before anything is taken
     refused = _bulk(admin_client, course, lisboners + portuenses)
-    assert refused.status_code == 409 and FULL.replace("2 in use", "1 in use") in refused.text
+    assert refused.status_code == 409 and NOT_ENOUGH in refused.text
     assert get(app, Course, course.id).seats_reserved == 1
     fitted = _bulk(admin_client, course, lisboners + portuenses, fit="1")
     assert fitted.status_code == 200, fitted.text
@@ -183,7 +194,7 @@ def test_import_beyond_the_cap_is_refused_and_changes_nothing(app, admin_client,
     preview = upload(admin_client, "r.csv", csv_bytes(rows, headers=headers))
     assert preview.status_code == 200
     refused = admin_client.post(f"/admin/users/import/{job_id(preview)}/confirm", headers=HX)
-    assert refused.status_code == 409 and FULL.replace("2 in use", "1 in use") in refused.text
+    assert refused.status_code == 409 and NOT_ENOUGH in refused.text
     assert count(app, User, User.email.like("new%")) == 0
     assert get(app, Course, org["course"].id).seats_reserved == 1
 
