@@ -393,3 +393,19 @@ def test_a_scoped_administrator_cannot_set_allocations(app, make, org):
     with app.app_context():
         assert db.session.get(LocationAllocation, (course.id, lisbon.id)).seats == 2
     assert count(app, LocationAllocation) == 1
+
+
+def test_a_location_with_an_allocation_cannot_be_removed(app, admin_client, make):
+    empty = make.location("Empty")
+    course = make.course("X-1")
+    allocate(app, course, empty, 1)
+    refused = admin_client.post(f"/admin/locations/{empty.id}/remove", headers=HX)
+    assert refused.status_code == 409
+    assert refused.text == (
+        "“Empty” cannot be removed: it has an allocation of X-1. "
+        "Remove the allocation on the course's page first."
+    )
+    assert count(app, Location, Location.id == empty.id) == 1
+    admin_client.post(f"/admin/courses/{course.id}/allocations/{empty.id}/remove")
+    assert admin_client.post(f"/admin/locations/{empty.id}/remove", headers=HX).status_code == 200
+    assert count(app, Location, Location.id == empty.id) == 0
