@@ -118,6 +118,8 @@ class LicenseImpact:
     needed: int
     available: int
     skipped: dict[str, int]
+    # "No licenses left for Lisbon on FIRE-101: …": locations whose allocation holds some back.
+    limits: tuple[str, ...] = ()
 
     @property
     def fits(self) -> bool:
@@ -334,12 +336,17 @@ def license_impact(selection: Selection, params: Params) -> LicenseImpact:
     course = _required(params.course, "Choose a course.")
     eligible, plan = _assign_plan(selection, course)
     db.session.refresh(course)
+    allowed = licensing.preview_allocations(course, eligible)
     return LicenseImpact(
         course=course,
         targets=len(eligible) + plan.skipped_count,
         needed=len(eligible),
-        available=course.seats_available,
+        # As many as "Assign only N (as many as fit)" would assign.
+        available=min(course.seats_available, len(allowed.fit))
+        if allowed.over
+        else course.seats_available,
         skipped={reason: len(ids) for reason, ids in plan.skipped.items()},
+        limits=tuple(allowed.messages.values()),
     )
 
 
@@ -353,6 +360,12 @@ def assign_course(selection: Selection, params: Params) -> Result:
     licensing.lock_courses([course.id])
     eligible, result = _assign_plan(selection, course)
     db.session.refresh(course)
+    if params.fit:
+        # A location's allocation may be full while the pool is not: skip its people.
+        allowed = licensing.fit_allocations(course, eligible)
+        for user_id in allowed.over:
+            result.skip(f"no {course.code} license left for their location", user_id)
+        eligible = allowed.fit
     available = course.seats_available
     if len(eligible) > available:
         if not params.fit:
@@ -363,7 +376,7 @@ def assign_course(selection: Selection, params: Params) -> Result:
         for user_id in eligible[available:]:
             result.skip(f"no {course.code} license left", user_id)
         eligible = eligible[:available]
-    licensing.take_seats(course, len(eligible))
+    licensing.take_seats(course, eligible)
     now = utcnow()
     actor_id = params.actor.id if params.actor else None
     for ids in chunks(eligible):

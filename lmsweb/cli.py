@@ -115,16 +115,25 @@ def seed_demo_command(users: int, seed: int):
 @click.option("--repair", is_flag=True, help="Set drifted counters to what the records imply.")
 @with_appcontext
 def check(repair: bool):
-    """Recompute license counters from the training records; exit 1 on drift."""
+    """Recompute license counters from the training records; exit 1 on drift or on a
+    location holding more seats than its allocation."""
     drifts = licensing.repair_counters() if repair else licensing.pool_drift()
     for d in drifts:
         click.echo(f"DRIFT {d.code}: {d.field} stored {d.stored}, records imply {d.expected}")
+    # Allocations are enforced as seats are taken; this only reports one overdrawn (which
+    # --repair cannot mend: no record is taken away from anyone).
+    overdrawn = licensing.allocations_exceeded()
+    for o in overdrawn:
+        click.echo(
+            f"OVER {o.code}: {o.location} may use {o.seats}, holds {o.held} (someone moved "
+            "there with their seats, or a seat was taken around licensing.py)"
+        )
     if repair and drifts:
         audit.record("pools.repair", summary=f"Repaired {len(drifts)} license counters")
         db.session.commit()
         click.echo(f"Repaired {len(drifts)} counters.")
         return
-    if drifts:
+    if drifts or overdrawn:
         sys.exit(1)
     click.echo("License pools agree with the training records: no drift.")
 

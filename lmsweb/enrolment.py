@@ -222,13 +222,16 @@ def _apply(rule: EnrolmentRule, user_ids: list[int] | None, actor) -> tuple[int,
         ids = [uid for uid in db.session.scalars(query.order_by(User.id)) if uid in locked]
         if not ids:
             return 0, 0
+    # A location's allocation may be full while the pool is not: its people wait too.
+    # (Locks the pool, so what is available is read under its lock.)
+    fit = licensing.fit_allocations(course, ids).fit
     db.session.refresh(course, ["seats_total", "seats_reserved", "seats_used"])
     now = utcnow()
     due = now.date() + timedelta(days=rule.due_days)
-    seated = ids[: course.seats_available]
+    seated = fit[: course.seats_available]
     try:
         with db.session.begin_nested():
-            licensing.take_seats(course, len(seated))
+            licensing.take_seats(course, seated)
             _insert_assignments(rule, course, seated, due, actor, now)
     except (IntegrityError, licensing.NoSeatsAvailable):
         # Someone assigned or took seats a moment ago: one by one, through licensing.
@@ -342,7 +345,10 @@ def resolve_waiting(course: Course, actor: User | None = None, now: datetime | N
                 assignment.renewal_of_id = place.renewal_of_id
                 db.session.flush()
         except licensing.NoSeatsAvailable:
-            break
+            db.session.refresh(course, ["seats_total", "seats_reserved", "seats_used"])
+            if course.seats_available <= 0:
+                break
+            continue  # their location's allocation is full: they keep waiting
         except licensing.DomainError:
             place.resolved_at = now  # assigned meanwhile by other means
             continue

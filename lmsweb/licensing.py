@@ -10,19 +10,27 @@ other is refused with nothing changed, and the pool moves in the same transactio
 are taken in one order everywhere — users, then courses (by id), then records — so racing
 requests on PostgreSQL wait for each other instead of deadlocking; on SQLite a writing
 request holds the database's write lock from its first statement (BEGIN IMMEDIATE).
+
+Per-location allocations ("Lisbon may use 40 of these 200 seats") cap the seats held by the
+course's records whose user is at the location. Every path that takes a seat for users passes
+their ids to `take_seats`, which locks the pool, then the allocations it touches (FOR UPDATE,
+by location id: users → courses → allocations → records), counts what those locations hold
+(one statement per location, however many users) and refuses before taking anything. A
+location without an allocation draws from the pool freely.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from datetime import date
 
-from sqlalchemy import case, func, select, update
+from sqlalchemy import and_, case, func, not_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from .domain_error import DomainError
 from .extensions import db
-from .models import Course, CourseAssignment, User, utcnow
+from .models import Course, CourseAssignment, Location, LocationAllocation, User, utcnow
 
 
 class NoSeatsAvailable(DomainError):
@@ -90,10 +98,165 @@ def _expire(course_id: int) -> None:
         db.session.expire(course, ["seats_total", "seats_reserved", "seats_used"])
 
 
-def take_seats(course: Course, count: int = 1) -> None:
-    """Reserve `count` seats atomically, or none; raises NoSeatsAvailable."""
+def holds_seat():
+    """A record holds a seat of its pool unless it was withdrawn unstarted: reserved while
+    open and assigned, used once started (and a used seat stays used when the record is
+    completed or archived). The same definition as `expected_counters`."""
+    return not_(
+        and_(CourseAssignment.state == "assigned", CourseAssignment.archived_at.is_not(None))
+    )
+
+
+def held_at(course_id: int, location_id: int) -> int:
+    """Seats of the course held by records whose user is at the location now.
+
+    Changing a user's location does not move seats and is never refused for a cap: their
+    records simply count where they are now, and the new location's cap is checked on its
+    next take (`flask lms check` reports a location a move has taken over its cap)."""
+    return db.session.scalar(
+        select(func.count())
+        .select_from(CourseAssignment)
+        .join(User, User.id == CourseAssignment.user_id)
+        .where(
+            CourseAssignment.course_id == course_id,
+            User.location_id == location_id,
+            holds_seat(),
+        )
+    )
+
+
+def held_by_location(course_id: int) -> dict[int, int]:
+    """Seats of the course held per location (users without one are left out)."""
+    rows = db.session.execute(
+        select(User.location_id, func.count())
+        .select_from(CourseAssignment)
+        .join(User, User.id == CourseAssignment.user_id)
+        .where(
+            CourseAssignment.course_id == course_id,
+            User.location_id.is_not(None),
+            holds_seat(),
+        )
+        .group_by(User.location_id)
+    )
+    return {location_id: int(n) for location_id, n in rows}
+
+
+def lock_allocations(course_id: int, location_ids, lock: bool = True) -> dict[int, int]:
+    """Lock the course's allocations for these locations (FOR UPDATE, by location id; after
+    the pool's lock, before any record's) and return their caps: {location_id: seats}.
+    `lock=False` only reads them (a preview)."""
+    ids = sorted({i for i in location_ids if i is not None})
+    if not ids:
+        return {}
+    caps: dict[int, int] = {}
+    for start in range(0, len(ids), _LOCK_CHUNK):
+        query = (
+            select(LocationAllocation.location_id, LocationAllocation.seats)
+            .where(
+                LocationAllocation.course_id == course_id,
+                LocationAllocation.location_id.in_(ids[start : start + _LOCK_CHUNK]),
+            )
+            .order_by(LocationAllocation.location_id)
+        )
+        if lock and row_locks():
+            query = query.with_for_update()
+        caps.update(db.session.execute(query).all())
+    return caps
+
+
+def _locations_of(user_ids) -> dict[int, int | None]:
+    """{user_id: location_id}, in chunks (one statement per chunk, never per user)."""
+    ids = sorted(set(user_ids))
+    found: dict[int, int | None] = {}
+    for start in range(0, len(ids), _LOCK_CHUNK):
+        part = ids[start : start + _LOCK_CHUNK]
+        found.update(
+            db.session.execute(select(User.id, User.location_id).where(User.id.in_(part))).all()
+        )
+    return found
+
+
+def _has_allocations(course_id: int) -> bool:
+    return (
+        db.session.scalar(
+            select(LocationAllocation.location_id)
+            .where(LocationAllocation.course_id == course_id)
+            .limit(1)
+        )
+        is not None
+    )
+
+
+@dataclass
+class AllocationFit:
+    """Users (in the order given) who fit their location's allocation, and those who do not,
+    with the message that says why for the first location that is full."""
+
+    fit: list[int]
+    over: list[int]
+    messages: dict[int, str]  # location_id -> "No licenses left for Lisbon on ..."
+
+
+def fit_allocations(course: Course, user_ids) -> AllocationFit:
+    """Split `user_ids` by the course's per-location allocations: within each capped
+    location, the first users up to what is left fit, the rest are over. Locks the pool and
+    then the allocations (held until commit), so the answer stays true for a `take_seats`
+    in the same transaction. One statement per capped location, never per user."""
+    lock_courses([course.id])
+    return _fit(course, user_ids)
+
+
+def preview_allocations(course: Course, user_ids) -> AllocationFit:
+    """fit_allocations without locking anything: what a confirmation dialog shows."""
+    return _fit(course, user_ids, lock=False)
+
+
+def _fit(course: Course, user_ids, lock: bool = True) -> AllocationFit:
+    """fit_allocations, the pool being locked already (read under its lock, an allocation
+    created a moment ago is seen)."""
+    ordered = list(dict.fromkeys(user_ids))
+    if not ordered or not _has_allocations(course.id):
+        return AllocationFit(ordered, [], {})
+    locations = _locations_of(ordered)
+    caps = lock_allocations(course.id, set(locations.values()), lock=lock)
+    room = {loc: cap - held_at(course.id, loc) for loc, cap in sorted(caps.items())}
+    wanted = Counter(locations.get(uid) for uid in ordered)
+    fit, over, messages = [], [], {}
+    for uid in ordered:
+        loc = locations.get(uid)
+        if loc not in room:
+            fit.append(uid)
+        elif room[loc] > 0:
+            room[loc] -= 1
+            fit.append(uid)
+        else:
+            over.append(uid)
+            if loc not in messages:
+                messages[loc] = _full_message(course, loc, caps[loc], wanted[loc])
+    return AllocationFit(fit, over, messages)
+
+
+def _full_message(course: Course, location_id: int, cap: int, wanted: int) -> str:
+    """ "No licenses left for Lisbon on FIRE-101: Lisbon may use 40, 40 in use." """
+    name = db.session.scalar(select(Location.name).where(Location.id == location_id))
+    held = held_at(course.id, location_id)
+    if held >= cap:
+        return f"No licenses left for {name} on {course.code}: {name} may use {cap}, {held} in use."
+    return (
+        f"Not enough licenses left for {name} on {course.code}: {name} may use {cap}, "
+        f"{held} in use, {wanted} more needed."
+    )
+
+
+def take_seats(course: Course, user_ids) -> None:
+    """Reserve one seat for each of `user_ids` atomically, or none; raises NoSeatsAvailable
+    when the pool, or a location's allocation, has too few left."""
+    user_ids = list(user_ids)
+    count = len(user_ids)
     if count <= 0:
         return
+    # The pool first: its conditional UPDATE takes the pool's row lock (users → courses →
+    # allocations → records), under which the allocations are read and locked.
     result = db.session.execute(
         update(Course)
         .where(
@@ -109,6 +272,11 @@ def take_seats(course: Course, count: int = 1) -> None:
         raise NoSeatsAvailable(
             f"No licenses available for {course.code}: needs {count}, {available} available."
         )
+    checked = _fit(course, user_ids)
+    if checked.over:
+        # None taken: the seats go back before the refusal, whatever the caller does.
+        release_seats(course, count)
+        raise NoSeatsAvailable(next(iter(checked.messages.values())))
 
 
 def release_seats(course: Course, count: int = 1) -> None:
@@ -169,7 +337,7 @@ def assign(
         # A savepoint: if a concurrent request assigned the same course a moment ago, the
         # unique index refuses the row and the seat taken here is given back with it.
         with db.session.begin_nested():
-            take_seats(course)
+            take_seats(course, [user.id])
             assignment = CourseAssignment(
                 user_id=user.id,
                 course_id=course.id,
@@ -380,6 +548,10 @@ def unarchive(assignment: CourseAssignment) -> bool:
     reserve = assignment.state == "assigned"
     try:
         with db.session.begin_nested():
+            if reserve:
+                # Before the record is open again, so its own seat is not counted twice;
+                # and in lock order (the pool and allocations before the record).
+                take_seats(course, [user.id])
             result = db.session.execute(
                 update(CourseAssignment)
                 .where(
@@ -390,11 +562,131 @@ def unarchive(assignment: CourseAssignment) -> bool:
             )
             if result.rowcount != 1:
                 raise DomainError(f"That {course.code} record is no longer archived.")
-            if reserve:
-                take_seats(course)
     except IntegrityError:
         _expire(course.id)
         raise again from None
     finally:
         db.session.expire(assignment, _RECORD_COLUMNS)
     return reserve
+
+
+# --- per-location allocations ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AllocationRow:
+    location_id: int
+    name: str
+    seats: int
+    held: int
+
+
+def allocations(course: Course) -> list[AllocationRow]:
+    """The course's allocations by location name, with the seats each location holds."""
+    held = held_by_location(course.id)
+    rows = db.session.execute(
+        select(LocationAllocation.location_id, Location.name, LocationAllocation.seats)
+        .join(Location, Location.id == LocationAllocation.location_id)
+        .where(LocationAllocation.course_id == course.id)
+        .order_by(func.lower(Location.name), Location.id)
+    )
+    return [AllocationRow(lid, name, seats, held.get(lid, 0)) for lid, name, seats in rows]
+
+
+def set_allocation(
+    course: Course, location: Location, seats: int, *, exists: bool | None = None
+) -> int | None:
+    """Create or change "`location` may use `seats` of this pool"; returns the cap it had
+    (None: it had none). `exists`: True to change only, False to create only. Never below
+    what the location holds, never above the pool's total. Locked as a take is (pool, then
+    allocation), so a racing assign either counts before the check or meets the new cap."""
+    lock_courses([course.id])
+    db.session.refresh(course, ["seats_total", "seats_reserved", "seats_used"])
+    before = lock_allocations(course.id, [location.id]).get(location.id)
+    if exists is True and before is None:
+        raise DomainError(f"{location.name} has no allocation of {course.code}.")
+    if exists is False and before is not None:
+        raise DomainError(
+            f"{location.name} already has an allocation of {course.code}; change it instead."
+        )
+    if seats < 0:
+        raise DomainError("An allocation cannot be negative.")
+    if seats > course.seats_total:
+        raise DomainError(
+            f"{course.code} has {course.seats_total} licenses in total; {location.name} "
+            f"cannot be allowed {seats}."
+        )
+    held = held_at(course.id, location.id)
+    if seats < held:
+        raise DomainError(
+            f"{location.name} already holds {held} {course.code} licenses; its allocation "
+            f"cannot be below that."
+        )
+    if before is None:
+        db.session.add(
+            LocationAllocation(course_id=course.id, location_id=location.id, seats=seats)
+        )
+    else:
+        db.session.execute(
+            update(LocationAllocation)
+            .where(
+                LocationAllocation.course_id == course.id,
+                LocationAllocation.location_id == location.id,
+            )
+            .values(seats=seats)
+            .execution_options(synchronize_session=False)
+        )
+    db.session.flush()
+    return before
+
+
+def remove_allocation(course: Course, location: Location) -> int:
+    """Remove the location's cap (it draws from the pool freely again); returns the cap."""
+    lock_courses([course.id])
+    before = lock_allocations(course.id, [location.id]).get(location.id)
+    if before is None:
+        raise DomainError(f"{location.name} has no allocation of {course.code}.")
+    db.session.execute(
+        LocationAllocation.__table__.delete().where(
+            LocationAllocation.course_id == course.id,
+            LocationAllocation.location_id == location.id,
+        )
+    )
+    return before
+
+
+@dataclass(frozen=True)
+class Overdrawn:
+    code: str
+    location: str
+    seats: int
+    held: int
+
+
+def allocations_exceeded() -> list[Overdrawn]:
+    """Every allocation whose location holds more seats than it may (`flask lms check`).
+    One grouped statement for all allocations."""
+    held = (
+        select(
+            CourseAssignment.course_id.label("course_id"),
+            User.location_id.label("location_id"),
+            func.count().label("held"),
+        )
+        .join(User, User.id == CourseAssignment.user_id)
+        .where(User.location_id.is_not(None), holds_seat())
+        .group_by(CourseAssignment.course_id, User.location_id)
+        .subquery()
+    )
+    rows = db.session.execute(
+        select(Course.code, Location.name, LocationAllocation.seats, held.c.held)
+        .join(Course, Course.id == LocationAllocation.course_id)
+        .join(Location, Location.id == LocationAllocation.location_id)
+        .join(
+            held,
+            (held.c.course_id == LocationAllocation.course_id)
+            & (held.c.location_id == LocationAllocation.location_id),
+        )
+        .where(held.c.held > LocationAllocation.seats)
+        .order_by(Course.code, Location.name)
+    )
+    return [Overdrawn(code, name, seats, int(n)) for code, name, seats, n in rows]

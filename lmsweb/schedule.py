@@ -354,14 +354,20 @@ def _renew(course: Course, due: list[tuple[int, int]], expiry: dict[int, date], 
         due = [(aid, uid) for aid, uid in due if aid in still]
         if not due:
             return 0
+    # Within the pool and each location's allocation; the rest wait for a license.
+    # (fit_allocations locks the pool first, so what is available is read under its lock.)
+    fit = set(licensing.fit_allocations(course, [uid for _, uid in due]).fit)
     db.session.refresh(course, ["seats_total", "seats_reserved", "seats_used"])
-    seated, waiting = due[: course.seats_available], due[course.seats_available :]
+    allowed = [(aid, uid) for aid, uid in due if uid in fit]
+    seated = allowed[: course.seats_available]
+    taken = set(seated)
+    waiting = [pair for pair in due if pair not in taken]
     db.session.execute(
         update(table).where(table.c.id == bindparam("aid")).values(expires_on=bindparam("exp")),
         [{"aid": aid, "exp": expiry[aid]} for aid, _ in due],
     )
     if seated:
-        licensing.take_seats(course, len(seated))
+        licensing.take_seats(course, [uid for _, uid in seated])
         # Archived first: one open record per user and course.
         db.session.execute(
             update(table)

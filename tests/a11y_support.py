@@ -200,6 +200,11 @@ def seed_pages(app: Flask, make, users: int = 300) -> Seeds:
     archived = make.user(first_name="Ari", last_name="Archer", status="archived")
     site_admin = make.admin(first_name="Sid", last_name="Aardsite", email="sid.site@example.com")
     with app.app_context():
+        # The course page's "Location allocations" table, with a row (#17).
+        from lmsweb.models import LocationAllocation
+
+        db.session.add(LocationAllocation(course_id=course.id, location_id=location.id, seats=3))
+        db.session.commit()
         import_job = previewed_import(admin.id, learner.email)
         user = db.session.get(User, pending.id)
         reset_for = db.session.get(User, learner.id)

@@ -146,3 +146,18 @@ def test_a_new_admin_route_is_protected_without_decorators(app, make):
     assert anonymous.get("/admin/new-page").status_code == 303
     assert learner.get("/admin/new-page").status_code == 403
     assert admin.get("/admin/new-page").text == "secret"
+
+
+def test_location_allocation_routes_are_admin_posts(app):
+    """The course page's allocation forms (#17): POST only, under /admin, so the inventory
+    above checks them (sign-in, learner 403, CSRF) like every admin route."""
+    rules = {r.endpoint: r for r in app.url_map.iter_rules() if "allocation" in r.endpoint}
+    assert set(rules) == {
+        "courses.add_allocation",
+        "courses.change_allocation",
+        "courses.remove_allocation",
+    }
+    for rule in rules.values():
+        assert rule.rule.startswith("/admin/courses/<id:course_id>/allocations")
+        assert set(rule.methods) - {"OPTIONS"} == {"POST"}
+        assert is_admin_rule(rule.rule)

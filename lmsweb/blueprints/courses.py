@@ -11,10 +11,12 @@ from wtforms import IntegerField, SelectField, StringField, TextAreaField, URLFi
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import URL, DataRequired, InputRequired, Length, NumberRange, Optional
 
-from .. import audit, enrolment, licensing, schedule
+from .. import audit, enrolment, licensing, schedule, scope
 from ..domain_error import DomainError
 from ..extensions import db
-from ..models import Course
+from ..models import Course, Location
+from ..navigation import refuse
+from ..params import coerce_id
 from ..rendering import render, see_other, toast
 
 bp = Blueprint("courses", __name__, url_prefix="/admin/courses")
@@ -355,4 +357,154 @@ def _detail_context(course: Course, form: ScheduleForm) -> dict:
         "description": schedule.describe(course),
         "rules": enrolment.rules_for_course(course),
         "waiting": enrolment.waiting_count(course),
+        **_allocations_context(course),
     }
+
+
+# --- per-location allocations ("Lisbon may use 40 of these 200 seats") -------------------
+
+
+class AllocationForm(FlaskForm):
+    location = SelectField(
+        "Location",
+        coerce=coerce_id,
+        validators=[InputRequired(message="Choose a location.")],
+        validate_choice=False,
+    )
+    seats = IntegerField(
+        "Licenses it may use",
+        validators=[
+            InputRequired(message="Enter how many licenses the location may use (0 or more)."),
+            NumberRange(min=0, max=1_000_000, message="Enter a number from 0 to 1,000,000."),
+        ],
+    )
+
+
+class AllocationChangeForm(FlaskForm):
+    seats = AllocationForm.seats
+
+
+def _allocations_context(course: Course, form: AllocationForm | None = None) -> dict:
+    rows = licensing.allocations(course)
+    capped = {row.location_id for row in rows}
+    free = [
+        loc
+        for loc in db.session.scalars(select(Location).order_by(func.lower(Location.name)))
+        if loc.id not in capped
+    ]
+    form = form or AllocationForm(formdata=None)
+    form.location.choices = [(loc.id, loc.name) for loc in free]
+    return {"allocations": rows, "allocation_form": form, "free_locations": free}
+
+
+def _organisation_wide() -> None:
+    """Allocations divide the organisation's pool: only an organisation-wide administrator
+    may set them."""
+    if not scope.is_organisation_wide():
+        abort(403)
+
+
+def _allocations_done(course: Course, message: str):
+    if request.htmx:
+        return toast(
+            render("courses/_allocations.html", course=course, **_allocations_context(course)),
+            message,
+        )
+    flash(message, "success")
+    return see_other(url_for("courses.detail", course_id=course.id))
+
+
+def _allocation_refused(course: Course, message: str, status: int = 409):
+    db.session.rollback()
+    return refuse(message, status, back=url_for("courses.detail", course_id=course.id))
+
+
+def _waiting_made(course: Course) -> str:
+    """A larger allocation (or none) may let people who wait for a license have it."""
+    made = enrolment.resolve_waiting(course, actor=current_user._get_current_object())
+    if not made:
+        return ""
+    return f" {made} waiting {'assignment was' if made == 1 else 'assignments were'} made."
+
+
+def _form_message(form: FlaskForm) -> str:
+    return " ".join(e for errors in form.errors.values() for e in errors if isinstance(e, str))
+
+
+@bp.route("/<id:course_id>/allocations", methods=["POST"])
+def add_allocation(course_id: int):
+    """Let a location use at most N of the course's licenses."""
+    _organisation_wide()
+    course = _load(course_id)
+    form = AllocationForm()
+    if not form.validate_on_submit():
+        return _allocation_refused(course, _form_message(form) or "Choose a location.", 422)
+    location = db.session.get(Location, form.location.data)
+    if location is None:
+        return _allocation_refused(course, "That location no longer exists.", 422)
+    return _save_allocation(course, location, form.seats.data, exists=False)
+
+
+@bp.route("/<id:course_id>/allocations/<id:location_id>", methods=["POST"])
+def change_allocation(course_id: int, location_id: int):
+    """Change how many of the course's licenses a location may use."""
+    _organisation_wide()
+    course = _load(course_id)
+    location = db.session.get(Location, location_id)
+    if location is None:
+        abort(404)
+    form = AllocationChangeForm()
+    if not form.validate_on_submit():
+        return _allocation_refused(course, _form_message(form) or "Enter a number.", 422)
+    return _save_allocation(course, location, form.seats.data, exists=True)
+
+
+def _save_allocation(course: Course, location: Location, seats: int, exists: bool):
+    try:
+        before = licensing.set_allocation(course, location, seats, exists=exists)
+    except DomainError as error:
+        return _allocation_refused(course, error.message)
+    except IntegrityError:  # created by someone else a moment ago (SQLite has no row lock)
+        return _allocation_refused(
+            course, f"{location.name} already has an allocation of {course.code}; change it."
+        )
+    if before is None:
+        action = "allocation.create"
+        total = course.seats_total
+        message = f"{location.name} may use {seats} of the {total} {course.code} licenses."
+    else:
+        action = "allocation.update"
+        message = f"{location.name} may use {seats} {course.code} licenses (was {before})."
+    audit.record(
+        action,
+        target=course,
+        summary=message,
+        details={"location": location.name, "seats": {"from": before, "to": seats}},
+    )
+    message += _waiting_made(course)
+    db.session.commit()
+    return _allocations_done(course, message)
+
+
+@bp.route("/<id:course_id>/allocations/<id:location_id>/remove", methods=["POST"])
+def remove_allocation(course_id: int, location_id: int):
+    """Remove a location's cap: it draws from the course's pool freely again."""
+    _organisation_wide()
+    course = _load(course_id)
+    location = db.session.get(Location, location_id)
+    if location is None:
+        abort(404)
+    try:
+        before = licensing.remove_allocation(course, location)
+    except DomainError as error:
+        return _allocation_refused(course, error.message)
+    message = f"{location.name} draws {course.code} licenses from the pool freely again."
+    audit.record(
+        "allocation.remove",
+        target=course,
+        summary=message,
+        details={"location": location.name, "seats": {"from": before, "to": None}},
+    )
+    message += _waiting_made(course)
+    db.session.commit()
+    return _allocations_done(course, message)

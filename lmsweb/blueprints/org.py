@@ -13,7 +13,7 @@ from wtforms.validators import DataRequired, Length
 
 from .. import audit, scope
 from ..extensions import db
-from ..models import Group, Location, User, user_groups
+from ..models import Course, Group, Location, LocationAllocation, User, user_groups
 from ..navigation import app_path, refuse
 from ..rendering import render, see_other, toast
 
@@ -171,6 +171,20 @@ def _remove(kind: Kind, item_id: int):
             f"“{item.name}” cannot be removed: it is in {who} (of an administrator or a SCIM "
             "token). Change the scope first.",
         )
+    if isinstance(item, Location):
+        # A course's allocation for it (#17) keeps it (the database refuses too: RESTRICT).
+        codes = db.session.scalars(
+            select(Course.code)
+            .join(LocationAllocation, LocationAllocation.course_id == Course.id)
+            .where(LocationAllocation.location_id == item.id)
+            .order_by(Course.code)
+        ).all()
+        if codes:
+            return _refuse(
+                kind,
+                f"“{item.name}” cannot be removed: it has an allocation of {', '.join(codes)}. "
+                "Remove the allocation on the course's page first.",
+            )
     name = item.name
     audit.record(f"{kind.singular}.remove", target=item, summary=f"Removed {kind.singular} {name}")
     db.session.delete(item)

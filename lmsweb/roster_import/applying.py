@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import Counter
 from datetime import date, timedelta
 from typing import Any
 
@@ -172,7 +171,9 @@ def apply(job: ImportJob, actor: User | None) -> dict[str, Any]:
     _insert_rows(user_groups, links)
     if assignments:
         _refuse_archived_meanwhile({a["user_id"] for a in assignments} - set(created_ids))
-        needed = Counter(a["course_id"] for a in assignments)
+        needed: dict[int, list[int]] = {}
+        for a in assignments:
+            needed.setdefault(a["course_id"], []).append(a["user_id"])
         # Pools in id order, as everywhere, so racing requests never deadlock.
         for course in db.session.scalars(
             select(Course).where(Course.id.in_(list(needed))).order_by(Course.id)
