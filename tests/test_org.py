@@ -6,7 +6,7 @@ import pytest
 from sqlalchemy import select
 
 from lmsweb.extensions import db
-from lmsweb.models import AuditEvent, Group, Location
+from lmsweb.models import AuditEvent, EnrolmentRule, Group, Location
 from tests.conftest import HX, count, get
 
 
@@ -64,3 +64,17 @@ def test_remove_refused_while_in_use(app, admin_client, make):
     assert plain.status_code == 303
     assert "1 user is in it" in admin_client.get("/admin/locations").text
     assert get(app, Group, group.id) and get(app, Location, location.id)
+
+
+@pytest.mark.parametrize("slug", ["groups", "locations"])
+def test_remove_refused_while_an_enrolment_rule_names_it(app, admin_client, make, slug):
+    group, location, course = make.group("Night shift"), make.location("Faro"), make.course()
+    item = group if slug == "groups" else location
+    with app.app_context():
+        rule = EnrolmentRule(course_id=course.id, due_days=30, **{f"{slug[:-1]}_id": item.id})
+        db.session.add(rule)
+        db.session.commit()
+    refused = admin_client.post(f"/admin/{slug}/{item.id}/remove", headers=HX)
+    assert refused.status_code == 409
+    assert f"cannot be removed: 1 enrolment rule gives {course.code}" in refused.text
+    assert get(app, Group if slug == "groups" else Location, item.id) is not None

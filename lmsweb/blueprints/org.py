@@ -13,7 +13,7 @@ from wtforms.validators import DataRequired, Length
 
 from .. import audit, scope
 from ..extensions import db
-from ..models import Course, Group, Location, LocationAllocation, User, user_groups
+from ..models import Course, EnrolmentRule, Group, Location, LocationAllocation, User, user_groups
 from ..navigation import app_path, refuse
 from ..rendering import render, see_other, toast
 
@@ -185,6 +185,22 @@ def _remove(kind: Kind, item_id: int):
                 f"“{item.name}” cannot be removed: it has an allocation of {', '.join(codes)}. "
                 "Remove the allocation on the course's page first.",
             )
+    rule_column = EnrolmentRule.group_id if kind.model is Group else EnrolmentRule.location_id
+    codes = db.session.scalars(
+        select(Course.code)
+        .join(EnrolmentRule, EnrolmentRule.course_id == Course.id)
+        .where(rule_column == item.id)
+        .order_by(Course.code)
+    ).all()
+    if codes:
+        rules = (
+            "1 enrolment rule gives" if len(codes) == 1 else f"{len(codes)} enrolment rules give"
+        )
+        return _refuse(
+            kind,
+            f"“{item.name}” cannot be removed: {rules} {', '.join(sorted(set(codes)))} to its "
+            "people. Remove the rule on the Rules page first.",
+        )
     name = item.name
     audit.record(f"{kind.singular}.remove", target=item, summary=f"Removed {kind.singular} {name}")
     db.session.delete(item)
