@@ -23,7 +23,7 @@ def public(view: F) -> F:
 # How each /admin endpoint treats a scoped administrator (#17): "scoped" views narrow what
 # they read and change to the administrator's people (through lmsweb/scope.py); "org_wide"
 # ones are refused (403). Whole areas are declared here; scoped views carry @scoped. An
-# /admin endpoint declared neither way is refused too, and tests/test_scope_matrix.py fails.
+# /admin endpoint declared neither way is refused too, and tests/test_scopes.py fails.
 SCOPED, ORG_WIDE = "scoped", "org_wide"
 ORG_WIDE_BLUEPRINTS = {"courses", "org", "rules", "settings"}
 
