@@ -26,6 +26,8 @@ def undo_change():
     if not request.htmx:
         flash(done.message, "success")
         return go_back(back)
+    if done.user is None:  # a bulk action's: the page reloads its list (see app.js)
+        return toast(make_response("", 204), done.message, usersChanged=True)
     return toast(_fragment(done), done.message, undone={"user": done.user.id})
 
 
