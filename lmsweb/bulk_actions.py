@@ -64,6 +64,8 @@ class Selection:
                 "group": f.group,
                 "status": f.status,
                 "role": f.role,
+                "course": f.course,
+                "course_state": f.course_state,
             },
         }
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from flask import request, url_for
 from flask_wtf import FlaskForm
-from sqlalchemy import func, select
+from sqlalchemy import func, literal, literal_column, select, union_all
 from sqlalchemy.orm import joinedload, selectinload
 from wtforms import SearchField, SelectField, SelectMultipleField
 from wtforms.fields.choices import SelectChoice
@@ -15,9 +15,10 @@ from wtforms.widgets import CheckboxInput, ListWidget
 
 from ...compliance import TRAINING_LABELS
 from ...extensions import db
-from ...models import ROLE_LABELS, STATUS_LABELS, Group, Location, User, utcnow
+from ...models import ROLE_LABELS, STATUS_LABELS, Course, Group, Location, User, utcnow
 from ...rendering import render, wants_partial
 from ...user_queries import (
+    COURSE_STATES,
     OVERDUE,
     PER_PAGE_CHOICES,
     UserFilters,
@@ -56,13 +57,15 @@ class UserFilterForm(FlaskForm):
     status = CheckboxList("User status", choices=[])
     role = SelectField("User role", choices=[])
     training = SelectField("Training", choices=[])
+    course = SelectField("Course", choices=[])
+    course_state = SelectField("Course state", choices=[])
 
 
 def _choices(pairs) -> list[SelectChoice]:
     return [SelectChoice(str(value), label) for value, label in pairs]
 
 
-def filter_form(filters: UserFilters, locations, groups) -> UserFilterForm:
+def filter_form(filters: UserFilters, locations, groups, courses=()) -> UserFilterForm:
     """The form showing the (corrected) state, not the raw parameters."""
     form = UserFilterForm(
         formdata=None,
@@ -72,12 +75,16 @@ def filter_form(filters: UserFilters, locations, groups) -> UserFilterForm:
         status=filters.status,
         role=filters.role[0] if len(filters.role) == 1 else "",
         training=filters.training,
+        course=str(filters.course or ""),
+        course_state=filters.course_state,
     )
     form.location.choices = _choices((x.id, x.name) for x in locations)
     form.group.choices = _choices((g.id, g.name) for g in groups)
     form.status.choices = _choices(STATUS_LABELS.items())
     form.role.choices = _choices([("", "Any role"), *ROLE_LABELS.items()])
     form.training.choices = _choices([("", "Any training state"), *TRAINING_LABELS.items()])
+    form.course.choices = _choices([("", "Any course"), *((c.id, c.name) for c in courses)])
+    form.course_state.choices = _choices([("", "Any state"), *COURSE_STATES.items()])
     return form
 
 
@@ -120,6 +127,11 @@ def filter_chips(filters: UserFilters, names: dict[str, dict[int, str]]) -> list
     if filters.training:
         url = list_url(filters, training="", **reset)
         chips.append({"label": TRAINING_LABELS[filters.training], "kind": "Training", "url": url})
+    if filters.course or filters.course_state:
+        course = names.get("course", {}).get(filters.course or 0, "any course")
+        state = COURSE_STATES.get(filters.course_state, "any state")
+        url = list_url(filters, course=None, course_state="", **reset)
+        chips.append({"label": f"{course} · {state}", "kind": "Course", "url": url})
     return chips
 
 
@@ -187,6 +199,10 @@ def list_context(filters: UserFilters) -> dict[str, Any]:
     if filters.group:
         rows = db.session.execute(select(Group.id, Group.name).where(Group.id.in_(filters.group)))
         names["group"] = dict(rows.all())
+    if filters.course:
+        names["course"] = {filters.course: db.session.scalar(
+            select(Course.code).where(Course.id == filters.course)
+        ) or "a deleted course"}  # fmt: skip
     first = (filters.page - 1) * filters.per_page + 1 if users else 0
     return {
         "filters": filters,
@@ -255,6 +271,19 @@ def user_training(user_id: int, page: dict | None = None):
     return training_counts([user_id], utcnow().date()).get(user_id)
 
 
+def _filter_choices() -> tuple[list, list, list]:
+    """The panel's locations, groups and courses (id, name), in one query."""
+    kind = literal_column("kind")
+    rows = db.session.execute(
+        union_all(
+            select(literal("location").label("kind"), Location.id, Location.name.label("name")),
+            select(literal("group"), Group.id, Group.name),
+            select(literal("course"), Course.id, Course.code),
+        ).order_by(kind, literal_column("name"))
+    ).all()
+    return tuple([r for r in rows if r.kind == k] for k in ("location", "group", "course"))
+
+
 def _anyone() -> bool:
     return db.session.scalar(select(User.id).limit(1)) is not None
 
@@ -266,9 +295,7 @@ def index():
     context = list_context(filters)
     form_sync = not wants_partial() or request.headers.get("HX-Trigger") not in FORM_TRIGGERS
     if form_sync:
-        locations = db.session.scalars(select(Location).order_by(Location.name)).all()
-        groups = db.session.scalars(select(Group).order_by(Group.name)).all()
-        context["form"] = filter_form(filters, locations, groups)
+        context["form"] = filter_form(filters, *_filter_choices())
     # Only the page's own list requests (chips, sort links, pager) re-sync its filter form.
     list_request = request.headers.get("HX-Target") == "users-results"
     oob_filters = form_sync and wants_partial() and list_request

@@ -1,0 +1,50 @@
+"""The Users list, as a person uses it: the "course C in state S" filter, a count that
+follows row actions, invitations that turn from queued to sent."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+import pytest
+from axe_playwright_python.sync_playwright import Axe
+from playwright.sync_api import expect
+
+from tests.browser.conftest import sign_in
+from tests.conftest import PASSWORD
+
+pytestmark = pytest.mark.browser
+
+
+def test_filter_by_course_in_a_state(page, live_server, admin, make):
+    fire = make.course("FIRE-1", title="Fire safety")
+    make.course("GDPR-1", title="Data protection")
+    late = make.user(first_name="Olga", last_name="Overdue")
+    keen = make.user(first_name="Sven", last_name="Started")
+    make.user(first_name="Nell", last_name="Nothing")
+    make.assignment(late, fire, due=date.today() - timedelta(days=3))
+    make.assignment(keen, fire, state="in_progress")
+    sign_in(page, live_server, admin.email, PASSWORD)
+    page.goto(f"{live_server}/admin/users")
+    count = page.locator("#users-count")
+
+    page.get_by_text("Advanced filters").click()
+    panel = page.locator(".filters-menu__panel")
+    expect(panel).to_be_visible()
+    panel.get_by_label("Course", exact=True).select_option(label="FIRE-1")
+    expect(count).to_have_text("2 users match these filters")
+    panel.get_by_label("Course state").select_option(label="Overdue")
+    expect(count).to_have_text("1 user matches these filters")
+    rows = page.locator("#users-table tbody tr")
+    expect(rows).to_have_count(1)
+    expect(rows.first).to_contain_text("Overdue, Olga")
+    violations = Axe().run(page).response["violations"]
+    assert [v["id"] for v in violations] == [], violations
+    page.keyboard.press("Escape")
+    expect(panel).to_be_hidden()
+    assert "course_state=overdue" in page.url  # the view can be bookmarked
+
+    chips = page.get_by_role("list", name="Active filters")
+    expect(chips).to_contain_text("FIRE-1 · Overdue")
+    chips.get_by_role("link", name="FIRE-1 · Overdue").click()
+    expect(count).to_have_text("4 users")
+    assert "course_state" not in page.url
