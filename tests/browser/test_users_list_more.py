@@ -48,3 +48,21 @@ def test_filter_by_course_in_a_state(page, live_server, admin, make):
     chips.get_by_role("link", name="FIRE-1 · Overdue").click()
     expect(count).to_have_text("4 users")
     assert "course_state" not in page.url
+
+
+def test_the_count_follows_a_row_action_in_a_filtered_view(page, live_server, admin, make):
+    pia = make.user(first_name="Pia", last_name="Pending", status="pending")
+    make.user(first_name="Paz", last_name="Pending", status="pending")
+    errors = []
+    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+    sign_in(page, live_server, admin.email, PASSWORD)
+    page.goto(f"{live_server}/admin/users?status=pending")
+    count = page.locator("#users-count")
+    expect(count).to_have_text("2 users match these filters")
+
+    page.get_by_role("button", name="Approve Pia Pending").click()
+    expect(page.locator("#toasts")).to_contain_text("Pia Pending is approved")
+    expect(page.locator(f"#user-{pia.id}")).to_have_count(0)  # no longer pending: it leaves
+    expect(count).to_have_text("1 user matches these filters")
+    expect(page.locator("#users-table tbody tr")).to_have_count(1)
+    assert errors == [], errors

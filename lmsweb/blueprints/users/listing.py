@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from math import ceil
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
-from flask import request, url_for
+from flask import render_template, request, url_for
 from flask_wtf import FlaskForm
 from sqlalchemy import func, literal, literal_column, select, union_all
 from sqlalchemy.orm import joinedload, selectinload
+from werkzeug.datastructures import MultiDict
 from wtforms import SearchField, SelectField, SelectMultipleField
 from wtforms.fields.choices import SelectChoice
 from wtforms.widgets import CheckboxInput, ListWidget
@@ -16,6 +18,7 @@ from wtforms.widgets import CheckboxInput, ListWidget
 from ...compliance import TRAINING_LABELS
 from ...extensions import db
 from ...models import ROLE_LABELS, STATUS_LABELS, Course, Group, Location, User, utcnow
+from ...navigation import app_path
 from ...rendering import render, wants_partial
 from ...user_queries import (
     COURSE_STATES,
@@ -269,6 +272,34 @@ def user_training(user_id: int, page: dict | None = None):
     if page is not None:
         return page.get(user_id)
     return training_counts([user_id], utcnow().date()).get(user_id)
+
+
+def _on_list() -> bool:
+    """Does this htmx request come from the Users list page (not a profile)?"""
+    current = urlsplit(request.headers.get("HX-Current-URL", ""))
+    return app_path(current.path) == app_path(url_for("users.index"))
+
+
+def row_answer(user: User, next_url: str, shown: bool = True) -> str:
+    """A row action's answer to the list at `next_url`: the user's row, or nothing when
+    the list's filters no longer match them (the row leaves), and the list's count out
+    of band, so "N users match" stays true after the action. Elsewhere (`shown`: the
+    caller's own answer) just the row."""
+    row = render_template("users/_row.html", user=user, next_url=next_url)
+    if not (wants_partial() and _on_list()):
+        return row if shown else ""
+    args = MultiDict(parse_qsl(urlsplit(next_url).query, keep_blank_values=True))
+    filters = UserFilters.from_args(args)
+    query = filtered_users(filters)
+    if db.session.scalar(query.with_only_columns(User.id).where(User.id == user.id)) is None:
+        row = ""
+    counted = query.with_only_columns(User.id).order_by(None).limit(COUNT_CAP + 1).subquery()
+    total = db.session.scalar(select(func.count()).select_from(counted)) or 0
+    label = f"more than {COUNT_CAP:,}" if total > COUNT_CAP else f"{total:,}"
+    count = render_template(
+        "users/_count.html", total=total, total_label=label, filters=filters, oob=True
+    )
+    return row + count
 
 
 def _filter_choices() -> tuple[list, list, list]:

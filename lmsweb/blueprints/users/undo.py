@@ -8,8 +8,8 @@ from flask_login import current_user
 from ... import undo
 from ...domain_error import DomainError
 from ...extensions import db
-from ...navigation import app_path, go_back, refuse, safe_next
-from ...rendering import render, toast
+from ...navigation import app_path, back_to_list, go_back, refuse, safe_next
+from ...rendering import toast
 from . import bp
 
 
@@ -40,7 +40,7 @@ def _fragment(done: undo.Undone) -> Response:
 
         return _courses_view(done.user)
     if target == f"user-{done.user.id}":
-        return render(
-            "users/_row.html", user=done.user, next_url=safe_next(request.form.get("next"))
-        )
+        from .listing import row_answer
+
+        return make_response(row_answer(done.user, back_to_list(request.form.get("next"))))
     return make_response("", 204)
