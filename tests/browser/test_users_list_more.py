@@ -66,3 +66,39 @@ def test_the_count_follows_a_row_action_in_a_filtered_view(page, live_server, ad
     expect(count).to_have_text("1 user matches these filters")
     expect(page.locator("#users-table tbody tr")).to_have_count(1)
     assert errors == [], errors
+
+
+@pytest.fixture
+def app_config():
+    from tests.smtp_support import SMTPServer
+
+    server = SMTPServer().start()
+    yield {**server.config(), "_smtp": server}
+    server.stop()
+
+
+def test_a_queued_invitation_turns_into_sent_without_a_reload(
+    page, live_server, app, app_config, admin, make
+):
+    from lmsweb import mailer
+    from lmsweb.extensions import db
+
+    user = make.user(first_name="Quinn", last_name="Queued")
+    errors = []
+    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+    page.clock.install()
+    sign_in(page, live_server, admin.email, PASSWORD)
+    page.goto(f"{live_server}/admin/users?q=quinn")
+    row = page.locator(f"#user-{user.id}")
+    row.get_by_role("button", name="Notify Quinn Queued").click()
+    expect(row).to_contain_text("Invitation queued")
+
+    with app.app_context():  # the worker sends it meanwhile
+        assert mailer.drain().sent == 1
+        db.session.remove()
+    page.clock.fast_forward(6_000)  # the row asks again every 5 s
+    expect(row.locator(".status-icons")).to_contain_text("Notified")
+    expect(row).not_to_contain_text("Invitation queued")
+    # Delivered: it stops asking.
+    assert row.locator(".status-icons[data-hx-trigger]").count() == 0
+    assert errors == [], errors
