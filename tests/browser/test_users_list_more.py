@@ -102,3 +102,58 @@ def test_a_queued_invitation_turns_into_sent_without_a_reload(
     # Delivered: it stops asking.
     assert row.locator(".status-icons[data-hx-trigger]").count() == 0
     assert errors == [], errors
+
+
+def test_add_user_with_checkboxes_then_the_list_points_at_them(page, live_server, app, admin, make):
+    from lmsweb.models import CourseAssignment, User
+    from tests.conftest import count
+
+    make.group("Nurses")
+    make.group("Porters")
+    make.course("FIRE-1", title="Fire safety")
+    make.course("GDPR-1", title="Data protection")
+    for n in range(60):  # more than a page: she would not be on page 1 by name
+        make.user(first_name=f"Aaron{n:02d}", last_name="Able")
+    errors = []
+    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+    sign_in(page, live_server, admin.email, PASSWORD)
+    page.goto(f"{live_server}/admin/users")
+    page.get_by_role("link", name="Add user").click()
+    dialog = page.get_by_role("dialog", name="Add a user")
+    expect(dialog).to_be_visible()
+    # Required fields say so, to the eye and to assistive technology.
+    first = dialog.get_by_role("textbox", name="First name (required)")
+    expect(first).to_have_attribute("required", "")
+    expect(dialog.get_by_role("textbox", name="User ID", exact=True)).not_to_have_attribute(
+        "required", ""
+    )
+    dialog.get_by_role("textbox", name="First name").fill("Ana")
+    dialog.get_by_role("textbox", name="Last name").fill("Silva")
+    dialog.get_by_role("textbox", name="Email (required)").fill("ana.silva@example.com")
+    groups = dialog.get_by_role("group", name="Groups")
+    groups.get_by_role("checkbox", name="Nurses").focus()
+    page.keyboard.press("Space")
+    courses = dialog.get_by_role("group", name="Courses to assign")
+    courses.get_by_role("checkbox", name="FIRE-1").check()
+    courses.get_by_role("checkbox", name="GDPR-1").check()
+    dialog.get_by_label("Approve and send the invitation now").check()
+    violations = Axe().run(page).response["violations"]
+    assert [v["id"] for v in violations] == [], violations
+    page.wait_for_load_state("networkidle")
+    dialog.get_by_role("button", name="Add user").click()
+
+    expect(page.locator("#toasts")).to_contain_text(
+        "Added Ana Silva, approved, invitation queued, 2 courses assigned."
+    )
+    with app.app_context():
+        from lmsweb.extensions import db
+
+        ana = db.session.scalar(db.select(User).where(User.email == "ana.silva@example.com"))
+        assert [g.name for g in ana.groups] == ["Nurses"]
+        ana_id = ana.id
+    assert count(app, CourseAssignment, CourseAssignment.user_id == ana_id) == 2
+    row = page.locator(f"#user-{ana_id}")
+    expect(row).to_be_visible()
+    expect(row).to_be_focused()
+    assert page.url.endswith(f"#user-{ana_id}")
+    assert errors == [], errors

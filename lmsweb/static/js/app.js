@@ -65,6 +65,16 @@
     return button;
   }
 
+  // The list opened at one user (after Add user, the address ends in #user-<id>): their
+  // row is highlighted by CSS (:target) and takes the focus, so the keyboard starts there.
+  document.addEventListener("DOMContentLoaded", function () {
+    var match = /^#user-\d+$/.exec(window.location.hash);
+    var row = match && document.getElementById(match[0].slice(1));
+    if (!row || row.tagName !== "TR") return;
+    row.setAttribute("tabindex", "-1");
+    row.focus();
+  });
+
   // Flash messages rendered with the page fade out like toasts.
   document.addEventListener("DOMContentLoaded", function () {
     var region = toasts();
