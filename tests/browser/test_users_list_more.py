@@ -157,3 +157,16 @@ def test_add_user_with_checkboxes_then_the_list_points_at_them(page, live_server
     expect(row).to_be_focused()
     assert page.url.endswith(f"#user-{ana_id}")
     assert errors == [], errors
+
+
+def test_filter_by_manager_from_the_panel(page, live_server, admin, make):
+    boss = make.user(first_name="Bea", last_name="Boss")
+    make.user(first_name="Rita", last_name="Report", manager_id=boss.id)
+    make.user(first_name="Ravi", last_name="Report", manager_id=boss.id)
+    sign_in(page, live_server, admin.email, PASSWORD)
+    page.goto(f"{live_server}/admin/users")
+    page.get_by_text("Advanced filters").click()
+    page.get_by_label("Manager", exact=True).select_option(label="Boss, Bea")
+    expect(page.locator("#users-count")).to_have_text("2 users match these filters")
+    expect(page.get_by_role("list", name="Active filters")).to_contain_text("Bea Boss")
+    assert f"manager={boss.id}" in page.url

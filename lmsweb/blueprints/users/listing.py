@@ -62,13 +62,14 @@ class UserFilterForm(FlaskForm):
     training = SelectField("Training", choices=[])
     course = SelectField("Course", choices=[])
     course_state = SelectField("Course state", choices=[])
+    manager = SelectField("Manager", choices=[])
 
 
 def _choices(pairs) -> list[SelectChoice]:
     return [SelectChoice(str(value), label) for value, label in pairs]
 
 
-def filter_form(filters: UserFilters, locations, groups, courses=()) -> UserFilterForm:
+def filter_form(filters: UserFilters, locations, groups, courses=(), managers=()) -> UserFilterForm:
     """The form showing the (corrected) state, not the raw parameters."""
     form = UserFilterForm(
         formdata=None,
@@ -80,6 +81,7 @@ def filter_form(filters: UserFilters, locations, groups, courses=()) -> UserFilt
         training=filters.training,
         course=str(filters.course or ""),
         course_state=filters.course_state,
+        manager=str(filters.manager[0]) if len(filters.manager) == 1 else "",
     )
     form.location.choices = _choices((x.id, x.name) for x in locations)
     form.group.choices = _choices((g.id, g.name) for g in groups)
@@ -88,6 +90,7 @@ def filter_form(filters: UserFilters, locations, groups, courses=()) -> UserFilt
     form.training.choices = _choices([("", "Any training state"), *TRAINING_LABELS.items()])
     form.course.choices = _choices([("", "Any course"), *((c.id, c.name) for c in courses)])
     form.course_state.choices = _choices([("", "Any state"), *COURSE_STATES.items()])
+    form.manager.choices = _choices([("", "Anyone’s reports"), *((m.id, m.name) for m in managers)])
     return form
 
 
@@ -302,17 +305,22 @@ def row_answer(user: User, next_url: str, shown: bool = True) -> str:
     return row + count
 
 
-def _filter_choices() -> tuple[list, list, list]:
-    """The panel's locations, groups and courses (id, name), in one query."""
+def _filter_choices() -> tuple[list, list, list, list]:
+    """The panel's locations, groups, courses and managers (id, name), in one query."""
     kind = literal_column("kind")
     rows = db.session.execute(
         union_all(
             select(literal("location").label("kind"), Location.id, Location.name.label("name")),
             select(literal("group"), Group.id, Group.name),
             select(literal("course"), Course.id, Course.code),
+            # Managers: the users someone reports to (ix_users_manager_id answers it).
+            select(literal("manager"), User.id, User.last_name + ", " + User.first_name).where(
+                User.id.in_(select(User.manager_id).where(User.manager_id.is_not(None)))
+            ),
         ).order_by(kind, literal_column("name"))
     ).all()
-    return tuple([r for r in rows if r.kind == k] for k in ("location", "group", "course"))
+    kinds = ("location", "group", "course", "manager")
+    return tuple([r for r in rows if r.kind == k] for k in kinds)
 
 
 def _anyone() -> bool:
