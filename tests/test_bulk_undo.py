@@ -5,11 +5,14 @@ that, seats included, or refuses with the reason and changes nothing."""
 from __future__ import annotations
 
 import json
+import re
+import shutil
 from datetime import date
 
 from lmsweb import licensing
 from lmsweb.extensions import db
 from lmsweb.models import AuditEvent, Course, CourseAssignment, User
+from tests.a11y_support import format_vnu, run_vnu
 from tests.conftest import HX, count, get
 from tests.test_bulk import members, post
 
@@ -171,9 +174,22 @@ def test_actions_without_a_reversal_offer_no_undo(app, admin_client, make):
     assert "undo" not in json.loads(response.headers["HX-Trigger"])["showToast"]
 
 
-def test_without_javascript_the_result_page_carries_an_undo_form(app, admin_client, make):
+def test_without_javascript_the_result_page_carries_an_undo_form(app, admin_client, make, tmp_path):
     group = make.group()
     user = make.user()
     page = post(admin_client, "add_group", ids=[user.id], group=group.id, htmx=False)
     assert page.status_code == 200
     assert 'name="token"' in page.text and ">Undo</button>" in page.text
+    if shutil.which("java"):
+        path = tmp_path / "bulk-result.html"
+        path.write_bytes(page.data)
+        errors = run_vnu([path])
+        assert not errors, format_vnu(errors, {})
+    undone = admin_client.post(
+        "/admin/users/undo", data={"token": _token(page.text), "next": "/admin/users"}
+    )
+    assert undone.status_code == 303 and members(app, group) == set()
+
+
+def _token(html: str) -> str:
+    return re.search(r'name="token" value="([^"]+)"', html).group(1)

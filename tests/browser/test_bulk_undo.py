@@ -3,12 +3,15 @@ and undoes it: the users, their records and the seats are back as they were."""
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import expect
 
 from lmsweb.extensions import db
 from lmsweb.models import AuditEvent, Course, User
+from tests.a11y_support import format_vnu, run_vnu
 from tests.browser.conftest import screenshot, sign_in
 from tests.conftest import PASSWORD, count
 
@@ -21,7 +24,9 @@ def _seats(app, course_id):
         return c.seats_reserved, c.seats_used
 
 
-def test_archive_all_matching_then_undo_from_the_toast(page, live_server, app, admin, make):
+def test_archive_all_matching_then_undo_from_the_toast(
+    page, live_server, app, admin, make, tmp_path
+):
     depot = make.location("Depot")
     course = make.course("FORK-1", seats=60)
     users = [
@@ -54,13 +59,16 @@ def test_archive_all_matching_then_undo_from_the_toast(page, live_server, app, a
     assert count(app, User, User.location_id == depot.id, User.status == "archived") == 52
     assert _seats(app, course.id) == (0, 1)
     screenshot(page, "bulk-undo-toast")
-    violations = Axe().run(page).response["violations"]
-    assert [v["id"] for v in violations] == [], violations
-
-    # Ten seconds later the Undo is still there.
+    # Ten seconds later the Undo is still there (the page's clock jumps ahead).
     page.clock.fast_forward(10_000)
     expect(undo).to_be_visible()
-    undo.click()
+
+    # A keyboard user reaches it (focus keeps the toast); axe and vnu find nothing wrong.
+    undo.focus()
+    violations = Axe().run(page).response["violations"]
+    assert [v["id"] for v in violations] == [], violations
+    html = "<!DOCTYPE html>\n" + page.evaluate("document.documentElement.outerHTML")
+    page.keyboard.press("Enter")
     expect(page.locator("#toasts")).to_contain_text("Undone: 52 users are back")
     expect(page.locator("#users-count")).to_have_text("52 users match these filters")
     expect(page.locator(f"#user-{users[0].id}")).to_be_visible()
@@ -70,6 +78,11 @@ def test_archive_all_matching_then_undo_from_the_toast(page, live_server, app, a
         reversal = db.session.scalar(db.select(AuditEvent).where(AuditEvent.action == "undo"))
         assert reversal.details["reverses_action"] == "bulk.archive_user"
     assert errors == [], "\n".join(errors)
+    if shutil.which("java"):  # the page as it stood, toast and all, is valid HTML
+        snapshot = tmp_path / "bulk-undo-toast.html"
+        snapshot.write_text(html)
+        problems = run_vnu([snapshot])
+        assert not problems, format_vnu(problems, {})
 
 
 def test_bulk_undo_says_why_it_cannot(page, live_server, app, admin, make):

@@ -60,8 +60,9 @@ class UserFilterForm(FlaskForm):
     status = CheckboxList("User status", choices=[])
     role = SelectField("User role", choices=[])
     training = SelectField("Training", choices=[])
-    course = SelectField("Course", choices=[])
-    course_state = SelectField("Course state", choices=[])
+    # Not labelled "Course": the bulk bar's Course field is on the same page.
+    course = SelectField("Enrolled in", choices=[])
+    course_state = SelectField("Enrolment state", choices=[])
     manager = SelectField("Manager", choices=[])
 
 
