@@ -65,6 +65,8 @@ def test_the_count_follows_a_row_action_in_a_filtered_view(page, live_server, ad
     expect(page.locator(f"#user-{pia.id}")).to_have_count(0)  # no longer pending: it leaves
     expect(count).to_have_text("1 user matches these filters")
     expect(page.locator("#users-table tbody tr")).to_have_count(1)
+    # The focus went on to the next row, not back to the top of the page.
+    expect(page.get_by_role("link", name="Pending, Paz")).to_be_focused()
     assert errors == [], errors
 
 

@@ -130,6 +130,23 @@
       if (event.detail.target) event.detail.target.removeAttribute("aria-busy");
     });
 
+    // A row action whose user no longer matches the filters answers without the row: it
+    // leaves, and the focus (if it was in it) moves to the next row, else the count.
+    document.body.addEventListener("htmx:beforeSwap", function (event) {
+      var row = event.detail.target;
+      if (!row || row.tagName !== "TR" || !/^user-\d+$/.test(row.id)) return;
+      if (event.detail.serverResponse.indexOf('id="' + row.id + '"') !== -1) return;
+      if (!row.contains(document.activeElement) && document.activeElement !== document.body) return;
+      var next = row.nextElementSibling || row.previousElementSibling;
+      window.setTimeout(function () {
+        var to = (next && document.body.contains(next) && next.querySelector("a, button")) ||
+          document.getElementById("users-count");
+        if (!to) return;
+        if (to.id === "users-count") to.setAttribute("tabindex", "-1");
+        to.focus();
+      }, 0);
+    });
+
     // Dialogs: content swapped into #dialog-root opens as a modal <dialog>.
     var opener = null;
     document.body.addEventListener("htmx:beforeRequest", function (event) {
