@@ -70,6 +70,8 @@ class Selection:
                 "group": f.group,
                 "status": f.status,
                 "role": f.role,
+                "course": f.course,
+                "course_state": f.course_state,
             },
         }
 
@@ -92,6 +94,10 @@ class Result:
     skipped: dict[str, list[int]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     verb: str = "Done for"
+    # What lmsweb.undo needs to reverse it (kept in the audit event's details, server-side,
+    # so "select all matching" offers Undo without sending the ids to the page).
+    undo: dict[str, Any] | None = None
+    event: Any = None  # the audit event `run` recorded
 
     def skip(self, reason: str, user_id: int) -> None:
         self.skipped.setdefault(reason, []).append(user_id)
@@ -272,6 +278,7 @@ def _membership(selection: Selection, params: Params, add: bool) -> Result:
                 )
             )
     _expire_groups(result.done)
+    result.undo = {"group": group.id, "users": list(result.done)}
     if add:
         assigned, waiting = enrolment.users_joined(result.done, params.actor)
         if assigned or waiting:
@@ -395,6 +402,19 @@ def assign_course(selection: Selection, params: Params) -> Result:
             ],
         )
     result.done = eligible
+    # The new records (one open record per user and course): what an undo unassigns.
+    records: list[int] = []
+    for ids in chunks(eligible):
+        records.extend(
+            db.session.scalars(
+                select(CourseAssignment.id).where(
+                    CourseAssignment.course_id == course.id,
+                    CourseAssignment.archived_at.is_(None),
+                    CourseAssignment.user_id.in_(ids),
+                )
+            )
+        )
+    result.undo = {"course": course.id, "records": records}
     if params.due_date:
         result.notes.append(f"Due {params.due_date.isoformat()}.")
     return result
@@ -418,6 +438,17 @@ def change_due_date(selection: Selection, params: Params) -> Result:
         else:
             changing.append(record[0])
             result.done.append(row.id)
+    before: list[list] = []
+    for ids in chunks(changing):
+        before.extend(
+            [r.id, r.due_date.isoformat() if r.due_date else None]
+            for r in db.session.execute(
+                select(CourseAssignment.id, CourseAssignment.due_date).where(
+                    CourseAssignment.id.in_(ids)
+                )
+            )
+        )
+    result.undo = {"course": course.id, "due": due if params.due_date else None, "records": before}
     for ids in chunks(changing):
         db.session.execute(
             update(CourseAssignment)
@@ -450,8 +481,11 @@ def archive_user(selection: Selection, params: Params) -> Result:
     returned = 0
     found = []
     lifecycle.lock_for_archive([r.id for r in _target_rows(selection)])
+    undone: list[dict[str, Any]] = []
     for user in _target_users(selection):
         found.append(user.id)
+        db.session.refresh(user, ["status"])
+        status = user.status
         try:
             plan = lifecycle.archive_locked(user, "user", actor=params.actor)
         except lifecycle.ArchivingYourself:
@@ -461,6 +495,8 @@ def archive_user(selection: Selection, params: Params) -> Result:
         else:
             returned += len(plan.unstarted)
             result.done.append(user.id)
+            undone.append(_archived(user, plan, status))
+    result.undo = {"users": undone}
     _missing(selection, found, result)
     result.notes.append(f"{returned} {'license' if returned == 1 else 'licenses'} returned.")
     return result
@@ -474,6 +510,7 @@ def archive_activity(selection: Selection, params: Params) -> Result:
     returned = 0
     found = []
     course_id = course.id if course else None
+    undone: list[dict[str, Any]] = []
     lifecycle.lock_for_archive([r.id for r in _target_rows(selection)], course_id)
     for user in _target_users(selection):
         found.append(user.id)
@@ -484,9 +521,26 @@ def archive_activity(selection: Selection, params: Params) -> Result:
             continue
         returned += len(plan.unstarted)
         result.done.append(user.id)
+        undone.append(_archived(user, plan))
+    result.undo = {"users": undone}
     _missing(selection, found, result)
     result.notes.append(f"{returned} {'license' if returned == 1 else 'licenses'} returned.")
     return result
+
+
+def _archived(user: User, plan: lifecycle.ArchivePlan, status: str | None = None) -> dict:
+    """One user's part of an archive's undo: their records as archived (and, archiving the
+    user, the status they had), checked again before anything is reopened."""
+    from .undo import stamp
+
+    item: dict[str, Any] = {
+        "user": user.id,
+        "records": [[a.id, stamp(a.archived_at)] for a in plan.unstarted + plan.started],
+    }
+    if status is not None:
+        item["status"] = status
+        item["at"] = stamp(user.archived_at)
+    return item
 
 
 def restore(selection: Selection, params: Params) -> Result:
@@ -645,7 +699,9 @@ def run(action: BulkAction, selection: Selection, params: Params) -> Result:
         details["due_date"] = params.due_date.isoformat()
     if params.fit:
         details["fit"] = True
-    audit.record(
+    if result.undo is not None and result.done:
+        details["undo"] = result.undo
+    result.event = audit.record(
         f"bulk.{action.name}", summary=result.summary(), details=details, actor=params.actor
     )
     return result

@@ -17,12 +17,20 @@ from wtforms import (
 )
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Length, Optional, ValidationError
+from wtforms.widgets import CheckboxInput, ListWidget
 
 from . import lifecycle, scope
 from .extensions import db
 from .models import ROLE_LABELS, Course, Group, Location, User
 
 ROLE_CHOICES = [SelectChoice(role, label) for role, label in ROLE_LABELS.items()]
+
+
+class CheckboxList(SelectMultipleField):
+    """Several choices as a list of checkboxes (never a Ctrl-click multi-select)."""
+
+    widget = ListWidget(prefix_label=False)
+    option_widget = CheckboxInput()
 
 
 def _optional_int(value):
@@ -56,7 +64,8 @@ class UserForm(FlaskForm):
         "User ID", validators=[Optional(), Length(max=64)], filters=[_blank_to_none]
     )
     location = SelectField("Location", coerce=_optional_int, validate_choice=True)
-    group = SelectMultipleField("Groups", coerce=int)
+    # Its own id: the list's filter panel has checkboxes group-0, group-1, ... too.
+    group = CheckboxList("Groups", coerce=int, id="user-group")
     role = SelectField("Role", choices=ROLE_CHOICES, default="learner")
     manager_email = StringField(
         "Manager",
@@ -158,7 +167,7 @@ class NewUserForm(UserForm):
     """Adding a user may also approve and notify them and assign courses."""
 
     approve_notify = BooleanField("Approve and send the invitation now")
-    course = SelectMultipleField("Courses to assign", coerce=int)
+    course = CheckboxList("Courses to assign", coerce=int, id="new-course")
     due_date = DateField("Due date", validators=[Optional()])
 
     def __init__(self, *args, **kwargs):

@@ -61,8 +61,17 @@ Q, LOCATION, GROUP, STATUS, ROLE = "q", "location", "group", "status", "role"
 MANAGER, TRAINING = "manager", "training"
 # The Users page's "Overdue only" quick filter is this training figure.
 OVERDUE = "overdue"
+# Advanced filter "course C in state S" (either alone: any state of C, or S in any course).
+COURSE, COURSE_STATE = "course", "course_state"
+COURSE_STATES = {
+    "not_started": "Not started",
+    "started": "Started",
+    "completed": "Completed",
+    "overdue": "Overdue",
+    "archived": "Archived",
+}
 SORT, PAGE, PER_PAGE = "sort", "page", "per_page"
-FILTER_PARAMS = (Q, LOCATION, GROUP, STATUS, ROLE, MANAGER, TRAINING)
+FILTER_PARAMS = (Q, LOCATION, GROUP, STATUS, ROLE, MANAGER, TRAINING, COURSE, COURSE_STATE)
 LIST_PARAMS = (*FILTER_PARAMS, SORT, PAGE, PER_PAGE)
 
 
@@ -97,6 +106,8 @@ class UserFilters:
     per_page: int = DEFAULT_PER_PAGE
     manager: list[int] = field(default_factory=list)
     training: str = ""
+    course: int | None = None
+    course_state: str = ""
 
     @property
     def default_status(self) -> bool:
@@ -112,6 +123,8 @@ class UserFilters:
             or self.role
             or self.manager
             or self.training
+            or self.course
+            or self.course_state
             or not self.default_status
         )
 
@@ -136,6 +149,10 @@ class UserFilters:
         filters.manager = _ids(args.getlist(prefix + MANAGER))
         training = args.get(prefix + TRAINING, "")
         filters.training = training if training in TRAINING_LABELS else ""
+        course = _ids(args.getlist(prefix + COURSE))
+        filters.course = course[0] if course else None
+        state = args.get(prefix + COURSE_STATE, "")
+        filters.course_state = state if state in COURSE_STATES else ""
         filters.page = _positive(args.get(prefix + PAGE), 1)
         per_page = _positive(args.get(prefix + PER_PAGE), DEFAULT_PER_PAGE)
         filters.per_page = per_page if per_page in PER_PAGE_CHOICES else DEFAULT_PER_PAGE
@@ -159,6 +176,8 @@ class UserFilters:
             ROLE: self.role,
             MANAGER: self.manager,
             TRAINING: self.training,
+            COURSE: self.course,
+            COURSE_STATE: self.course_state,
             SORT: self.sort,
             PAGE: self.page,
             PER_PAGE: self.per_page,
@@ -343,10 +362,35 @@ def filtered_users(filters: UserFilters) -> Select[tuple[User]]:
         query = query.where(User.manager_id.in_(filters.manager))
     if filters.training:
         query = query.where(training_condition(filters.training, date.today()))
+    if filters.course or filters.course_state:
+        query = query.where(course_condition(filters.course, filters.course_state, date.today()))
     condition = search_condition(filters.q)
     if condition is not None:
         query = query.where(condition)
     return query
+
+
+def course_condition(course_id: int | None, state: str, today: date) -> ColumnElement[bool]:
+    """Users with a record of the course (any, without one) in the state (any open record,
+    without one): not started, started, completed, overdue (open, unfinished, past due)
+    or archived (any archived record of it)."""
+    a = CourseAssignment
+    records = select(a.user_id)
+    if course_id is not None:
+        records = records.where(a.course_id == course_id)
+    if state == "archived":
+        records = records.where(a.archived_at.is_not(None))
+    else:
+        records = records.where(a.archived_at.is_(None))
+        if state == "not_started":
+            records = records.where(a.state == "assigned")
+        elif state == "started":
+            records = records.where(a.state == "in_progress")
+        elif state == "completed":
+            records = records.where(a.state == "completed")
+        elif state == "overdue":
+            records = records.where(a.state != "completed", a.due_date < today)
+    return User.id.in_(records)
 
 
 def ordered(query: Select, sort: str) -> Select:

@@ -84,6 +84,7 @@ SAMPLES: dict[str, Sample] = {
         ("active", {"user_id": s.user_id}, 200),
         ("pending", {"user_id": s.pending_user_id}, 200),
     ],
+    "users.invite_status": lambda s: {"user_id": s.pending_user_id},
     "users.restore": lambda s: {"user_id": s.archived_user_id},
     "users.approve": lambda s: {"user_id": s.pending_user_id},
     "users.notify": lambda s: {"user_id": s.pending_user_id},

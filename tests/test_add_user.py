@@ -53,7 +53,8 @@ def test_adding_a_user_stores_them_pending_lowercased_and_audited(app, admin_cli
         data=form(user_id="00123", location=location.id, group=[group.id]),
     )
     assert response.status_code == 303
-    assert response.headers["Location"] == "/admin/users"
+    user_id = count(app, User)
+    assert response.headers["Location"] == f"/admin/users?q=jane.doe@example.com#user-{user_id}"
     user = find(app, "jane.doe@example.com")
     assert (user.status, user.employee_id, user.location_id) == ("pending", "00123", location.id)
     assert user.password_hash is None
@@ -63,11 +64,32 @@ def test_adding_a_user_stores_them_pending_lowercased_and_audited(app, admin_cli
         assert event.target_user_id == user.id
 
 
-def test_saving_returns_to_the_list_with_its_filters(admin_client):
+def test_saving_returns_to_the_list_with_its_filters_at_the_new_user(admin_client):
+    # The filters stay; the search finds the new user, whose row the address targets.
     response = admin_client.post(
         "/admin/users/new", data=form(next="/admin/users?status=pending&q=doe")
     )
-    assert response.headers["Location"] == "/admin/users?status=pending&q=doe"
+    assert response.headers["Location"] == (
+        "/admin/users?q=jane.doe@example.com&status=pending#user-2"
+    )
+
+
+def test_filters_that_would_hide_the_new_user_are_left_behind(admin_client):
+    response = admin_client.post(
+        "/admin/users/new", data=form(next="/admin/users?status=archived&q=doe")
+    )
+    assert response.headers["Location"] == "/admin/users?q=jane.doe@example.com#user-2"
+
+
+def test_the_message_says_what_happened(app, admin_client, make):
+    course = make.course("FIRE-1", seats=5)
+    other = make.course("GDPR-1", seats=5)
+    response = admin_client.post(
+        "/admin/users/new",
+        data=form(approve_notify="y", course=[course.id, other.id]),
+        follow_redirects=True,
+    )
+    assert "Added Jane Doe, approved, invitation queued, 2 courses assigned." in response.text
 
 
 def test_next_never_leaves_the_site(admin_client):
@@ -75,12 +97,13 @@ def test_next_never_leaves_the_site(admin_client):
         response = admin_client.post(
             "/admin/users/new", data=form(email=f"u{len(bad)}@example.com", next=bad)
         )
-        assert response.headers["Location"] == "/admin/users", bad
+        location = response.headers["Location"]
+        assert location.startswith("/admin/users?q=u") and "evil" not in location, bad
 
 
 def test_htmx_success_redirects_the_page(admin_client):
     response = admin_client.post("/admin/users/new", data=form(), headers=HX)
-    assert response.headers["HX-Redirect"] == "/admin/users"
+    assert response.headers["HX-Redirect"] == "/admin/users?q=jane.doe@example.com#user-2"
 
 
 def test_invalid_email_is_422_with_the_reason(app, admin_client):
@@ -151,3 +174,17 @@ def test_the_dialog_returns_to_the_list_the_admin_came_from(admin_client):
         headers={**HX, "HX-Current-URL": "http://localhost/admin/users?status=pending"},
     )
     assert 'value="/admin/users?status=pending"' in dialog.text
+
+
+def test_the_form_marks_required_fields_and_offers_checkboxes(admin_client, make):
+    make.group("Nurses")
+    make.course("FIRE-1")
+    page = admin_client.get("/admin/users/new").text
+    for name in ("first_name", "last_name", "email"):
+        tag = next(t for t in page.split("<input")[1:] if f'name="{name}"' in t)
+        assert " required" in tag.split(">")[0], name
+    assert '<select multiple id="group"' not in page and '<select id="course"' not in page
+    assert '<input id="user-group-0" name="group" type="checkbox" value="' in page
+    assert '<input id="new-course-0" name="course" type="checkbox" value="' in page
+    assert '<legend class="field__label">Groups</legend>' in page
+    assert '<legend class="field__label">Courses to assign</legend>' in page

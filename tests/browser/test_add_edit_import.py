@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from playwright.sync_api import expect
 
@@ -34,9 +36,14 @@ def test_add_a_user_then_edit_their_name(page, live_server, admin, app):
     # Let every static request finish before the page navigates away (no dropped responses).
     page.wait_for_load_state("networkidle")
     dialog.get_by_role("button", name="Add user").click()
-    expect(page).to_have_url(f"{live_server}/admin/users?status=pending")
-    expect(page.locator("#toasts")).to_contain_text("Grace Hopper was added.")
+    # The list opens at the new user (its filters kept), the row highlighted and focused.
+    grace = re.escape("q=grace.hopper@example.com&status=pending")
+    expect(page).to_have_url(re.compile(f"/admin/users\\?{grace}#user-\\d+$"))
+    expect(page.locator("#toasts")).to_contain_text(
+        "Added Grace Hopper, pending approval, no invitation sent yet."
+    )
     expect(page.locator("#users-table")).to_contain_text("Hopper, Grace")
+    expect(page.locator("#users-table tr:focus")).to_contain_text("Hopper, Grace")
 
     page.wait_for_load_state("networkidle")
     page.get_by_role("link", name="Hopper, Grace").click()
@@ -44,7 +51,7 @@ def test_add_a_user_then_edit_their_name(page, live_server, admin, app):
     page.wait_for_load_state("networkidle")
     page.get_by_label("Last name").fill("Brewster Hopper")
     page.get_by_role("button", name="Save").click()
-    expect(page).to_have_url(f"{live_server}/admin/users?status=pending")
+    expect(page).to_have_url(re.compile(f"/admin/users\\?{grace}$"))
     expect(page.locator("#users-table")).to_contain_text("Brewster Hopper, Grace")
     assert count(app, User, User.last_name == "Brewster Hopper") == 1
     # The browser logs the expected 422 of the invalid email; nothing else may fail.

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import flash, make_response, render_template, request
+from flask import flash, make_response, request
 from flask_wtf import FlaskForm
 from wtforms import BooleanField, HiddenField
 
@@ -16,6 +16,7 @@ from ...rendering import toast, wants_partial
 from ...security import scoped
 from ...user_queries import get_user_or_404
 from . import bp
+from .listing import row_answer
 
 
 class RowActionForm(FlaskForm):
@@ -31,8 +32,7 @@ class RowActionForm(FlaskForm):
 def _answer(user: User, message: str, next_url: str):
     """htmx: the re-rendered row and a toast; plain request: back to the filtered list."""
     if wants_partial():
-        html = render_template("users/_row.html", user=user, next_url=next_url)
-        return toast(make_response(html), message)
+        return toast(make_response(row_answer(user, next_url)), message)
     flash(message, "success")
     return go_back(next_url)
 

@@ -20,6 +20,7 @@ from ...rendering import render, toast, wants_partial
 from ...security import scoped
 from ...user_queries import UserFilters, get_user_or_404
 from . import bp
+from .listing import row_answer
 
 MODES = {"user": "Archive user", "activity": "Archive course activity only"}
 
@@ -58,10 +59,8 @@ def seats_phrase(plan: lifecycle.ArchivePlan) -> str:
 
 def _row_response(user: User, next_url: str, message: str, offer: dict | None = None):
     """htmx: the re-rendered row, or nothing when the list hides the user now; plus a toast."""
-    if _list_shows(next_url, user):
-        response = render("users/_row.html", user=user, next_url=next_url)
-    else:
-        response = make_response("", 200)
+    response = make_response(row_answer(user, next_url, shown=_list_shows(next_url, user)))
+    response.headers.add("Vary", "HX-Request")
     return toast(response, message, undo=offer, closeDialog=True)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from datetime import date, timedelta
 
-from flask import Response, abort, flash, request, url_for
+from flask import Response, abort, flash, make_response, request, url_for
 from flask_login import current_user
 from flask_wtf import FlaskForm
 from sqlalchemy import select
@@ -25,6 +25,7 @@ from ...rendering import render, see_other, toast
 from ...security import scoped
 from ...user_queries import get_user_or_404
 from . import bp
+from .listing import row_answer
 
 
 class CheckboxesField(SelectMultipleField):
@@ -116,7 +117,7 @@ def _next_url(user: User) -> str:
 
 def _row_response(user: User, message: str, **events) -> Response:
     """htmx: the user's row (retargeted from the dialog), the dialog closed, a toast."""
-    response = render("users/_row.html", user=user, next_url=back_to_list())
+    response = make_response(row_answer(user, back_to_list()))
     response.headers["HX-Retarget"] = f"#user-{user.id}"
     response.headers["HX-Reswap"] = "outerHTML"
     response.headers["HX-Trigger"] = json.dumps({"closeDialog": True})

@@ -11,7 +11,7 @@ from werkzeug.datastructures import MultiDict
 from wtforms import DateField, HiddenField, IntegerField, SelectMultipleField, StringField
 from wtforms.validators import AnyOf, DataRequired, Length, Optional
 
-from ... import bulk_actions, scope
+from ... import bulk_actions, scope, undo
 from ...bulk_actions import ACTIONS, Params, Selection
 from ...domain_error import DomainError
 from ...extensions import db
@@ -165,6 +165,7 @@ def bulk():
 
     try:
         result = bulk_actions.run(action, selection, params)
+        offer = undo.bulk_offer(result.event, params.actor)
         db.session.commit()
     except DomainError as exc:
         db.session.rollback()
@@ -176,7 +177,7 @@ def bulk():
             "Please try again.",
             409,
         )
-    return _done(action, result)
+    return _done(action, result, offer)
 
 
 def _confirm(action, selection: Selection, params: Params, count: int):
@@ -206,7 +207,7 @@ def _confirm(action, selection: Selection, params: Params, count: int):
     return render_template("users/bulk_confirm.html", dialog=False, **context)
 
 
-def _done(action, result):
+def _done(action, result, offer=None):
     """htmx: the summary (out of band) and the refreshed table; otherwise a result page."""
     summary = result.summary()
     level = "success" if result.done else "warning"
@@ -215,8 +216,15 @@ def _done(action, result):
         body = render_template(
             "users/_bulk_result.html", result=result, message=summary, level=level, oob=True
         ) + render_template("users/_table.html", **list_context(filters))
-        return toast(make_response(body), summary, level, closeDialog=True, usersChanged=True)
+        return toast(
+            make_response(body), summary, level, undo=offer, closeDialog=True, usersChanged=True
+        )
     back = _list_url(action)
     return render_template(
-        "users/bulk_result.html", result=result, message=summary, level=level, back=back
+        "users/bulk_result.html",
+        result=result,
+        message=summary,
+        level=level,
+        back=back,
+        offer=offer,
     )

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from datetime import date, timedelta
+from urllib.parse import parse_qsl, urlsplit
 
 from flask import flash, request, url_for
 from flask_login import current_user
 from sqlalchemy import select
 from sqlalchemy.orm import joinedload
+from werkzeug.datastructures import MultiDict
 
 from ... import audit, enrolment, lifecycle, notifications, schedule
 from ...domain_error import DomainError
@@ -18,7 +20,7 @@ from ...navigation import app_path, app_url, back_to_list, go_back, refuse
 from ...rendering import render, see_other, toast
 from ...security import scoped
 from ...user_forms import NewUserForm, UserForm
-from ...user_queries import get_user_or_404
+from ...user_queries import UserFilters, filtered_users, get_user_or_404
 from . import bp
 
 
@@ -59,7 +61,7 @@ def new_user():
                     actor=current_user,
                 )
             details["courses"] = [c.code for c in courses]
-        enrolment.user_joined(user, actor=current_user._get_current_object())
+        by_rule, waiting = enrolment.user_joined(user, actor=current_user._get_current_object())
         if form.approve_notify.data:
             lifecycle.approve(user)
             notifications.queue_invitation(user)
@@ -73,8 +75,38 @@ def new_user():
         return render("users/new.html", "users/_new_dialog.html", status=409, form=form)
     audit.record("user.create", target=user, summary=f"Added {user.name}", details=details)
     db.session.commit()
-    flash(f"{user.name} was added.", "success")
-    return go_back(back_to_list(form.next.data))
+    flash(_added_message(user, len(courses), by_rule, waiting), "success")
+    return go_back(_list_at(user, back_to_list(form.next.data)))
+
+
+def _list_at(user: User, back: str) -> str:
+    """The list opened at the new user: its filters kept where they show them, searched by
+    their email (so they are on the first page), and their row targeted (highlighted, and
+    focused by app.js)."""
+    args = MultiDict(parse_qsl(urlsplit(back).query, keep_blank_values=True))
+    filters = UserFilters.from_args(args)
+    filters.q, filters.page = user.email, 1
+    shown = filtered_users(filters).with_only_columns(User.id).where(User.id == user.id)
+    if db.session.scalar(shown) is None:
+        filters = UserFilters(q=user.email)
+    url = url_for("users.index", **filters.to_args().to_dict(flat=False))
+    return f"{app_path(url)}#user-{user.id}"
+
+
+def _added_message(user: User, courses: int, by_rule: int, waiting: int) -> str:
+    """e.g. "Added Ana Silva, invitation queued, 2 courses assigned." """
+    parts = [f"Added {user.name}"]
+    if user.status == "active":
+        parts.append("approved, invitation queued")
+    else:
+        parts.append("pending approval, no invitation sent yet")
+    if courses:
+        parts.append(f"{courses} {'course' if courses == 1 else 'courses'} assigned")
+    if by_rule:
+        parts.append(f"{by_rule} more by enrolment rules")
+    if waiting:
+        parts.append(f"{waiting} waiting for a license")
+    return ", ".join(parts) + "."
 
 
 def _audited_fields(user: User) -> dict:

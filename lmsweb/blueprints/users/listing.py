@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from math import ceil
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
-from flask import request, url_for
+from flask import render_template, request, url_for
 from flask_wtf import FlaskForm
-from sqlalchemy import func, select
+from sqlalchemy import func, literal, literal_column, select, union_all
 from sqlalchemy.orm import joinedload, selectinload
+from werkzeug.datastructures import MultiDict
 from wtforms import SearchField, SelectField, SelectMultipleField
 from wtforms.fields.choices import SelectChoice
 from wtforms.widgets import CheckboxInput, ListWidget
@@ -16,10 +18,12 @@ from wtforms.widgets import CheckboxInput, ListWidget
 from ... import scope
 from ...compliance import TRAINING_LABELS
 from ...extensions import db
-from ...models import ROLE_LABELS, STATUS_LABELS, Group, Location, User, utcnow
+from ...models import ROLE_LABELS, STATUS_LABELS, Course, Group, Location, User, utcnow
+from ...navigation import app_path
 from ...rendering import render, wants_partial
 from ...security import scoped
 from ...user_queries import (
+    COURSE_STATES,
     OVERDUE,
     PER_PAGE_CHOICES,
     UserFilters,
@@ -58,13 +62,17 @@ class UserFilterForm(FlaskForm):
     status = CheckboxList("User status", choices=[])
     role = SelectField("User role", choices=[])
     training = SelectField("Training", choices=[])
+    # Not labelled "Course": the bulk bar's Course field is on the same page.
+    course = SelectField("Enrolled in", choices=[])
+    course_state = SelectField("Enrolment state", choices=[])
+    manager = SelectField("Manager", choices=[])
 
 
 def _choices(pairs) -> list[SelectChoice]:
     return [SelectChoice(str(value), label) for value, label in pairs]
 
 
-def filter_form(filters: UserFilters, locations, groups) -> UserFilterForm:
+def filter_form(filters: UserFilters, locations, groups, courses=(), managers=()) -> UserFilterForm:
     """The form showing the (corrected) state, not the raw parameters."""
     form = UserFilterForm(
         formdata=None,
@@ -74,12 +82,18 @@ def filter_form(filters: UserFilters, locations, groups) -> UserFilterForm:
         status=filters.status,
         role=filters.role[0] if len(filters.role) == 1 else "",
         training=filters.training,
+        course=str(filters.course or ""),
+        course_state=filters.course_state,
+        manager=str(filters.manager[0]) if len(filters.manager) == 1 else "",
     )
     form.location.choices = _choices((x.id, x.name) for x in locations)
     form.group.choices = _choices((g.id, g.name) for g in groups)
     form.status.choices = _choices(STATUS_LABELS.items())
     form.role.choices = _choices([("", "Any role"), *ROLE_LABELS.items()])
     form.training.choices = _choices([("", "Any training state"), *TRAINING_LABELS.items()])
+    form.course.choices = _choices([("", "Any course"), *((c.id, c.name) for c in courses)])
+    form.course_state.choices = _choices([("", "Any state"), *COURSE_STATES.items()])
+    form.manager.choices = _choices([("", "Anyone’s reports"), *((m.id, m.name) for m in managers)])
     return form
 
 
@@ -122,6 +136,11 @@ def filter_chips(filters: UserFilters, names: dict[str, dict[int, str]]) -> list
     if filters.training:
         url = list_url(filters, training="", **reset)
         chips.append({"label": TRAINING_LABELS[filters.training], "kind": "Training", "url": url})
+    if filters.course or filters.course_state:
+        course = names.get("course", {}).get(filters.course or 0, "any course")
+        state = COURSE_STATES.get(filters.course_state, "any state")
+        url = list_url(filters, course=None, course_state="", **reset)
+        chips.append({"label": f"{course} · {state}", "kind": "Course", "url": url})
     return chips
 
 
@@ -195,6 +214,10 @@ def list_context(filters: UserFilters) -> dict[str, Any]:
             select(Group.id, Group.name).where(Group.id.in_(filters.group), scope.visible(Group))
         )
         names["group"] = dict(rows.all())
+    if filters.course:
+        names["course"] = {filters.course: db.session.scalar(
+            select(Course.code).where(Course.id == filters.course)
+        ) or "a deleted course"}  # fmt: skip
     first = (filters.page - 1) * filters.per_page + 1 if users else 0
     return {
         "filters": filters,
@@ -263,6 +286,58 @@ def user_training(user_id: int, page: dict | None = None):
     return training_counts([user_id], utcnow().date()).get(user_id)
 
 
+def _on_list() -> bool:
+    """Does this htmx request come from the Users list page (not a profile)?"""
+    current = urlsplit(request.headers.get("HX-Current-URL", ""))
+    return app_path(current.path) == app_path(url_for("users.index"))
+
+
+def row_answer(user: User, next_url: str, shown: bool = True) -> str:
+    """A row action's answer to the list at `next_url`: the user's row, or nothing when
+    the list's filters no longer match them (the row leaves), and the list's count out
+    of band, so "N users match" stays true after the action. Elsewhere (`shown`: the
+    caller's own answer) just the row."""
+    row = render_template("users/_row.html", user=user, next_url=next_url)
+    if not (wants_partial() and _on_list()):
+        return row if shown else ""
+    args = MultiDict(parse_qsl(urlsplit(next_url).query, keep_blank_values=True))
+    filters = UserFilters.from_args(args)
+    query = filtered_users(filters)
+    if db.session.scalar(query.with_only_columns(User.id).where(User.id == user.id)) is None:
+        row = ""
+    counted = query.with_only_columns(User.id).order_by(None).limit(COUNT_CAP + 1).subquery()
+    total = db.session.scalar(select(func.count()).select_from(counted)) or 0
+    label = f"more than {COUNT_CAP:,}" if total > COUNT_CAP else f"{total:,}"
+    count = render_template(
+        "users/_count.html", total=total, total_label=label, filters=filters, oob=True
+    )
+    return row + count
+
+
+def _filter_choices() -> tuple[list, list, list, list]:
+    """The panel's locations, groups, courses and managers (id, name), in one query."""
+    kind = literal_column("kind")
+    rows = db.session.execute(
+        union_all(
+            select(
+                literal("location").label("kind"), Location.id, Location.name.label("name")
+            ).where(scope.visible(Location)),
+            select(literal("group"), Group.id, Group.name).where(scope.visible(Group)),
+            select(literal("course"), Course.id, Course.code),
+            # Managers: the users someone (in scope) reports to (ix_users_manager_id).
+            select(literal("manager"), User.id, User.last_name + ", " + User.first_name).where(
+                User.id.in_(
+                    select(User.manager_id)
+                    .where(User.manager_id.is_not(None), scope.user_condition())
+                    .correlate(None)
+                )
+            ),
+        ).order_by(kind, literal_column("name"))
+    ).all()
+    kinds = ("location", "group", "course", "manager")
+    return tuple([r for r in rows if r.kind == k] for k in kinds)
+
+
 def _anyone() -> bool:
     return db.session.scalar(select(User.id).where(scope.user_condition()).limit(1)) is not None
 
@@ -275,13 +350,7 @@ def index():
     context = list_context(filters)
     form_sync = not wants_partial() or request.headers.get("HX-Trigger") not in FORM_TRIGGERS
     if form_sync:
-        locations = db.session.scalars(
-            select(Location).where(scope.visible(Location)).order_by(Location.name)
-        ).all()
-        groups = db.session.scalars(
-            select(Group).where(scope.visible(Group)).order_by(Group.name)
-        ).all()
-        context["form"] = filter_form(filters, locations, groups)
+        context["form"] = filter_form(filters, *_filter_choices())
     # Only the page's own list requests (chips, sort links, pager) re-sync its filter form.
     list_request = request.headers.get("HX-Target") == "users-results"
     oob_filters = form_sync and wants_partial() and list_request

@@ -8,8 +8,8 @@ from flask_login import current_user
 from ... import undo
 from ...domain_error import DomainError
 from ...extensions import db
-from ...navigation import app_path, go_back, refuse, safe_next
-from ...rendering import render, toast
+from ...navigation import app_path, back_to_list, go_back, refuse, safe_next
+from ...rendering import toast
 from ...security import scoped
 from . import bp
 
@@ -28,6 +28,8 @@ def undo_change():
     if not request.htmx:
         flash(done.message, "success")
         return go_back(back)
+    if done.user is None:  # a bulk action's: the page reloads its list (see app.js)
+        return toast(make_response("", 204), done.message, usersChanged=True)
     return toast(_fragment(done), done.message, undone={"user": done.user.id})
 
 
@@ -40,7 +42,7 @@ def _fragment(done: undo.Undone) -> Response:
 
         return _courses_view(done.user)
     if target == f"user-{done.user.id}":
-        return render(
-            "users/_row.html", user=done.user, next_url=safe_next(request.form.get("next"))
-        )
+        from .listing import row_answer
+
+        return make_response(row_answer(done.user, back_to_list(request.form.get("next"))))
     return make_response("", 204)

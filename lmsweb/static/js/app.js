@@ -65,6 +65,16 @@
     return button;
   }
 
+  // The list opened at one user (after Add user, the address ends in #user-<id>): their
+  // row is highlighted by CSS (:target) and takes the focus, so the keyboard starts there.
+  document.addEventListener("DOMContentLoaded", function () {
+    var match = /^#user-\d+$/.exec(window.location.hash);
+    var row = match && document.getElementById(match[0].slice(1));
+    if (!row || row.tagName !== "TR") return;
+    row.setAttribute("tabindex", "-1");
+    row.focus();
+  });
+
   // Flash messages rendered with the page fade out like toasts.
   document.addEventListener("DOMContentLoaded", function () {
     var region = toasts();
@@ -118,6 +128,23 @@
       inFlight = Math.max(0, inFlight - 1);
       if (busy && inFlight === 0) busy.classList.remove("is-busy");
       if (event.detail.target) event.detail.target.removeAttribute("aria-busy");
+    });
+
+    // A row action whose user no longer matches the filters answers without the row: it
+    // leaves, and the focus (if it was in it) moves to the next row, else the count.
+    document.body.addEventListener("htmx:beforeSwap", function (event) {
+      var row = event.detail.target;
+      if (!row || row.tagName !== "TR" || !/^user-\d+$/.test(row.id)) return;
+      if (event.detail.serverResponse.indexOf('id="' + row.id + '"') !== -1) return;
+      if (!row.contains(document.activeElement) && document.activeElement !== document.body) return;
+      var next = row.nextElementSibling || row.previousElementSibling;
+      window.setTimeout(function () {
+        var to = (next && document.body.contains(next) && next.querySelector("a, button")) ||
+          document.getElementById("users-count");
+        if (!to) return;
+        if (to.id === "users-count") to.setAttribute("tabindex", "-1");
+        to.focus();
+      }, 0);
     });
 
     // Dialogs: content swapped into #dialog-root opens as a modal <dialog>.
