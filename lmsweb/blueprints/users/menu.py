@@ -25,6 +25,7 @@ INVITE_POLLS = 60
 
 
 @bp.route("/<id:user_id>/invite-status")
+@scoped
 def invite_status(user_id: int):
     """A row's status icons, polled while its invitation is queued (`poll`: how many times
     so far); the answer stops polling once it is sent or failed, or after INVITE_POLLS."""
