@@ -3,6 +3,13 @@ a large file, by the worker (lmsweb/import_jobs.py)."""
 
 from __future__ import annotations
 
+import json
+import re
+from collections.abc import Iterator
+from typing import Any
+
+from sqlalchemy import String, Text, cast, func, literal, select
+
 from ..extensions import db
 from ..models import ImportJob, utcnow
 from .planning import plan_import
@@ -41,11 +48,63 @@ def preview_job(job: ImportJob, progress=None) -> None:
     job.updated_at = utcnow()
 
 
-def error_rows(job: ImportJob):
-    """(row number, cells..., reason) for every row the preview marked as an error."""
-    data = job.data
+def _json_elements(text: str) -> Iterator[Any]:
+    """The elements of a JSON array, decoded one at a time from its text: the array is
+    never built, so memory holds the text and one element."""
+    decoder = json.JSONDecoder()
+    space = _JSON_SPACE.match
+    pos = space(text, 0).end()
+    if text[pos : pos + 1] != "[":
+        raise ValueError("not a JSON array")
+    pos = space(text, pos + 1).end()
+    if text[pos : pos + 1] == "]":
+        return
+    while True:
+        value, pos = decoder.raw_decode(text, pos)
+        yield value
+        pos = space(text, pos).end()
+        if text[pos : pos + 1] == ",":
+            pos = space(text, pos + 1).end()
+        elif text[pos : pos + 1] == "]":
+            return
+        else:
+            raise ValueError("damaged JSON array")
+
+
+_JSON_SPACE = re.compile(r"[ \t\n\r]*")
+
+
+def _member_text(column, key: str):
+    """One member of a JSON column as JSON text, extracted by the database (so the job's
+    whole document is never decoded in Python)."""
+    if db.session.get_bind().dialect.name == "postgresql":
+        return cast(column.op("->")(literal(key, String)), Text)
+    return func.json_extract(column, f"$.{key}")
+
+
+def error_texts(job_id: int) -> tuple[list[str], tuple[str, str, str]] | None:
+    """A job's fields, and the JSON texts of its rows, line numbers and preview results
+    (None when it has no preview yet), read without decoding the job's documents."""
+    found = db.session.execute(
+        select(
+            _member_text(ImportJob.data, "fields"),
+            _member_text(ImportJob.data, "rows"),
+            _member_text(ImportJob.data, "lines"),
+            _member_text(ImportJob.preview, "rows"),
+        ).where(ImportJob.id == job_id)
+    ).first()
+    if found is None or found[3] is None or found[0] is None:
+        return None
+    return json.loads(found[0]), (found[1], found[2], found[3])
+
+
+def error_rows(texts: tuple[str, str, str]) -> Iterator[list]:
+    """(row number, cells..., reason) for every row the preview marked as an error, decoded
+    one row at a time from the texts of error_texts: the first row goes out at once and
+    memory does not hold 100,000 decoded rows."""
+    rows, lines, results = texts
     for row, result, line in zip(
-        data["rows"], job.preview.get("rows", []), data["lines"], strict=False
+        _json_elements(rows), _json_elements(results), _json_elements(lines), strict=False
     ):
         if result[0] == "error":
             yield [line, *row, " ".join(result[1])]
