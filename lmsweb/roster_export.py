@@ -61,6 +61,8 @@ ASSIGNMENT_HEADERS = (
 ASSIGNMENT_WIDTHS = (18, 16, 30, 14, 12, 30, 12, 9, 12, 12, 12, 12, 12)
 ASSIGNMENT_KINDS = "ttttttttddddd"
 STATE_LABELS = {"assigned": "Not started", "in_progress": "In progress", "completed": "Completed"}
+ROLE_LABELS = {"admin": "Administrator", "learner": "Learner"}
+STATUS_LABELS = {"pending": "Pending", "active": "Active", "archived": "Archived"}
 BATCH = 2000
 # Both counts from one lookup of the user's records: assigned * _PACK + completed.
 _PACK = 1 << 20
@@ -91,6 +93,11 @@ def _group_names() -> Callable[[str | None], str]:
     return lambda joined: spell(joined) if joined else ""
 
 
+def _label(column, labels: dict[str, str]):
+    """A code column spelled as its label by the database (unknown codes as they are)."""
+    return case(*((column == code, label) for code, label in labels.items()), else_=column)
+
+
 def export_query(users: Select[tuple[User]]) -> Select:
     """The export's columns over `users` (a filtered users query), in list order."""
     a = CourseAssignment
@@ -108,8 +115,8 @@ def export_query(users: Select[tuple[User]]) -> Select:
             User.employee_id,
             Location.name,
             _group_ids_column(),
-            User.role,
-            User.status,
+            _label(User.role, ROLE_LABELS),
+            _label(User.status, STATUS_LABELS),
             excel_day(User.approved_at),
             excel_day(User.notified_at),
             excel_day(User.activated_at),
@@ -129,10 +136,6 @@ def _stream(query: Select):
     )
 
 
-ROLE_LABELS = {"admin": "Administrator", "learner": "Learner"}
-STATUS_LABELS = {"pending": "Pending", "active": "Active", "archived": "Archived"}
-
-
 def export_rows(users: Select[tuple[User]]) -> Iterator[tuple[Any, ...]]:
     """The users sheet's rows, streamed in batches from one query. Dates arrive as Excel
     day numbers (excel_day), so nothing per cell is converted here."""
@@ -141,21 +144,8 @@ def export_rows(users: Select[tuple[User]]) -> Iterator[tuple[Any, ...]]:
         (first, last, email, user_id, location, group_ids, role, status, approved, notified,
          activated, counts) = row  # fmt: skip
         assigned, completed = divmod(counts or 0, _PACK)
-        yield (
-            first,
-            last,
-            email,
-            user_id,
-            location,
-            groups(group_ids),
-            ROLE_LABELS.get(role, role),
-            STATUS_LABELS.get(status, status),
-            approved,
-            notified,
-            activated,
-            assigned,
-            completed,
-        )
+        yield (first, last, email, user_id, location, groups(group_ids), role, status,
+               approved, notified, activated, assigned, completed)  # fmt: skip
 
 
 def assignments_query(users: Select[tuple[User]], today: date) -> Select:
@@ -173,7 +163,7 @@ def assignments_query(users: Select[tuple[User]], today: date) -> Select:
             User.employee_id,
             Course.code,
             Course.title,
-            a.state,
+            _label(a.state, STATE_LABELS),
             overdue,
             excel_day(a.assigned_at),
             excel_day(a.due_date),
@@ -190,11 +180,8 @@ def assignments_query(users: Select[tuple[User]], today: date) -> Select:
 
 def assignment_rows(users: Select[tuple[User]], today: date) -> Iterator[tuple[Any, ...]]:
     """The assignments sheet's rows, streamed from one query."""
-    labels = STATE_LABELS
-    for row in _stream(assignments_query(users, today)):
-        values = list(row)
-        values[6] = labels.get(values[6], values[6])
-        yield values
+    # Every column is ready as it comes (the state's label is spelled by the query).
+    return iter(_stream(assignments_query(users, today)))
 
 
 def sheets(users: Select[tuple[User]], today: date) -> list[Sheet]:
