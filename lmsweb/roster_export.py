@@ -180,8 +180,9 @@ def assignments_query(users: Select[tuple[User]], today: date) -> Select:
 
 def assignment_rows(users: Select[tuple[User]], today: date) -> Iterator[tuple[Any, ...]]:
     """The assignments sheet's rows, streamed from one query."""
-    # Every column is ready as it comes (the state's label is spelled by the query).
-    return iter(_stream(assignments_query(users, today)))
+    # Every column is ready as it comes (the state's label is spelled by the query). A
+    # generator, so the query runs when the writer reaches this sheet, not before.
+    yield from _stream(assignments_query(users, today))
 
 
 def sheets(users: Select[tuple[User]], today: date) -> list[Sheet]:
