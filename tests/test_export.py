@@ -319,3 +319,33 @@ def test_each_export_link_says_what_its_file_holds(admin_client, roster, view):
         assert labels == ["Export this view (1)"]
     elif view == "?status=active":
         assert labels == ["Export 3 active users"]
+
+
+def test_each_sheet_is_queried_only_when_the_writer_reaches_it(app, admin_client, roster):
+    """Nothing of the export is read before its response is sent, and the records sheet's
+    query starts after the users sheet is written (on PostgreSQL each is a server-side
+    cursor that must live in the streaming response, not in the view)."""
+    from sqlalchemy import event
+
+    statements: list[str] = []
+
+    def seen(conn, cursor, statement, *args):
+        statements.append(statement)
+
+    with app.app_context():
+        engine = db.engine
+    event.listen(engine, "before_cursor_execute", seen)
+    try:
+        response = admin_client.get(URL, buffered=False)
+        chunks = iter(response.response)
+        assert not any("course_assignments" in s for s in statements)
+        first = next(chunks)
+        assert first.startswith(b"PK")
+        body = first + b"".join(chunks)
+        response.close()
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
+    records = [n for n, s in enumerate(statements) if "courses.code" in s]
+    users = [n for n, s in enumerate(statements) if "user_groups.group_id" in s]
+    assert len(records) == 1 and len(users) == 1 and users[0] < records[0]
+    assert load_workbook(io.BytesIO(body)).sheetnames == ["Users", "Assignments"]
