@@ -50,7 +50,6 @@ def _database(users: int) -> Path:
         return path
     from flask_migrate import upgrade
 
-    from lmsweb import sqlite_write_transaction
     from lmsweb.extensions import db
     from lmsweb.seed import seed_demo
 
@@ -60,10 +59,13 @@ def _database(users: int) -> Path:
     app = _app(partial)
     with app.app_context():
         upgrade()
-        with sqlite_write_transaction():
-            seed_demo(users)
-            _support.add_admin(ADMIN_EMAIL, ADMIN_PASSWORD)
-            db.session.commit()
+        # A fresh connection, as `flask lms seed-demo` has: the seed's bulk path sets
+        # pragmas SQLite refuses once a migration has used the temporary database.
+        db.session.remove()
+        db.engine.dispose()
+        seed_demo(users)
+        _support.add_admin(ADMIN_EMAIL, ADMIN_PASSWORD)
+        db.session.commit()
         db.engine.dispose()
     partial.rename(path)
     return path

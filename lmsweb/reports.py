@@ -16,6 +16,7 @@ from . import scope
 from .extensions import db
 from .models import STATUSES, Course, CourseAssignment, Location, User, utcnow
 from .user_queries import UserFilters, filtered_users
+from .xlsx import excel_day, excel_time
 
 RECORD_STATES = {
     "not_started": "Not started",
@@ -249,8 +250,15 @@ ARCHIVE_REASONS = {
 STATE_LABELS = {"assigned": "Not started", "in_progress": "In progress", "completed": "Completed"}
 
 
+# Column kinds for the streamed writer (lmsweb/xlsx.py): texts, then the dates as Excel
+# serial numbers computed by the database (assigned, started, completed and archived with
+# their time; due as a day), the score a number.
+EXPORT_KINDS = "tttttttttsdssntst"
+
+
 def export_rows(filters: RecordFilters, batch: int = 2000):
-    """The filtered records as spreadsheet rows, streamed from one Core query."""
+    """The filtered records as spreadsheet rows, streamed from one Core query (no ORM rows,
+    no date objects: a cProfile had those as a third of the time)."""
     ids = records_query(filters).with_only_columns(CourseAssignment.id).order_by(None)
     a = CourseAssignment
     query = (
@@ -264,12 +272,13 @@ def export_rows(filters: RecordFilters, batch: int = 2000):
             Course.code,
             Course.title,
             a.state,
-            a.assigned_at,
-            a.due_date,
-            a.started_at,
-            a.completed_at,
+            excel_time(a.assigned_at),
+            excel_day(a.due_date),
+            excel_time(a.started_at),
+            excel_time(a.completed_at),
             a.score,
-            a.archived_at,
+            a.archived_at.is_(None),
+            excel_time(a.archived_at),
             a.archive_reason,
         )
         .join(User, User.id == a.user_id)
@@ -279,21 +288,23 @@ def export_rows(filters: RecordFilters, batch: int = 2000):
         .order_by(a.id.desc())
         .execution_options(stream_results=True, yield_per=batch)
     )
-    now = today()
-    for row in db.session.execute(query):
+    # The due date's serial against today's: overdue when open, not completed and before.
+    today_serial = (today() - date(1899, 12, 30)).days
+    states, reasons = STATE_LABELS, ARCHIVE_REASONS
+    for row in db.session.connection().execute(query):
         (last, first, email, employee_id, location, status, code, title, state) = row[:9]
-        assigned, due, started, completed, score, archived, reason = row[9:]
-        overdue = archived is None and state != "completed" and due is not None and due < now
+        assigned, due, started, completed, score, unarchived, archived, reason = row[9:]
+        overdue = unarchived and state != "completed" and due is not None and due < today_serial
         yield (
             last,
             first,
             email,
-            employee_id or "",
-            location or "",
+            employee_id,
+            location,
             status,
             code,
             title,
-            STATE_LABELS.get(state, state),
+            states.get(state, state),
             assigned,
             due,
             started,
@@ -301,5 +312,5 @@ def export_rows(filters: RecordFilters, batch: int = 2000):
             score,
             "yes" if overdue else "no",
             archived,
-            ARCHIVE_REASONS.get(reason or "", reason or ""),
+            reasons.get(reason or "", reason or ""),
         )

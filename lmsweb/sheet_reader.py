@@ -14,13 +14,22 @@ A sheet whose cells or rows do not all name their position (allowed, rarely writ
 read here instead, by expat in small chunks: every text is measured as it arrives and only
 cells holding a value are kept.
 
-.xls and .ods still go straight to calamine (their containers are checked first).
+An .ods is checked the same way before calamine sees it: its content.xml is read by expat
+in chunks (rows and cells only; its repeat counts, table:number-rows-repeated and
+table:number-columns-repeated, are multiplied out as numbers, never as cells), so a row of
+one cell repeated a million times is refused by its reach, not built. Trailing empty rows
+repeated to the sheet's end, as LibreOffice writes them, reach nothing.
+
+An .xls (BIFF8 in an OLE2 container, uncompressed: its size is the upload's) is scanned
+record by record before calamine: the cells' reach, the declared dimensions, the number of
+shared texts and the length of inline texts.
 """
 
 from __future__ import annotations
 
 import posixpath
 import re
+import struct
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -105,9 +114,12 @@ def _outside(limits: Limits, column: int, row: int) -> SheetError:
 
 
 def _parser(
-    start: Callable[[str, dict], None], end: Callable[[str], None], text: Callable[[str], None]
+    start: Callable[[str, dict], None],
+    end: Callable[[str], None],
+    text: Callable[[str], None],
+    namespaces: bool = False,
 ):
-    parser = expat.ParserCreate()
+    parser = expat.ParserCreate(namespace_separator=" ") if namespaces else expat.ParserCreate()
     # Text arrives in pieces of at most this many characters, so it is measured as it comes.
     parser.buffer_text = True
     parser.buffer_size = CHUNK
@@ -467,3 +479,204 @@ def _read_stream(
 
     _feed(archive, sheet, _parser(start, end, text), limits.uncompressed_bytes)
     return rows
+
+
+# --- OpenDocument spreadsheets (.ods) -----------------------------------------------------
+
+_ODS_TABLE = "urn:oasis:names:tc:opendocument:xmlns:table:1.0"
+_ODS_OFFICE = "urn:oasis:names:tc:opendocument:xmlns:office:1.0"
+_ODS_TEXT = "urn:oasis:names:tc:opendocument:xmlns:text:1.0"
+
+
+class _Done(Exception):
+    """The first table has been read: the rest of the document is not needed."""
+
+
+def _repeat(attrs: dict, name: str) -> int:
+    raw = attrs.get(f"{_ODS_TABLE} {name}", "1").strip()
+    return int(raw) if raw.isascii() and raw.isdigit() and int(raw) > 0 else 1
+
+
+def check_ods(data: IO[bytes], limits: Limits) -> None:
+    """Check an .ods's first sheet against `limits` without building it (SheetError if it
+    breaks one): the reach of its non-empty cells, repeat counts included, and the length
+    of every text."""
+    try:
+        archive = zipfile.ZipFile(data)
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise SheetError("The file is not a valid spreadsheet (a damaged zip).") from exc
+    with archive:
+        if "content.xml" not in archive.namelist():
+            raise SheetError("The workbook could not be read: its content.xml is missing.")
+        state = {"tables": 0, "row": 0, "column": 0, "row_repeat": 1, "row_reach": 0}
+        cell = {"repeat": 1, "valued": False, "length": 0, "open": False}
+
+        def start(tag: str, attrs: dict) -> None:
+            if tag == f"{_ODS_TABLE} table":
+                state["tables"] += 1
+                if state["tables"] > 1:
+                    raise _Done
+            elif tag == f"{_ODS_TABLE} table-row":
+                state["row_repeat"] = _repeat(attrs, "number-rows-repeated")
+                state["column"] = 0
+                state["row_reach"] = 0
+            elif tag in (f"{_ODS_TABLE} table-cell", f"{_ODS_TABLE} covered-table-cell"):
+                cell["repeat"] = _repeat(attrs, "number-columns-repeated")
+                cell["valued"] = f"{_ODS_OFFICE} value-type" in attrs
+                cell["length"] = 0
+                cell["open"] = True
+
+        def end(tag: str) -> None:
+            if tag in (f"{_ODS_TABLE} table-cell", f"{_ODS_TABLE} covered-table-cell"):
+                cell["open"] = False
+                if cell["valued"] or cell["length"]:
+                    state["row_reach"] = state["column"] + cell["repeat"]
+                state["column"] += cell["repeat"]
+            elif tag == f"{_ODS_TABLE} table-row":
+                state["row"] += state["row_repeat"]
+                reach = state["row_reach"]
+                if reach and (reach > limits.columns or state["row"] > limits.rows + 1):
+                    raise _outside(limits, reach, state["row"])
+            elif tag == f"{_ODS_TABLE} table":
+                raise _Done
+
+        def text(data: str) -> None:
+            if cell["open"]:
+                cell["length"] += len(data)
+                if cell["length"] > limits.cell_chars:
+                    where = f"{column_letters(state['column'] + 1)}{state['row'] + 1}"
+                    raise limits.too_long(f"Cell {where}")
+
+        # Namespaces resolved by expat: a document that binds the table namespace to
+        # another prefix is read the same.
+        parser = _parser(start, end, text, namespaces=True)
+        try:
+            _feed(archive, "content.xml", parser, limits.uncompressed_bytes)
+        except _Done:
+            return
+
+
+# --- Excel 97-2003 (.xls): BIFF8 records in an OLE2 compound file --------------------------
+
+_OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
+_END_OF_CHAIN = 0xFFFFFFFE
+
+
+def _ole_stream(data: bytes, names: tuple[str, ...] = ("Workbook", "Book")) -> bytes:
+    """The workbook stream of an OLE2 compound file (sectors followed through the FAT, or
+    the mini FAT for a small stream); SheetError if the container is damaged."""
+    damaged = SheetError("The file is not a valid .xls workbook (a damaged container).")
+    if len(data) < 512 or not data.startswith(_OLE_MAGIC):
+        raise damaged
+    sector_shift, mini_shift = struct.unpack_from("<HH", data, 30)
+    if sector_shift not in (9, 12) or mini_shift != 6:
+        raise damaged
+    size = 1 << sector_shift
+    (fat_sectors, first_dir, _tx, cutoff, first_mini, mini_sectors, first_difat, difat_sectors) = (
+        struct.unpack_from("<IIIIIIII", data, 44)
+    )
+    sectors = (len(data) - size) // size + 1
+    if fat_sectors > sectors or mini_sectors > sectors or difat_sectors > sectors:
+        raise damaged
+
+    def sector(index: int) -> bytes:
+        if index >= sectors:
+            raise damaged
+        return data[(index + 1) * size : (index + 2) * size]
+
+    difat = list(struct.unpack_from("<109I", data, 76))
+    following = first_difat
+    for _ in range(difat_sectors):
+        block = struct.unpack(f"<{size // 4}I", sector(following))
+        difat.extend(block[:-1])
+        following = block[-1]
+    fat: list[int] = []
+    for index in difat[:fat_sectors]:
+        fat.extend(struct.unpack(f"<{size // 4}I", sector(index)))
+
+    def chain(first: int, table: list[int]) -> list[int]:
+        found = []
+        while first != _END_OF_CHAIN:
+            if first >= len(table) or len(found) > len(table):
+                raise damaged  # outside the table, or a loop
+            found.append(first)
+            first = table[first]
+        return found
+
+    directory = b"".join(sector(i) for i in chain(first_dir, fat))
+    entries = []
+    for offset in range(0, len(directory) - 127, 128):
+        length, kind = struct.unpack_from("<HB", directory, offset + 64)
+        name = directory[offset : offset + max(min(length, 64) - 2, 0)].decode(
+            "utf-16-le", "replace"
+        )
+        start, stream_size = struct.unpack_from("<II", directory, offset + 116)
+        entries.append((name, kind, start, stream_size))
+    if not entries:
+        raise damaged
+    found = next((e for e in entries if e[1] == 2 and e[0] in names), None)
+    if found is None:
+        raise SheetError("The .xls file has no workbook stream.")
+    _name, _kind, start, stream_size = found
+    if stream_size >= cutoff:
+        stream = b"".join(sector(i) for i in chain(start, fat))
+    else:
+        root = entries[0]
+        mini_stream = b"".join(sector(i) for i in chain(root[2], fat))
+        mini_fat: list[int] = []
+        for index in chain(first_mini, fat):
+            mini_fat.extend(struct.unpack(f"<{size // 4}I", sector(index)))
+        stream = b"".join(mini_stream[i * 64 : (i + 1) * 64] for i in chain(start, mini_fat))
+    if len(stream) < stream_size:
+        raise damaged
+    return stream[:stream_size]
+
+
+# Records of cells holding a value (row and column first); MULRK ends with its last column.
+_XLS_CELLS = {0x0203, 0x027E, 0x00FD, 0x0204, 0x0205, 0x0006, 0x00D6}
+_XLS_MULRK = 0x00BD
+_XLS_BOF, _XLS_EOF, _XLS_SST, _XLS_LABEL, _XLS_DIMENSIONS = 0x0809, 0x000A, 0x00FC, 0x0204, 0x0200
+
+
+def check_xls(data: bytes, limits: Limits) -> None:
+    """Check an .xls's first sheet against `limits` before calamine builds anything: every
+    cell record's position, the declared dimensions, the number of shared texts and the
+    length of inline texts (BIFF8)."""
+    stream = _ole_stream(data)
+    position = 0
+    sheets = 0
+    in_first = False
+    while position + 4 <= len(stream):
+        kind, length = struct.unpack_from("<HH", stream, position)
+        body = stream[position + 4 : position + 4 + length]
+        position += 4 + length
+        if kind == _XLS_BOF and len(body) >= 4:
+            in_first = struct.unpack_from("<H", body, 2)[0] == 0x0010 and sheets == 0
+            sheets += in_first
+        elif kind == _XLS_EOF:
+            in_first = False
+        elif kind == _XLS_SST and len(body) >= 8:
+            unique = struct.unpack_from("<I", body, 4)[0]
+            if unique > limits.shared_strings:
+                raise SheetError(
+                    f"The workbook has {unique:,} different texts (shared strings); at most "
+                    f"{limits.shared_strings:,} are accepted."
+                )
+        elif not in_first:
+            continue
+        elif kind in _XLS_CELLS or kind == _XLS_MULRK:
+            if len(body) < 4:
+                continue
+            row, column = struct.unpack_from("<HH", body, 0)
+            if kind == _XLS_MULRK and len(body) >= 6:
+                column = struct.unpack_from("<H", body, len(body) - 2)[0]
+            if column + 1 > limits.columns or row + 1 > limits.rows + 1:
+                raise _outside(limits, column + 1, row + 1)
+            long = kind == _XLS_LABEL and len(body) >= 8 and body[6] + 256 * body[7]
+            if long and long > limits.cell_chars:
+                raise limits.too_long(f"Cell {column_letters(column + 1)}{row + 1}")
+        elif kind == _XLS_DIMENSIONS and len(body) >= 12:
+            _first_row, last_row, _first_col, last_col = struct.unpack_from("<IIHH", body, 0)
+            # Both are one past the last used row and column.
+            if last_col > limits.columns or last_row > limits.rows + 1:
+                raise _outside(limits, max(last_col, 1), max(last_row, 1))

@@ -11,6 +11,7 @@ from python_calamine import CalamineWorkbook
 
 from lmsweb import roster_export
 from lmsweb.extensions import db
+from lmsweb.models import User
 from lmsweb.user_queries import UserFilters, filtered_users
 from tests.conftest import HX
 
@@ -164,7 +165,7 @@ def test_export_is_for_administrators_only(client, learner_client, roster):
     assert client.get(URL, headers=HX).status_code == 401
 
 
-def test_export_query_is_one_statement(admin_client, app, roster):
+def test_export_queries_are_a_fixed_few(admin_client, app, roster):
     from sqlalchemy import event
 
     statements = []
@@ -182,4 +183,169 @@ def test_export_query_is_one_statement(admin_client, app, roster):
         finally:
             event.remove(engine, "before_cursor_execute", count_select)
     assert written == 4
-    assert len(statements) == 1
+    # A fixed number whatever the number of users: the group names, then one query a sheet.
+    assert len(statements) == 3
+
+
+def sheet_values(data: bytes, title: str) -> list[list]:
+    sheet = load_workbook(io.BytesIO(data))[title]
+    return [list(r) for r in sheet.iter_rows(values_only=True)]
+
+
+def day(value):
+    return datetime.combine(value, datetime.min.time()) if value is not None else None
+
+
+def test_second_sheet_has_one_row_per_assignment_as_in_the_database(app, admin_client, make):
+    """The Assignments sheet holds every training record of the exported users (archived
+    ones too), in the users' order, with real date cells, checked against the database."""
+    from sqlalchemy import select
+
+    from lmsweb import licensing
+    from lmsweb.models import Course, CourseAssignment
+
+    fire = make.course("FIRE", title="Fire safety", seats=10)
+    evil = make.course("EVIL", title='=HYPERLINK("http://x","y")', seats=10)
+    aid = make.course("AID", title="First aid", seats=10)
+    ann = make.user(first_name="Ann", last_name="Alpha", email="ann@example.com")
+    bob = make.user(first_name="Bob", last_name="Beta", email="bob@example.com")
+    make.user(first_name="Pat", last_name="Pending", status="pending")
+    make.assignment(ann, fire, state="completed")
+    make.assignment(ann, evil, due=date(2020, 1, 1))  # overdue
+    make.assignment(bob, aid, state="in_progress")
+    archived = make.assignment(bob, fire)
+    with app.app_context():
+        licensing.unassign(db.session.get(CourseAssignment, archived.id))
+        db.session.commit()
+    response = download(admin_client, "?status=pending&status=active&status=archived")
+    workbook = load_workbook(io.BytesIO(response.data))
+    assert workbook.sheetnames == ["Users", "Assignments"]
+    rows = sheet_values(response.data, "Assignments")
+    assert rows[0] == list(roster_export.ASSIGNMENT_HEADERS)
+    with app.app_context():
+        expected = [
+            [
+                u.last_name,
+                u.first_name,
+                u.email,
+                u.employee_id,
+                c.code,
+                c.title,
+                roster_export.STATE_LABELS[a.state],
+                "yes"
+                if a.archived_at is None and a.state != "completed" and a.due_date < date.today()
+                else "no",
+                day(a.assigned_at.date()),
+                day(a.due_date),
+                day(a.started_at and a.started_at.date()),
+                day(a.completed_at and a.completed_at.date()),
+                day(a.archived_at and a.archived_at.date()),
+            ]
+            for a, u, c in db.session.execute(
+                select(CourseAssignment, User, Course)
+                .join(User, User.id == CourseAssignment.user_id)
+                .join(Course, Course.id == CourseAssignment.course_id)
+                .order_by(User.last_name, User.first_name, User.id, Course.code)
+            )
+        ]
+    assert rows[1:] == expected
+    assert len(expected) == 4
+    assert [r[4] for r in rows[1:]] == ["EVIL", "FIRE", "AID", "FIRE"]
+    assert [r[7] for r in rows[1:]] == ["yes", "no", "no", "no"]  # EVIL is overdue
+    assert rows[4][12] is not None  # the archived record is there, with its date
+    sheet = workbook["Assignments"]
+    assert sheet.freeze_panes == "A2" and sheet.auto_filter.ref == "A1:M5"
+    title = sheet.cell(row=2, column=6)
+    assert title.value == '=HYPERLINK("http://x","y")' and title.data_type == "s"
+    assert title.quotePrefix
+    assert sheet.cell(row=2, column=9).is_date
+
+
+def test_second_sheet_follows_the_exported_users(app, admin_client, make):
+    """Only the exported users' records: a filtered view, or chosen ids."""
+    course = make.course("FIRE", seats=10)
+    ann = make.user(first_name="Ann", last_name="Alpha")
+    bob = make.user(first_name="Bob", last_name="Beta")
+    make.assignment(ann, course)
+    make.assignment(bob, course)
+    with app.app_context():
+        db.session.get(User, bob.id).status = "archived"
+        db.session.commit()
+    rows = sheet_values(download(admin_client).data, "Assignments")
+    assert [r[1] for r in rows[1:]] == ["Ann"]
+    rows = sheet_values(download(admin_client, f"?user_ids={bob.id}").data, "Assignments")
+    assert [r[1] for r in rows[1:]] == ["Bob"]
+
+
+def export_links(page: str) -> list[tuple[str, str]]:
+    import html
+    import re
+
+    block = re.search(r'<ul class="export-links"[^>]*>(.*?)</ul>', page, re.S)[1]
+    return [
+        (re.sub(r"<[^>]+>", "", label).strip(), html.unescape(href))
+        for href, label in re.findall(r'<a [^>]*href="([^"]+)"[^>]*>(.*?)</a>', block, re.S)
+    ]
+
+
+@pytest.mark.parametrize(
+    "view",
+    [
+        "",
+        "?status=pending",
+        "?status=archived",
+        "?status=pending&status=active&status=archived",
+        "?status=active",
+        "?q=alpha",
+    ],
+)
+def test_each_export_link_says_what_its_file_holds(admin_client, roster, view):
+    """ "Export N active users" / "Export this view (M)": the number in each label is the
+    number of users in the file it downloads; a view without active users offers no
+    "Export 0 active users"."""
+    import re
+
+    links = export_links(admin_client.get("/admin/users" + view, headers=HX).text)
+    assert links
+    for label, href in links:
+        assert not label.startswith("Export 0 active")
+        number = int(re.search(r"(\d+)", label)[1])
+        _, rows = rows_openpyxl(download(admin_client, "?" + href.split("?", 1)[1]).data)
+        assert len(rows) - 1 == number, (view, label)
+    labels = [label for label, _href in links]
+    if view == "":
+        assert labels == ["Export 3 active users", "Export this view (4)"]
+    elif view == "?status=pending":
+        assert labels == ["Export this view (1)"]
+    elif view == "?status=active":
+        assert labels == ["Export 3 active users"]
+
+
+def test_each_sheet_is_queried_only_when_the_writer_reaches_it(app, admin_client, roster):
+    """Nothing of the export is read before its response is sent, and the records sheet's
+    query starts after the users sheet is written (on PostgreSQL each is a server-side
+    cursor that must live in the streaming response, not in the view)."""
+    from sqlalchemy import event
+
+    statements: list[str] = []
+
+    def seen(conn, cursor, statement, *args):
+        statements.append(statement)
+
+    with app.app_context():
+        engine = db.engine
+    event.listen(engine, "before_cursor_execute", seen)
+    try:
+        response = admin_client.get(URL, buffered=False)
+        chunks = iter(response.response)
+        assert not any("course_assignments" in s for s in statements)
+        first = next(chunks)
+        assert first.startswith(b"PK")
+        body = first + b"".join(chunks)
+        response.close()
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
+    records = [n for n, s in enumerate(statements) if "courses.code" in s]
+    users = [n for n, s in enumerate(statements) if "user_groups.group_id" in s]
+    assert len(records) == 1 and len(users) == 1 and users[0] < records[0]
+    assert load_workbook(io.BytesIO(body)).sheetnames == ["Users", "Assignments"]

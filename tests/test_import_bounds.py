@@ -4,6 +4,7 @@ limit, bounded memory, and nothing written. Each file is built here, part by par
 from __future__ import annotations
 
 import io
+import struct
 import tracemalloc
 import zipfile
 
@@ -239,3 +240,207 @@ def test_an_ordinary_workbook_is_still_previewed(app, admin_client):
     )
     assert response.status_code == 200
     assert count(app, ImportJob) == 1
+
+
+# --- .ods ---------------------------------------------------------------------------------
+
+ODS_NS = (
+    'xmlns:office="urn:oasis:names:tc:opendocument:xmlns:office:1.0" '
+    'xmlns:table="urn:oasis:names:tc:opendocument:xmlns:table:1.0" '
+    'xmlns:text="urn:oasis:names:tc:opendocument:xmlns:text:1.0"'
+)
+
+
+def ods(rows: str, namespaces: str = ODS_NS, table: str = "table") -> bytes:
+    """A minimal .ods whose first sheet holds `rows` (table-row elements)."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr(zipfile.ZipInfo("mimetype"), "application/vnd.oasis.opendocument.spreadsheet")
+        z.writestr(
+            "META-INF/manifest.xml",
+            '<manifest:manifest xmlns:manifest="urn:oasis:names:tc:opendocument:xmlns:'
+            'manifest:1.0" manifest:version="1.2"><manifest:file-entry manifest:full-path="/" '
+            'manifest:media-type="application/vnd.oasis.opendocument.spreadsheet"/>'
+            '<manifest:file-entry manifest:full-path="content.xml" manifest:media-type='
+            '"text/xml"/></manifest:manifest>',
+        )
+        z.writestr(
+            "content.xml",
+            f'<?xml version="1.0" encoding="UTF-8"?><office:document-content {namespaces} '
+            f'office:version="1.2"><office:body><office:spreadsheet><{table}:table '
+            f'{table}:name="Users">{rows}</{table}:table></office:spreadsheet></office:body>'
+            "</office:document-content>",
+        )
+    return buffer.getvalue()
+
+
+def ods_cell(text: str, repeat: int = 1, table: str = "table") -> str:
+    repeated = f' {table}:number-columns-repeated="{repeat}"' if repeat > 1 else ""
+    return (
+        f'<{table}:table-cell office:value-type="string"{repeated}><text:p>{text}</text:p>'
+        f"</{table}:table-cell>"
+    )
+
+
+def ods_row(*cells: str, repeat: int = 1, table: str = "table") -> str:
+    repeated = f' {table}:number-rows-repeated="{repeat}"' if repeat > 1 else ""
+    return f"<{table}:table-row{repeated}>{''.join(cells)}</{table}:table-row>"
+
+
+ODS_HEADER = ods_row(ods_cell("Email"), ods_cell("First name"))
+ODS_ROW = ods_row(ods_cell("a@example.com"), ods_cell("Ann"))
+# What LibreOffice writes after the data: empty, formatted cells repeated to the sheet's end.
+ODS_TRAILER = ods_row('<table:table-cell table:number-columns-repeated="1024"/>', repeat=1_048_574)
+
+
+def test_an_ods_cell_repeated_across_every_column_is_refused(app, admin_client):
+    data = ods(ODS_HEADER + ODS_ROW + ods_row(ods_cell("x", repeat=16_384)))
+    assert len(data) < 2 * 1024
+    text = refused(app, admin_client, "wide.ods", data)
+    assert "The sheet reaches column XFD / row 3: only the first 50 columns" in text
+    assert "100,000 rows (IMPORT_MAX_ROWS) are read" in text
+
+
+def test_an_ods_row_repeated_a_million_times_is_refused(app, admin_client):
+    data = ods(ODS_HEADER + ods_row(ods_cell("a@example.com"), repeat=1_048_575))
+    text = refused(app, admin_client, "tall.ods", data)
+    assert "The sheet reaches column A / row 1,048,576: only the first 50 columns" in text
+
+
+def test_repeats_under_another_namespace_prefix_are_counted_the_same(app, admin_client):
+    namespaces = ODS_NS.replace("xmlns:table=", "xmlns:t=")
+    rows = ods_row(ods_cell("Email", table="t"), table="t") + ods_row(
+        ods_cell("x", repeat=200, table="t"), table="t"
+    )
+    text = refused(app, admin_client, "prefix.ods", ods(rows, namespaces, table="t"))
+    assert "The sheet reaches column GR / row 2" in text
+
+
+def test_an_ods_cell_over_the_limit_is_refused(app, admin_client):
+    data = ods(ODS_HEADER + ods_row(ods_cell("a@example.com"), ods_cell("n" * 5000)))
+    text = refused(app, admin_client, "long.ods", data)
+    assert "Cell B2 is too long: cells are limited to 1,000 characters." in text
+
+
+def test_an_ods_that_expands_too_far_is_refused(app, admin_client):
+    # 110 MB of one cell's text, a fraction of a megabyte compressed.
+    padding = "<text:p/>" * (110 * 1024 * 1024 // 9)
+    data = ods(ODS_HEADER + ods_row(f'<table:table-cell office:value-type="string">{padding}'
+                                    "</table:table-cell>"))  # fmt: skip
+    assert len(data) < 1024 * 1024
+    text = refused(app, admin_client, "bomb.ods", data)
+    assert "The workbook expands to more than 100 MB; it is refused as unsafe." in text
+
+
+def test_an_ordinary_ods_with_libreoffice_trailing_rows_is_previewed(app):
+    """The empty rows LibreOffice repeats to the sheet's end reach nothing: accepted, and
+    read as the two rows it holds."""
+    data = ods(ODS_HEADER + ODS_ROW + ODS_TRAILER)
+    with app.app_context():
+        table = roster_import.read_table("ok.ods", data, 10)
+    assert table.fields == ["email", "first_name"]
+    assert table.rows == [["a@example.com", "Ann"]]
+
+
+# --- .xls ---------------------------------------------------------------------------------
+
+
+def biff(kind: int, body: bytes) -> bytes:
+    return struct.pack("<HH", kind, len(body)) + body
+
+
+def xls_label(row: int, column: int, text: str) -> bytes:
+    """A LABEL record (an inline text cell, 8-bit characters)."""
+    raw = text.encode("latin-1")
+    return biff(0x0204, struct.pack("<HHHHB", row, column, 15, len(raw), 0) + raw)
+
+
+def xls(cells: bytes, dimensions: tuple[int, int] = (2, 2), unique_texts: int = 0) -> bytes:
+    """A minimal .xls: an OLE2 container (512-byte sectors: one FAT sector, one directory
+    sector) holding a BIFF8 workbook stream: globals (with an SST header when
+    `unique_texts`), then the first worksheet with its DIMENSIONS and `cells`."""
+    globals_ = biff(0x0809, struct.pack("<HHHHII", 0x0600, 0x0005, 0, 0, 0, 0))
+    if unique_texts:
+        globals_ += biff(0x00FC, struct.pack("<II", unique_texts, unique_texts))
+    # BOUNDSHEET: where the sheet's BOF is (just after the globals) and its name.
+    name = b"Users"
+    where = len(globals_) + 4 + 8 + len(name) + 4
+    globals_ += biff(0x0085, struct.pack("<IBBBB", where, 0, 0, len(name), 0) + name)
+    globals_ += biff(0x000A, b"")
+    assert len(globals_) == where
+    rows, columns = dimensions
+    sheet = (
+        biff(0x0809, struct.pack("<HHHHII", 0x0600, 0x0010, 0, 0, 0, 0))
+        + biff(0x0200, struct.pack("<IIHHH", 0, rows, 0, columns, 0))
+        + cells
+        + biff(0x000A, b"")
+    )
+    stream = globals_ + sheet
+    stream += b"\0" * (max(4096, -(-len(stream) // 512) * 512) - len(stream))
+    sectors = len(stream) // 512
+    fat = [0xFFFFFFFD, 0xFFFFFFFE] + [3 + i for i in range(sectors - 1)] + [0xFFFFFFFE]
+    fat += [0xFFFFFFFF] * (128 - len(fat))
+    header = (
+        b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
+        + b"\0" * 16
+        + struct.pack("<HHHHH", 0x3E, 3, 0xFFFE, 9, 6)
+        + b"\0" * 6
+        + struct.pack("<IIIIIIIII", 0, 1, 1, 0, 4096, 0xFFFFFFFE, 0, 0xFFFFFFFE, 0)
+        + struct.pack("<109I", 0, *([0xFFFFFFFF] * 108))
+    )
+
+    def entry(name: str, kind: int, child: int, start: int, size: int) -> bytes:
+        raw = (name + "\0").encode("utf-16-le")
+        return (
+            raw.ljust(64, b"\0")
+            + struct.pack("<HBB", len(raw), kind, 1)
+            + struct.pack("<III", 0xFFFFFFFF, 0xFFFFFFFF, child)
+            + b"\0" * 36
+            + struct.pack("<III", start, size, 0)
+        )
+
+    directory = (
+        entry("Root Entry", 5, 1, 0xFFFFFFFE, 0)
+        + entry("Workbook", 2, 0xFFFFFFFF, 2, len(stream))
+        + b"\0" * 256
+    )
+    return header + struct.pack("<128I", *fat) + directory + stream
+
+
+XLS_HEADER = xls_label(0, 0, "Email") + xls_label(0, 1, "First name")
+
+
+def test_an_xls_cell_far_away_is_refused_before_calamine(app, admin_client):
+    cells = XLS_HEADER + xls_label(1, 0, "a@example.com") + xls_label(65535, 255, "x")
+    text = refused(app, admin_client, "far.xls", xls(cells))
+    assert "The sheet reaches column IV / row 65,536: only the first 50 columns" in text
+
+
+def test_an_xls_declared_range_beyond_the_limits_is_refused(app, admin_client):
+    data = xls(XLS_HEADER, dimensions=(65536, 256))
+    assert "The sheet reaches column IV / row 65,536" in refused(app, admin_client, "d.xls", data)
+
+
+def test_an_xls_inline_text_over_the_limit_is_refused(app, admin_client):
+    cells = XLS_HEADER + xls_label(1, 0, "a@example.com") + xls_label(1, 1, "n" * 5000)
+    text = refused(app, admin_client, "long.xls", xls(cells))
+    assert "Cell B2 is too long: cells are limited to 1,000 characters." in text
+
+
+def test_an_xls_with_too_many_shared_texts_is_refused(app, admin_client):
+    text = refused(app, admin_client, "sst.xls", xls(XLS_HEADER, unique_texts=2_000_000))
+    assert "2,000,000 different texts (shared strings); at most 1,000,000" in text
+
+
+def test_an_ordinary_xls_is_still_read(app):
+    cells = XLS_HEADER + xls_label(1, 0, "a@example.com") + xls_label(1, 1, "Ann")
+    with app.app_context():
+        table = roster_import.read_table("ok.xls", xls(cells), 10)
+    assert table.fields == ["email", "first_name"]
+    assert table.rows == [["a@example.com", "Ann"]]
+
+
+def test_a_damaged_xls_container_is_refused(app, admin_client):
+    data = bytearray(xls(XLS_HEADER))
+    data[48:52] = struct.pack("<I", 999)  # the directory's first sector, past the file
+    assert "a damaged container" in refused(app, admin_client, "bad.xls", bytes(data))

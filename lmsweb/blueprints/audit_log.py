@@ -20,7 +20,7 @@ from ..models import AuditEvent, User, actor_label, utcnow
 from ..params import page_arg
 from ..rendering import render
 from ..security import scoped
-from ..xlsx import download, stream_workbook
+from ..xlsx import download, excel_time, stream_workbook
 
 bp = Blueprint("audit_log", __name__, url_prefix="/admin/audit")
 
@@ -160,6 +160,7 @@ def export_events():
             ["Time (UTC)", "Actor", "Action", "Target", "Summary", "Details"],
             rows,
             widths=[18, 30, 24, 30, 50, 60],
+            kinds="sttttt",
         ),
     )
 
@@ -170,7 +171,7 @@ def _export_rows(events: Select):
     actor, target = aliased(User), aliased(User)
     query = (
         events.with_only_columns(
-            AuditEvent.created_at,
+            excel_time(AuditEvent.created_at),
             actor.email,
             AuditEvent.action,
             target.email,
@@ -193,7 +194,7 @@ def _export_rows(events: Select):
         target_id,
         summary,
         details,
-    ) in db.session.execute(query):
+    ) in db.session.connection().execute(query):
         if target_email is not None:
             described = target_email
         elif kind:

@@ -140,6 +140,7 @@ def export_records():
             reports.EXPORT_HEADERS,
             reports.export_rows(form.to_filters()),
             widths=[16, 14, 30, 12, 16, 10, 12, 32, 12, 17, 11, 17, 17, 7, 8, 17, 22],
+            kinds=reports.EXPORT_KINDS,
         ),
     )
 

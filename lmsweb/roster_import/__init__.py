@@ -10,6 +10,7 @@ from .applying import apply
 from .jobs import (
     BACKGROUND_ROWS,
     error_rows,
+    error_texts,
     new_job,
     preview_job,
 )
@@ -36,6 +37,7 @@ __all__ = [
     "apply",
     "cell_text",
     "error_rows",
+    "error_texts",
     "new_job",
     "plan_import",
     "preview_job",

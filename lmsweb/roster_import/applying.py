@@ -13,7 +13,7 @@ from ..domain_error import DomainError
 from ..extensions import db
 from ..licensing import NoSeatsAvailable, lock_users, take_seats
 from ..models import Course, CourseAssignment, Group, ImportJob, Location, User, user_groups, utcnow
-from .planning import _chunks, managers_by_email, plan_import
+from .planning import _chunks, managers_by_email, member_of, plan_import
 
 
 def _insert_rows(table, rows: list[dict[str, Any]]) -> None:
@@ -94,7 +94,9 @@ def apply(job: ImportJob, actor: User | None) -> dict[str, Any]:
             ids.update(
                 (email, user_id)
                 for user_id, email in db.session.execute(
-                    select(User.id, func.lower(User.email)).where(func.lower(User.email).in_(part))
+                    select(User.id, func.lower(User.email)).where(
+                        member_of(func.lower(User.email), part)
+                    )
                 )
             )
         created_ids = [ids[v["email"]] for v in values]
@@ -162,12 +164,12 @@ def apply(job: ImportJob, actor: User | None) -> dict[str, Any]:
     for part in _chunks(role_changed):
         db.session.execute(
             update(User)
-            .where(User.id.in_(part))
+            .where(member_of(User.id, part))
             .values(session_version=User.session_version + 1)
             .execution_options(synchronize_session=False)
         )
     for part in _chunks(regroup):
-        db.session.execute(delete(user_groups).where(user_groups.c.user_id.in_(part)))
+        db.session.execute(delete(user_groups).where(member_of(user_groups.c.user_id, part)))
     _insert_rows(user_groups, links)
     if assignments:
         _refuse_archived_meanwhile({a["user_id"] for a in assignments} - set(created_ids))
@@ -231,7 +233,7 @@ def _refuse_archived_meanwhile(user_ids: set[int]) -> None:
     ids = sorted(user_ids)
     for part in _chunks(ids):
         archived = db.session.scalar(
-            select(User.email).where(User.id.in_(part), User.status == "archived").limit(1)
+            select(User.email).where(member_of(User.id, part), User.status == "archived").limit(1)
         )
         if archived is not None:
             raise DomainError(

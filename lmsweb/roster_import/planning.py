@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import func, select
+from sqlalchemy import ARRAY, String, any_, bindparam, func, select
+from sqlalchemy.types import NullType
 
 from .. import lifecycle, scope
 from ..extensions import db
@@ -60,9 +61,27 @@ class Plan:
         }
 
 
-def _chunks(items: list, size: int = 900):
+def _postgresql() -> bool:
+    return db.session.get_bind().dialect.name == "postgresql"
+
+
+def _chunks(items: list, size: int | None = None):
+    """Lookup batches: 900 values on SQLite (one bound parameter each); 20,000 on
+    PostgreSQL, where a batch is one array parameter (member_of)."""
+    size = size or (20_000 if _postgresql() else 900)
     for start in range(0, len(items), size):
         yield items[start : start + size]
+
+
+def member_of(column, values: list):
+    """`column IN values`. On PostgreSQL `column = ANY(array)`: one parameter, where an IN
+    list of 900 made SQLAlchemy render and psycopg parse 900 placeholders per statement
+    (a cProfile of a 100,000-row import on PostgreSQL: a third of its CPU)."""
+    if _postgresql():
+        # lower(...) has no type of its own: its values are text.
+        element = String() if isinstance(column.type, NullType) else column.type
+        return column == any_(bindparam(None, list(values), type_=ARRAY(element)))
+    return column.in_(values)
 
 
 def _split(text: str) -> list[str]:
@@ -124,10 +143,12 @@ def _existing_users(emails: list[str], user_ids: list[str]) -> tuple[dict, dict]
     )
     found: dict[int, Existing] = {}
     for part in _chunks(emails):
-        for row in db.session.execute(select(*columns).where(func.lower(User.email).in_(part))):
+        for row in db.session.execute(
+            select(*columns).where(member_of(func.lower(User.email), part))
+        ):
             found[row[0]] = Existing(*row)
     for part in _chunks(user_ids):
-        for row in db.session.execute(select(*columns).where(User.employee_id.in_(part))):
+        for row in db.session.execute(select(*columns).where(member_of(User.employee_id, part))):
             found[row[0]] = Existing(*row)
     by_email = {row.email: row for row in found.values()}
     by_uid = {row.employee_id: row for row in found.values() if row.employee_id}
@@ -142,7 +163,7 @@ def managers_by_email(emails: set[str]) -> dict[str, int]:
             (email, user_id)
             for user_id, email in db.session.execute(
                 select(User.id, func.lower(User.email)).where(
-                    func.lower(User.email).in_(part), User.status != "archived"
+                    member_of(func.lower(User.email), part), User.status != "archived"
                 )
             )
         )
@@ -153,7 +174,7 @@ def _links(table, column, user_ids: list[int]) -> dict[int, set[int]]:
     links: dict[int, set[int]] = {}
     for part in _chunks(user_ids):
         for user_id, other in db.session.execute(
-            select(table.c.user_id, column).where(table.c.user_id.in_(part))
+            select(table.c.user_id, column).where(member_of(table.c.user_id, part))
         ):
             links.setdefault(user_id, set()).add(other)
     return links
@@ -164,7 +185,7 @@ def _open_courses(user_ids: list[int]) -> dict[int, set[int]]:
     for part in _chunks(user_ids):
         for user_id, course_id in db.session.execute(
             select(CourseAssignment.user_id, CourseAssignment.course_id).where(
-                CourseAssignment.user_id.in_(part), CourseAssignment.archived_at.is_(None)
+                member_of(CourseAssignment.user_id, part), CourseAssignment.archived_at.is_(None)
             )
         ):
             links.setdefault(user_id, set()).add(course_id)

@@ -125,15 +125,22 @@ def _read_excel(data: bytes, extension: str, max_rows: int) -> list[tuple[int, l
                 f"The file is not a valid {extension} workbook (was another file renamed?)."
             )
         check_zip(data)
-        if extension == ".xlsx":
-            try:
+        try:
+            if extension == ".xlsx":
                 streamed = sheet_reader.check_xlsx(io.BytesIO(data), _limits(max_rows))
-            except sheet_reader.SheetError as exc:
-                raise ImportFileError(str(exc)) from exc
-            if streamed is not None:
-                return streamed
+                if streamed is not None:
+                    return streamed
+            else:
+                sheet_reader.check_ods(io.BytesIO(data), _limits(max_rows))
+        except sheet_reader.SheetError as exc:
+            raise ImportFileError(str(exc)) from exc
     elif not data.startswith(OLE_MAGIC):
         raise ImportFileError("The file is not a valid .xls workbook (was another file renamed?).")
+    else:
+        try:
+            sheet_reader.check_xls(data, _limits(max_rows))
+        except sheet_reader.SheetError as exc:
+            raise ImportFileError(str(exc)) from exc
     from python_calamine import CalamineWorkbook
 
     try:

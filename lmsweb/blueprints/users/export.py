@@ -1,4 +1,5 @@
-"""Users: Export Users to Excel (the active users, or the list's filtered view)."""
+"""Users: Export Users to Excel (the active users, or the list's filtered view): a sheet of
+users and a sheet of their training records."""
 
 from __future__ import annotations
 
@@ -8,10 +9,10 @@ from sqlalchemy import select
 from ... import scope
 from ...models import User, utcnow
 from ...params import ids_arg
-from ...roster_export import HEADERS, WIDTHS, export_rows, file_name
+from ...roster_export import file_name, sheets
 from ...security import scoped
 from ...user_queries import STATUS, UserFilters, filtered_users
-from ...xlsx import download, stream_workbook
+from ...xlsx import download, stream_sheets
 from . import bp
 
 
@@ -30,6 +31,5 @@ def export_users():
         users = filtered_users(filters)
     # Rows go from a server-side cursor through the streamed writer to the client, so the
     # download starts at once and a million users never sit in memory.
-    return download(
-        file_name(utcnow().date()), stream_workbook("Users", HEADERS, export_rows(users), WIDTHS)
-    )
+    today = utcnow().date()
+    return download(file_name(today), stream_sheets(sheets(users, today)))

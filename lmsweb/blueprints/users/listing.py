@@ -259,8 +259,14 @@ def _export_links(
         if capped
         else f"Export {active:,} active {'user' if active == 1 else 'users'}"
     )
-    links = [{"label": active_label, "url": url(["active"]), "id": "export-active"}]
-    if filters.status != ["active"] and (capped or total != active):
+    # Offered only when the view includes active users: its count is then theirs (a view of
+    # pending users alone would otherwise offer "Export 0 active users" and a file of others).
+    links = (
+        [{"label": active_label, "url": url(["active"]), "id": "export-active"}]
+        if "active" in filters.status
+        else []
+    )
+    if not links or (filters.status != ["active"] and (capped or total != active)):
         links.append(
             {
                 "label": "Export this view" if capped else f"Export this view ({total:,})",
