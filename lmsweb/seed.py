@@ -247,7 +247,11 @@ def _bulk_load(connection, users: int):
     ).all()
     cache = connection.exec_driver_sql("PRAGMA cache_size").scalar()
     connection.exec_driver_sql("PRAGMA cache_size = -262144")
-    connection.exec_driver_sql("PRAGMA temp_store = MEMORY")
+    # SQLite refuses to change temp_store inside a transaction (a seed into a fresh
+    # database has already written its locations): then the sorts use temporary files.
+    memory_temp = not connection.connection.dbapi_connection.in_transaction
+    if memory_temp:
+        connection.exec_driver_sql("PRAGMA temp_store = MEMORY")
     for kind, name, _sql in saved:
         connection.exec_driver_sql(f'DROP {kind.upper()} "{name}"')
     yield
@@ -260,7 +264,8 @@ def _bulk_load(connection, users: int):
             if kind == "trigger":
                 connection.exec_driver_sql(sql)
     connection.exec_driver_sql(f"PRAGMA cache_size = {int(cache)}")
-    connection.exec_driver_sql("PRAGMA temp_store = DEFAULT")
+    if memory_temp and not connection.connection.dbapi_connection.in_transaction:
+        connection.exec_driver_sql("PRAGMA temp_store = DEFAULT")
 
 
 def seed_demo(users: int, seed: int = 7, batch: int = 5000) -> dict[str, int]:

@@ -385,6 +385,24 @@ def overdue_user_ids(today: date) -> Select:
     )
 
 
+class likely(FunctionElement):  # noqa: N801 - reads like the SQL function it renders
+    """A condition true for most rows, said so to SQLite's planner: without statistics it
+    takes `archived_at IS NULL` for a selective index range (0.5 s over 250,000 training
+    records) rather than the user ids beside it (0.1 ms). PostgreSQL keeps statistics."""
+
+    inherit_cache = True
+
+
+@compiles(likely)
+def _likely_sqlite(element, compiler, **kw):
+    return f"likely({compiler.process(element.clauses, **kw)})"
+
+
+@compiles(likely, "postgresql")
+def _likely_postgresql(element, compiler, **kw):
+    return f"({compiler.process(element.clauses, **kw)})"
+
+
 def training_counts(user_ids: list[int], today: date) -> dict[int, TrainingCounts]:
     """Per user: unarchived assignments open (not completed), overdue, completed. One query
     for a whole page of users."""
@@ -399,7 +417,7 @@ def training_counts(user_ids: list[int], today: date) -> dict[int, TrainingCount
             func.sum(case((unfinished & (a.due_date < today), 1), else_=0)),
             func.sum(case((a.state == "completed", 1), else_=0)),
         )
-        .where(a.user_id.in_(user_ids), a.archived_at.is_(None))
+        .where(a.user_id.in_(user_ids), likely(a.archived_at.is_(None)))
         .group_by(a.user_id)
     )
     return {uid: TrainingCounts(int(o or 0), int(d or 0), int(c or 0)) for uid, o, d, c in rows}
