@@ -140,30 +140,30 @@ def sort_links(filters: UserFilters) -> dict[str, dict[str, str]]:
 def list_context(filters: UserFilters) -> dict[str, Any]:
     """Everything the table partial shows; a fixed number of queries whatever per_page."""
     query = filtered_users(filters)
-    # Counting stops past COUNT_CAP (or the page asked for): an exact count of a million
-    # rows costs more than the page itself. Past it the list says "more than 10,000".
+    # Counting stops past COUNT_CAP: an exact count of a million rows costs more than the
+    # page itself. Past it the list says "more than 10,000", and whether a next page
+    # exists comes from the page query (one row more than shown): a deep page does not
+    # count the rows before it unless it is the last one, which then counts them exactly.
     # Counted per status in the same query: the export links say how many they hold.
-    enough = max(COUNT_CAP, filters.page * filters.per_page)
-    matching = (
-        query.with_only_columns(User.id, User.status).order_by(None).limit(enough + 1).subquery()
-    )
-    by_status = dict(
-        db.session.execute(
-            select(matching.c.status, func.count()).group_by(matching.c.status)
-        ).all()
-    )
-    counted = sum(by_status.values())
-    capped = counted > enough
-    total = counted  # a lower bound when capped: only compared, never shown
-    pages = filters.page + 1 if capped else max(ceil(total / filters.per_page), 1)
-    filters.page = min(filters.page, pages)
+    cap = max(COUNT_CAP, filters.per_page)
+    by_status = _count_by_status(query, cap)
     # The page's ids first (from an index alone where one covers the filters), then
     # those rows with what they show: a deep page never reads the rows it skips.
-    page_ids = db.session.scalars(
-        ordered(query.with_only_columns(User.id), filters.sort)
-        .limit(filters.per_page)
-        .offset((filters.page - 1) * filters.per_page)
-    ).all()
+    ids_query = ordered(query.with_only_columns(User.id), filters.sort)
+    page_ids = _page_ids(ids_query, filters)
+    capped = sum(by_status.values()) > cap
+    if capped and len(page_ids) <= filters.per_page:
+        by_status = _count_by_status(query, filters.page * filters.per_page)
+        capped = False
+    total = sum(by_status.values())  # a lower bound when capped: only compared, never shown
+    if capped:
+        pages = filters.page + 1
+    else:
+        pages = max(ceil(total / filters.per_page), 1)
+        if filters.page > pages:
+            filters.page = pages
+            page_ids = _page_ids(ids_query, filters)
+    page_ids = page_ids[: filters.per_page]
     position = {ident: n for n, ident in enumerate(page_ids)}
     users = sorted(
         db.session.scalars(
@@ -210,6 +210,23 @@ def list_context(filters: UserFilters) -> dict[str, Any]:
         "exports": _export_links(filters, total, by_status.get("active", 0), capped),
         "overdue_url": list_url(filters, training=OVERDUE, page=1),
     }
+
+
+def _count_by_status(query, limit: int) -> dict[str, int]:
+    """Users matching `query` per status, counting no further than `limit` + 1 rows."""
+    matching = query.with_only_columns(User.id, User.status).order_by(None).limit(limit + 1)
+    matching = matching.subquery()
+    return dict(
+        db.session.execute(
+            select(matching.c.status, func.count()).group_by(matching.c.status)
+        ).all()
+    )
+
+
+def _page_ids(ids_query, filters: UserFilters) -> list[int]:
+    """The page's ids, and the next one's first when there is one."""
+    offset = (filters.page - 1) * filters.per_page
+    return list(db.session.scalars(ids_query.limit(filters.per_page + 1).offset(offset)))
 
 
 def _export_links(
