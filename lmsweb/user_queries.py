@@ -315,8 +315,14 @@ def search_condition(q: str) -> ColumnElement[bool] | None:
     return and_(*conditions) if conditions else None
 
 
-def filtered_users(filters: UserFilters) -> Select[tuple[User]]:
-    """Users matching the filters, unordered (callers add ordering or aggregate)."""
+def filtered_users(filters: UserFilters, walk: bool = False) -> Select[tuple[User]]:
+    """Users matching the filters, unordered (callers add ordering or aggregate).
+
+    `walk`: the same users, with the group filter tested row by row (EXISTS) rather than
+    as a list of ids. For a page of many matches in an order an index keeps: walking that
+    index costs a few rows per row shown (membership is not clustered by name), where a
+    list of 80,000 members must be read and sorted whole first. Not for search: matches
+    of a name cluster in name order ("rossi" is 700,000 rows into a million)."""
     query = select(User)
     statuses = set(filters.status)
     # Every status is everyone; two of three read as "not the third", which lets the
@@ -333,7 +339,11 @@ def filtered_users(filters: UserFilters) -> Select[tuple[User]]:
     if filters.group:
         # IN (subquery) rather than EXISTS: the planners turn it into an index lookup.
         members = select(user_groups.c.user_id).where(user_groups.c.group_id.in_(filters.group))
-        query = query.where(User.id.in_(members))
+        if walk:
+            members = members.where(user_groups.c.user_id == User.id)
+            query = query.where(members.exists())
+        else:
+            query = query.where(User.id.in_(members))
     if filters.manager:
         query = query.where(User.manager_id.in_(filters.manager))
     if filters.training:

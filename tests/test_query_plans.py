@@ -3,6 +3,7 @@ the plan chosen on a small database is the plan a large one gets)."""
 
 from __future__ import annotations
 
+import re
 from datetime import date
 
 import pytest
@@ -10,6 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy import event
 
 from lmsweb.extensions import db
+from lmsweb.models import User
 from lmsweb.user_queries import training_counts
 
 from .conftest import IS_POSTGRES
@@ -54,3 +56,45 @@ def test_training_counts_look_up_the_page_users_not_every_open_record(appctx, ma
     # Not `archived_at=?`: that range is every open training record of the organisation.
     assert "(user_id=?)" in plan and "archived_at=?" not in plan, plan
     assert training_counts(ids, date.today())[users[0].id].open == 1
+
+
+def test_a_large_group_is_listed_by_walking_the_name_order(app, admin_client, make, monkeypatch):
+    """Past the count cap a group filter is tested row by row along the name index (no sort
+    of every member); the rows and their order are those of the usual query."""
+    from werkzeug.datastructures import MultiDict
+
+    from lmsweb.blueprints.users import listing
+    from lmsweb.user_queries import UserFilters, filtered_users, ordered
+
+    from .conftest import HX
+
+    monkeypatch.setattr(listing, "COUNT_CAP", 5)
+    team, other = make.group("Team"), make.group("Other")
+    for n in range(40):
+        make.user(last_name=f"Walk{(n * 7) % 40:02d}", groups=[team] if n % 4 else [other])
+    args = MultiDict([("group", str(team.id)), ("per_page", "25")])
+    with app.app_context():
+        filters = UserFilters.from_args(args)
+        expected = list(
+            db.session.scalars(ordered(filtered_users(filters).with_only_columns(User.id), "name"))
+        )
+        walked = ordered(filtered_users(filters, walk=True).with_only_columns(User.id), "name")
+        assert list(db.session.scalars(walked)) == expected
+        if not IS_POSTGRES:
+            ((statement, parameters),) = captured(
+                app, lambda: db.session.scalars(walked.limit(26)).all()
+            )
+            plan = " ".join(
+                row[-1]
+                for row in db.session.connection().exec_driver_sql(
+                    f"EXPLAIN QUERY PLAN {statement}", parameters
+                )
+            )
+            assert "TEMP B-TREE FOR ORDER BY" not in plan, plan
+    shown = []
+    for page in (1, 2):
+        html = admin_client.get(
+            f"/admin/users?group={team.id}&per_page=25&page={page}", headers=HX
+        ).text
+        shown += [int(i) for i in re.findall(r'<tr id="user-(\d+)"', html)]
+    assert len(expected) == 30 and shown == expected
