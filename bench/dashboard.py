@@ -129,3 +129,7 @@ def measure(app) -> None:
         found = re.search(r'id="records-count">([\d]+)', text)
         print(f"{label:34} {p50:8.1f} {p95:8.1f} {cpu:8.1f}  {found.group(1) if found else '?'}")
     print("goal: full page p95 < 100 ms")
+
+
+if __name__ == "__main__":
+    main()

@@ -36,7 +36,8 @@ os.environ.setdefault("LMSWEB_INSTANCE", str(DATA / "instance"))
 
 
 def databases() -> list[tuple[str, str]]:
-    suffix = "" if SIZE == "100k" else f"_{SIZE}"
+    # BENCH_PG_SUFFIX: a PostgreSQL database of one's own on a shared server.
+    suffix = ("" if SIZE == "100k" else f"_{SIZE}") + os.environ.get("BENCH_PG_SUFFIX", "")
     return _support.databases(f"users_{SIZE}.sqlite3", f"lmsweb_bench_users{suffix}")
 
 

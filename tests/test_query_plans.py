@@ -98,3 +98,51 @@ def test_a_large_group_is_listed_by_walking_the_name_order(app, admin_client, ma
         ).text
         shown += [int(i) for i in re.findall(r'<tr id="user-(\d+)"', html)]
     assert len(expected) == 30 and shown == expected
+
+
+@pytest.mark.parametrize("sort", ["location", "-location"])
+def test_past_the_cap_location_order_is_walked_location_by_location(
+    app, admin_client, make, monkeypatch, sort
+):
+    """Past the count cap the location order is read one location at a time from its name
+    index; every page holds the rows of the sorted join, in its order."""
+    from werkzeug.datastructures import MultiDict
+
+    from lmsweb.blueprints.users import listing
+    from lmsweb.user_queries import UserFilters, filtered_users, ordered
+
+    from .conftest import HX
+
+    monkeypatch.setattr(listing, "COUNT_CAP", 5)
+    places = [make.location(name) for name in ("Oslo", "Berlin", "Lyon")]
+    team = make.group("Team")
+    for n in range(70):
+        place = places[n % 4] if n % 4 < 3 else None
+        make.user(
+            last_name=f"Place{(n * 11) % 70:02d}",
+            location_id=place.id if place else None,
+            groups=[team] if n % 3 else [],
+        )
+    for query in (f"sort={sort}", f"sort={sort}&group={team.id}"):
+        args = MultiDict([*MultiDict(p.split("=") for p in query.split("&")).items(multi=True)])
+        with app.app_context():
+            filters = UserFilters.from_args(args)
+            expected = list(
+                db.session.scalars(
+                    ordered(filtered_users(filters).with_only_columns(User.id), sort)
+                )
+            )
+        shown = []
+        for page in range(1, (len(expected) + 24) // 25 + 1):
+            html = admin_client.get(
+                f"/admin/users?{query}&per_page=25&page={page}", headers=HX
+            ).text
+            shown += [int(i) for i in re.findall(r'<tr id="user-(\d+)"', html)]
+        assert len(expected) > 25 and shown == expected, query
+        with app.app_context():
+            seen = captured(
+                app, lambda q=query: admin_client.get(f"/admin/users?{q}&per_page=25", headers=HX)
+            )
+        # No statement sorts the matching users by the joined location name.
+        joined = [s for s, _ in seen if "FROM users" in s and "ORDER BY locations.name" in s]
+        assert not joined, query
