@@ -97,6 +97,18 @@ class Server:
         # The port opens before the workers have imported the app: wait for an answer.
         _request(self.port, "/", timeout=300)
 
+    def cpu_seconds(self) -> float:
+        """User + system CPU its workers (the master's children) have used so far: on
+        SQLite the database's work too (in process); on PostgreSQL not the server's."""
+        ticks = os.sysconf("SC_CLK_TCK")
+        pid = self.process.pid
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        total = 0
+        for child in children:
+            fields = Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+        return total / ticks
+
     def stop(self) -> None:
         self.process.terminate()
         self.process.wait(timeout=30)
@@ -215,36 +227,42 @@ def screens(url: str, lms: Server, django: Server, flask_admin: Server) -> list[
     return [
         {
             "name": "lmsweb page",
+            "server": lms,
             "port": lms.port,
             "headers": {"Cookie": lms_cookie},
             "paths": lms_paths,
         },
         {
             "name": "lmsweb partial",
+            "server": lms,
             "port": lms.port,
             "headers": {"Cookie": lms_cookie, **users_list.HX},
             "paths": lms_paths,
         },
         {
             "name": "Django admin",
+            "server": django,
             "port": django.port,
             "headers": {"Cookie": django_cookie},
             "paths": django_paths("admin"),
         },
         {
             "name": "Django, no full count",
+            "server": django,
             "port": django.port,
             "headers": {"Cookie": django_cookie},
             "paths": django_paths("fastadmin"),
         },
         {
             "name": "Flask-Admin",
+            "server": flask_admin,
             "port": flask_admin.port,
             "headers": {},
             "paths": flask_admin_paths("users"),
         },
         {
             "name": "Flask-Admin, simple pager",
+            "server": flask_admin,
             "port": flask_admin.port,
             "headers": {},
             "paths": flask_admin_paths("fast"),
@@ -317,15 +335,21 @@ def measure(url: str, all_screens: list[dict]) -> dict:
             print(f"  {request:<14} {screen['name']:<26} {p50:7.1f} {p95:7.1f}", flush=True)
     for request in REQUESTS:
         for screen in all_screens:
+            before = screen["server"].cpu_seconds()
             results[request, screen["name"]]["rps"] = load(
                 screen["port"], screen["paths"][request], screen["headers"]
             )
+            used = screen["server"].cpu_seconds() - before
+            results[request, screen["name"]]["cpu"] = used * 1000 / (CLIENTS * LOAD_REQUESTS)
     return results
 
 
 def report(results: dict, all_screens: list[dict]) -> None:
     names = [s["name"] for s in all_screens]
-    print(f"\n  {'request':<14} {'screen':<26} {'p50 ms':>7} {'p95 ms':>7} {'req/s':>7} {'KB':>5}")
+    print(
+        f"\n  {'request':<14} {'screen':<26} {'p50 ms':>7} {'p95 ms':>7} {'req/s':>7} "
+        f"{'CPU ms':>7} {'KB':>5}"
+    )
     for request in REQUESTS:
         for name in names:
             row = results[request, name]
@@ -334,21 +358,23 @@ def report(results: dict, all_screens: list[dict]) -> None:
             row["p95"] = statistics.quantiles(times, n=20)[-1]
             print(
                 f"  {request:<14} {name:<26} {row['p50']:7.1f} {row['p95']:7.1f} "
-                f"{row['rps']:7.1f} {row['kb']:5.0f}"
+                f"{row['rps']:7.1f} {row['cpu']:7.1f} {row['kb']:5.0f}"
             )
     peers = [n for n in names if not n.startswith("lmsweb")]
     print("\n  Ratios, best peer against lmsweb (above 1: lmsweb ahead):")
-    print(f"  {'request':<14} {'lmsweb as':<9} {'p50':>6} {'p95':>6} {'req/s':>6}")
+    print(f"  {'request':<14} {'lmsweb as':<9} {'p50':>6} {'p95':>6} {'req/s':>6} {'CPU':>6}")
     for request in REQUESTS:
         best_p50 = min(results[request, p]["p50"] for p in peers)
         best_p95 = min(results[request, p]["p95"] for p in peers)
         best_rps = max(results[request, p]["rps"] for p in peers)
+        best_cpu = min(results[request, p]["cpu"] for p in peers)
         for name, label in (("lmsweb page", "page"), ("lmsweb partial", "partial")):
             row = results[request, name]
             rps = f"{row['rps'] / best_rps:6.2f}" if best_rps else "     -"
+            cpu = f"{best_cpu / row['cpu']:6.2f}" if row["cpu"] else "     -"
             print(
                 f"  {request:<14} {label:<9} {best_p50 / row['p50']:6.2f} "
-                f"{best_p95 / row['p95']:6.2f} {rps}"
+                f"{best_p95 / row['p95']:6.2f} {rps} {cpu}"
             )
 
 

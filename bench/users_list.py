@@ -26,7 +26,9 @@ from bench import _support
 
 ROOT = Path(__file__).resolve().parent
 DATA = ROOT / ".data"
+# BENCH_USERS=1000000 measures a million users (its own database: users_1m.sqlite3).
 USERS = int(os.environ.get("BENCH_USERS", "100000"))
+SIZE = f"{USERS // 1_000_000}m" if USERS % 1_000_000 == 0 else f"{USERS // 1000}k"
 ADMIN_EMAIL = "bench.admin@bench.example"
 ADMIN_PASSWORD = "bench-admin-password"  # noqa: S105 - a throwaway local database
 SECRET = "bench-secret-key"  # noqa: S105
@@ -42,7 +44,9 @@ os.environ.setdefault("LMSWEB_INSTANCE", str(DATA / "instance"))
 
 
 def databases() -> list[tuple[str, str]]:
-    return _support.databases("users_100k.sqlite3", "lmsweb_bench_users")
+    # BENCH_PG_SUFFIX: a PostgreSQL database of one's own on a shared server.
+    suffix = ("" if SIZE == "100k" else f"_{SIZE}") + os.environ.get("BENCH_PG_SUFFIX", "")
+    return _support.databases(f"users_{SIZE}.sqlite3", f"lmsweb_bench_users{suffix}")
 
 
 def make_app(url: str):
@@ -137,10 +141,18 @@ def combinations(app) -> dict[str, str]:
     return {
         "none": "",
         "status+role": "status=active&role=learner",
+        "status archived": "status=archived",
+        "role admin": "role=admin",
+        "search prefix 'ma'": "q=ma",
         "search 'mar'": "q=mar",
+        "search 'son'": "q=son",
+        "search 'rossi'": "q=rossi",
         "location": f"location={location}",
         "group": f"group={group}",
         "everything": f"q=mar&location={location}&group={group}&status=active&role=learner",
+        "location+group": f"location={location}&group={group}",
+        "group, sort location": f"group={group}&sort=location",
+        "all statuses, sort -name": "status=active&status=pending&status=archived&sort=-name",
         "deep page (1000)": "page=1000",
         "two words 'mar ros'": "q=mar+ros",
         "sort email, page 500": "sort=email&page=500",
@@ -170,19 +182,23 @@ def time_requests(url: str, email: str = ADMIN_EMAIL) -> None:
     sa.event.listen(
         engine, "before_cursor_execute", lambda *a: statements.__setitem__(0, statements[0] + 1)
     )
-    print(f"  {'combination':<24} {'p50 ms':>8} {'p95 ms':>8} {'SQL/req':>8} {'matching':>9}")
+    print(
+        f"  {'combination':<24} {'p50 ms':>8} {'p95 ms':>8} {'CPU ms':>8} {'SQL/req':>8} "
+        f"{'matching':>9}"
+    )
     for name, query in combinations(app).items():
         if SCOPED and name not in SCOPED_COMBINATIONS:
             continue
         path = f"/admin/users?{query}"
         for _ in range(3):
             client.get(path, headers=HX)
-        times, counts = [], []
+        times, counts, cpu = [], [], []
         for _ in range(RUNS):
             statements[0] = 0
-            started = time.perf_counter()
+            started, cpu_started = time.perf_counter(), time.process_time()
             response = client.get(path, headers=HX)
             times.append((time.perf_counter() - started) * 1000)
+            cpu.append((time.process_time() - cpu_started) * 1000)
             counts.append(statements[0])
             assert response.status_code == 200, (path, response.status_code)
         # Past the count's cap the list says "More than 10,000": printed as ">10,000".
@@ -191,6 +207,7 @@ def time_requests(url: str, email: str = ADMIN_EMAIL) -> None:
         p95 = statistics.quantiles(times, n=20)[-1]
         print(
             f"  {name:<24} {statistics.median(times):8.1f} {p95:8.1f} "
+            f"{statistics.median(cpu):8.1f} "
             f"{max(counts):8d} {matching:>9}"
         )
     with app.app_context():
@@ -311,7 +328,12 @@ def serve_and_load(url: str) -> None:
 
 
 def main() -> None:
+    """`python -m bench.users_list [sqlite|postgresql] [--no-load]`: one engine, or both;
+    --no-load leaves out the gunicorn throughput part."""
+    engines = [a for a in sys.argv[1:] if a in ("sqlite", "postgresql")]
     for engine, url in databases():
+        if engines and engine not in engines:
+            continue
         print(f"\n[{engine}] {USERS:,} users")
         prepare(url)
         if SCOPED:
@@ -322,7 +344,8 @@ def main() -> None:
             explain_scoped(make_app(url), url)
             continue
         time_requests(url)
-        serve_and_load(url)
+        if "--no-load" not in sys.argv:
+            serve_and_load(url)
 
 
 if __name__ == "__main__":

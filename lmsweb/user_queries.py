@@ -335,10 +335,16 @@ def search_condition(q: str) -> ColumnElement[bool] | None:
     return and_(*conditions) if conditions else None
 
 
-def filtered_users(filters: UserFilters) -> Select[tuple[User]]:
+def filtered_users(filters: UserFilters, walk: bool = False) -> Select[tuple[User]]:
     """Users matching the filters, unordered (callers add ordering or aggregate). Narrowed
     first by the administrator's scope: the list, its count, "everyone matching", the export
-    and the Dashboard all come through here."""
+    and the Dashboard all come through here.
+
+    `walk`: the same users, with the group filter tested row by row (EXISTS) rather than
+    as a list of ids. For a page of many matches in an order an index keeps: walking that
+    index costs a few rows per row shown (membership is not clustered by name), where a
+    list of 80,000 members must be read and sorted whole first. Not for search: matches
+    of a name cluster in name order ("rossi" is 700,000 rows into a million)."""
     query = select(User)
     if (rule := scope.current_rule()) is not None:
         query = query.where(scope.user_condition(rule))
@@ -357,7 +363,11 @@ def filtered_users(filters: UserFilters) -> Select[tuple[User]]:
     if filters.group:
         # IN (subquery) rather than EXISTS: the planners turn it into an index lookup.
         members = select(user_groups.c.user_id).where(user_groups.c.group_id.in_(filters.group))
-        query = query.where(User.id.in_(members))
+        if walk:
+            members = members.where(user_groups.c.user_id == User.id)
+            query = query.where(members.exists())
+        else:
+            query = query.where(User.id.in_(members))
     if filters.manager:
         query = query.where(User.manager_id.in_(filters.manager))
     if filters.training:
@@ -434,6 +444,24 @@ def overdue_user_ids(today: date) -> Select:
     )
 
 
+class likely(FunctionElement):  # noqa: N801 - reads like the SQL function it renders
+    """A condition true for most rows, said so to SQLite's planner: without statistics it
+    takes `archived_at IS NULL` for a selective index range (0.5 s over 250,000 training
+    records) rather than the user ids beside it (0.1 ms). PostgreSQL keeps statistics."""
+
+    inherit_cache = True
+
+
+@compiles(likely)
+def _likely_sqlite(element, compiler, **kw):
+    return f"likely({compiler.process(element.clauses, **kw)})"
+
+
+@compiles(likely, "postgresql")
+def _likely_postgresql(element, compiler, **kw):
+    return f"({compiler.process(element.clauses, **kw)})"
+
+
 def training_counts(user_ids: list[int], today: date) -> dict[int, TrainingCounts]:
     """Per user: unarchived assignments open (not completed), overdue, completed. One query
     for a whole page of users."""
@@ -448,7 +476,7 @@ def training_counts(user_ids: list[int], today: date) -> dict[int, TrainingCount
             func.sum(case((unfinished & (a.due_date < today), 1), else_=0)),
             func.sum(case((a.state == "completed", 1), else_=0)),
         )
-        .where(a.user_id.in_(user_ids), a.archived_at.is_(None))
+        .where(a.user_id.in_(user_ids), likely(a.archived_at.is_(None)))
         .group_by(a.user_id)
     )
     return {uid: TrainingCounts(int(o or 0), int(d or 0), int(c or 0)) for uid, o, d, c in rows}

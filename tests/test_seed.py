@@ -64,6 +64,29 @@ def test_bulk_seed_rebuilds_every_index_trigger_and_the_search_table(
     assert html.count('<tr id="user-') == 1 and "Zyxwv" in html
 
 
+@pytest.mark.skipif(not IS_POSTGRES, reason="PostgreSQL's bulk path")
+def test_bulk_seed_on_postgresql_copies_and_rebuilds_every_index(app, admin_client, monkeypatch):
+    indexes = (
+        "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = current_schema() "
+        "AND tablename IN ('users', 'user_groups', 'course_assignments') ORDER BY 1"
+    )
+    monkeypatch.setattr(seed, "BULK_FROM", 1)
+    with app.app_context():
+        before = db.session.execute(sa.text(indexes)).all()
+        counts = seed.seed_demo(600)
+        db.session.commit()
+        assert db.session.execute(sa.text(indexes)).all() == before
+        assert db.session.scalar(sa.select(sa.func.count()).select_from(User)) == 600 + 1
+        # The ids were written by COPY: the sequence moved past them.
+        late = User(email="late@acme.example", first_name="Late", last_name="Zyxwv")
+        db.session.add(late)
+        db.session.commit()
+        assert late.id > 600
+    assert counts["users"] == 600 and counts["assignments"] > 0
+    html = admin_client.get("/admin/users?q=yxw", headers=HX).text
+    assert html.count('<tr id="user-') == 1 and "Zyxwv" in html
+
+
 def test_seeded_rows_read_back_through_the_models(app):
     """The driver-level insert writes dates the ORM reads back as dates, on either engine."""
     with app.app_context():

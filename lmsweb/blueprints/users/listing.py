@@ -43,6 +43,8 @@ SORT_LABELS = {
 # The form's own controls; a request they trigger does not re-render them (focus stays).
 FORM_TRIGGERS = {"users-filters", "users-q"}
 COUNT_CAP = 10_000
+# Orders an index of users keeps (0002_user_search, 0003_dashboard): by location is a join.
+WALKED_SORTS = {"name", "email", "status", "created"}
 
 
 class CheckboxList(SelectMultipleField):
@@ -161,30 +163,43 @@ def sort_links(filters: UserFilters) -> dict[str, dict[str, str]]:
 def list_context(filters: UserFilters) -> dict[str, Any]:
     """Everything the table partial shows; a fixed number of queries whatever per_page."""
     query = filtered_users(filters)
-    # Counting stops past COUNT_CAP (or the page asked for): an exact count of a million
-    # rows costs more than the page itself. Past it the list says "more than 10,000".
+    # Counting stops past COUNT_CAP: an exact count of a million rows costs more than the
+    # page itself. Past it the list says "more than 10,000", and whether a next page
+    # exists comes from the page query (one row more than shown): a deep page does not
+    # count the rows before it unless it is the last one, which then counts them exactly.
     # Counted per status in the same query: the export links say how many they hold.
-    enough = max(COUNT_CAP, filters.page * filters.per_page)
-    matching = (
-        query.with_only_columns(User.id, User.status).order_by(None).limit(enough + 1).subquery()
-    )
-    by_status = dict(
-        db.session.execute(
-            select(matching.c.status, func.count()).group_by(matching.c.status)
-        ).all()
-    )
-    counted = sum(by_status.values())
-    capped = counted > enough
-    total = counted  # a lower bound when capped: only compared, never shown
-    pages = filters.page + 1 if capped else max(ceil(total / filters.per_page), 1)
-    filters.page = min(filters.page, pages)
+    cap = max(COUNT_CAP, filters.per_page)
+    by_status = _count_by_status(query, cap)
     # The page's ids first (from an index alone where one covers the filters), then
     # those rows with what they show: a deep page never reads the rows it skips.
-    page_ids = db.session.scalars(
-        ordered(query.with_only_columns(User.id), filters.sort)
-        .limit(filters.per_page)
-        .offset((filters.page - 1) * filters.per_page)
-    ).all()
+    capped = sum(by_status.values()) > cap
+    # Many members of a group, in an order an index keeps: walk that index, testing each row.
+    walk = capped and bool(filters.group) and filters.sort.removeprefix("-") in WALKED_SORTS
+    walked = filtered_users(filters, walk=True) if capped and filters.group else query
+    if capped and filters.sort.removeprefix("-") == "location":
+
+        def page_of_ids() -> list[int]:
+            return _page_ids_by_location(walked, filters)
+
+    else:
+        ids_query = ordered((walked if walk else query).with_only_columns(User.id), filters.sort)
+
+        def page_of_ids() -> list[int]:
+            return _page_ids(ids_query, filters)
+
+    page_ids = page_of_ids()
+    if capped and len(page_ids) <= filters.per_page:
+        by_status = _count_by_status(query, filters.page * filters.per_page)
+        capped = False
+    total = sum(by_status.values())  # a lower bound when capped: only compared, never shown
+    if capped:
+        pages = filters.page + 1
+    else:
+        pages = max(ceil(total / filters.per_page), 1)
+        if filters.page > pages:
+            filters.page = pages
+            page_ids = page_of_ids()
+    page_ids = page_ids[: filters.per_page]
     position = {ident: n for n, ident in enumerate(page_ids)}
     users = sorted(
         db.session.scalars(
@@ -241,6 +256,61 @@ def list_context(filters: UserFilters) -> dict[str, Any]:
         "exports": _export_links(filters, total, by_status.get("active", 0), capped),
         "overdue_url": list_url(filters, training=OVERDUE, page=1),
     }
+
+
+def _count_by_status(query, limit: int) -> dict[str, int]:
+    """Users matching `query` per status, counting no further than `limit` + 1 rows."""
+    matching = query.with_only_columns(User.id, User.status).order_by(None).limit(limit + 1)
+    matching = matching.subquery()
+    return dict(
+        db.session.execute(
+            select(matching.c.status, func.count()).group_by(matching.c.status)
+        ).all()
+    )
+
+
+def _page_ids(ids_query, filters: UserFilters) -> list[int]:
+    """The page's ids, and the next one's first when there is one."""
+    offset = (filters.page - 1) * filters.per_page
+    return list(db.session.scalars(ids_query.limit(filters.per_page + 1).offset(offset)))
+
+
+def _page_ids_by_location(query, filters: UserFilters) -> list[int]:
+    """The page's ids (and the next one's first) in location order, one location after
+    another, each walked in name order on its own index (ix_users_location_name): the same
+    rows as `ordered(query, "location")` without sorting every match by a joined name. A
+    location before the page is counted only as far as the rows the page skips."""
+    descending = filters.sort.startswith("-")
+    names = select(Location.id).order_by(Location.name.desc() if descending else Location.name)
+    if filters.location:
+        names = names.where(Location.id.in_(filters.location))
+    # Users without a location come last either way.
+    buckets: list[int | None] = [*db.session.scalars(names), None]
+    by_name = [User.last_name, User.first_name, User.id]
+    if descending:
+        by_name = [column.desc() for column in by_name]
+    ids_only = query.with_only_columns(User.id).order_by(None)
+    skip = (filters.page - 1) * filters.per_page
+    wanted = filters.per_page + 1
+    found: list[int] = []
+    for location_id in buckets:
+        if location_id is None:
+            here = ids_only.where(User.location_id.is_(None))
+        else:
+            here = ids_only.where(User.location_id == location_id)
+        if skip:
+            counted = db.session.scalar(
+                select(func.count()).select_from(here.limit(skip).subquery())
+            )
+            if counted < skip:
+                skip -= counted
+                continue
+        rows = here.order_by(*by_name).offset(skip).limit(wanted - len(found))
+        found += db.session.scalars(rows)
+        skip = 0
+        if len(found) == wanted:
+            break
+    return found
 
 
 def _export_links(

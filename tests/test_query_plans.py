@@ -1,0 +1,148 @@
+"""The Users list's queries at scale: which index SQLite's planner takes (without statistics,
+the plan chosen on a small database is the plan a large one gets)."""
+
+from __future__ import annotations
+
+import re
+from datetime import date
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy import event
+
+from lmsweb.extensions import db
+from lmsweb.models import User
+from lmsweb.user_queries import training_counts
+
+from .conftest import IS_POSTGRES
+
+sqlite_only = pytest.mark.skipif(IS_POSTGRES, reason="SQLite's planner and statistics")
+
+
+def captured(app, work) -> list[tuple[str, tuple]]:
+    """The statements (with parameters) that `work()` executes."""
+    seen: list[tuple[str, tuple]] = []
+
+    def record(_conn, _cursor, statement, parameters, _context, _many):
+        seen.append((statement, parameters))
+
+    engine = db.engine
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        work()
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    return seen
+
+
+@sqlite_only
+def test_training_counts_look_up_the_page_users_not_every_open_record(appctx, make):
+    users = [make.user() for _ in range(3)]
+    course = make.course("PLAN-1")
+    make.assignment(users[0], course)
+    assert (
+        db.session.scalar(sa.text("SELECT count(*) FROM sqlite_master WHERE name = 'sqlite_stat1'"))
+        == 0
+    )
+    # A page's worth of ids (50): the planner weighs that many lookups against one range.
+    ids = [u.id for u in users] + list(range(10_000, 10_047))
+    ((statement, parameters),) = captured(appctx, lambda: training_counts(ids, date.today()))
+    plan = " ".join(
+        row[-1]
+        for row in db.session.connection().exec_driver_sql(
+            f"EXPLAIN QUERY PLAN {statement}", parameters
+        )
+    )
+    # Not `archived_at=?`: that range is every open training record of the organisation.
+    assert "(user_id=?)" in plan and "archived_at=?" not in plan, plan
+    assert training_counts(ids, date.today())[users[0].id].open == 1
+
+
+def test_a_large_group_is_listed_by_walking_the_name_order(app, admin_client, make, monkeypatch):
+    """Past the count cap a group filter is tested row by row along the name index (no sort
+    of every member); the rows and their order are those of the usual query."""
+    from werkzeug.datastructures import MultiDict
+
+    from lmsweb.blueprints.users import listing
+    from lmsweb.user_queries import UserFilters, filtered_users, ordered
+
+    from .conftest import HX
+
+    monkeypatch.setattr(listing, "COUNT_CAP", 5)
+    team, other = make.group("Team"), make.group("Other")
+    for n in range(40):
+        make.user(last_name=f"Walk{(n * 7) % 40:02d}", groups=[team] if n % 4 else [other])
+    args = MultiDict([("group", str(team.id)), ("per_page", "25")])
+    with app.app_context():
+        filters = UserFilters.from_args(args)
+        expected = list(
+            db.session.scalars(ordered(filtered_users(filters).with_only_columns(User.id), "name"))
+        )
+        walked = ordered(filtered_users(filters, walk=True).with_only_columns(User.id), "name")
+        assert list(db.session.scalars(walked)) == expected
+        if not IS_POSTGRES:
+            ((statement, parameters),) = captured(
+                app, lambda: db.session.scalars(walked.limit(26)).all()
+            )
+            plan = " ".join(
+                row[-1]
+                for row in db.session.connection().exec_driver_sql(
+                    f"EXPLAIN QUERY PLAN {statement}", parameters
+                )
+            )
+            assert "TEMP B-TREE FOR ORDER BY" not in plan, plan
+    shown = []
+    for page in (1, 2):
+        html = admin_client.get(
+            f"/admin/users?group={team.id}&per_page=25&page={page}", headers=HX
+        ).text
+        shown += [int(i) for i in re.findall(r'<tr id="user-(\d+)"', html)]
+    assert len(expected) == 30 and shown == expected
+
+
+@pytest.mark.parametrize("sort", ["location", "-location"])
+def test_past_the_cap_location_order_is_walked_location_by_location(
+    app, admin_client, make, monkeypatch, sort
+):
+    """Past the count cap the location order is read one location at a time from its name
+    index; every page holds the rows of the sorted join, in its order."""
+    from werkzeug.datastructures import MultiDict
+
+    from lmsweb.blueprints.users import listing
+    from lmsweb.user_queries import UserFilters, filtered_users, ordered
+
+    from .conftest import HX
+
+    monkeypatch.setattr(listing, "COUNT_CAP", 5)
+    places = [make.location(name) for name in ("Oslo", "Berlin", "Lyon")]
+    team = make.group("Team")
+    for n in range(70):
+        place = places[n % 4] if n % 4 < 3 else None
+        make.user(
+            last_name=f"Place{(n * 11) % 70:02d}",
+            location_id=place.id if place else None,
+            groups=[team] if n % 3 else [],
+        )
+    for query in (f"sort={sort}", f"sort={sort}&group={team.id}"):
+        args = MultiDict([*MultiDict(p.split("=") for p in query.split("&")).items(multi=True)])
+        with app.app_context():
+            filters = UserFilters.from_args(args)
+            expected = list(
+                db.session.scalars(
+                    ordered(filtered_users(filters).with_only_columns(User.id), sort)
+                )
+            )
+        shown = []
+        for page in range(1, (len(expected) + 24) // 25 + 1):
+            html = admin_client.get(
+                f"/admin/users?{query}&per_page=25&page={page}", headers=HX
+            ).text
+            shown += [int(i) for i in re.findall(r'<tr id="user-(\d+)"', html)]
+        assert len(expected) > 25 and shown == expected, query
+        with app.app_context():
+            seen = captured(
+                app, lambda q=query: admin_client.get(f"/admin/users?{q}&per_page=25", headers=HX)
+            )
+        # No statement sorts the matching users by the joined location name.
+        joined = [s for s, _ in seen if "FROM users" in s and "ORDER BY locations.name" in s]
+        assert not joined, query
