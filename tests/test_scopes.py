@@ -664,3 +664,20 @@ def test_an_assignment_id_is_resolved_through_its_reached_user(app, world, sam_c
         assert response.status_code in (404, 409, 422), response.status_code
         assert "Outsider" not in response.text
     assert snapshot(app) == before
+
+
+def test_a_scoped_admin_is_offered_no_actions_on_an_administrators_row(app, world, sam_client):
+    """Ola (an administrator at Lisbon) is listed, but every action on her answers 403 for
+    Sam: her row offers none (nor polls her invitation), while Lena's row keeps its own."""
+    with app.app_context():
+        from lmsweb.notifications import queue_invitation
+
+        queue_invitation(db.session.get(User, world.ola.id))
+        db.session.commit()
+    page = sam_client.get("/admin/users?status=pending&status=active", headers=HX).text
+    ola_row = page.split(f'id="user-{world.ola.id}"', 1)[1].split("</tr>", 1)[0]
+    lena_row = page.split(f'id="user-{world.lena.id}"', 1)[1].split("</tr>", 1)[0]
+    assert f'id="more-{world.lena.id}"' in lena_row and "approve" in lena_row
+    assert "data-menu" not in ola_row and "row-post" not in ola_row
+    assert "invite-status" not in ola_row
+    assert "organisation-wide administrators" in ola_row
