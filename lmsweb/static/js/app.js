@@ -252,6 +252,12 @@
       window.htmx.ajax("GET", menu.getAttribute("data-menu"),
         { source: menu, target: list, swap: "innerHTML" });
     }, true);
+    // The search box searches as you type (its own trigger). The "change" it fires when it
+    // is left must not reach the filter form too: that second search, answering after a
+    // chip's request, brought back a filter that had just been removed.
+    document.addEventListener("change", function (event) {
+      if (event.target.id === "users-q") event.stopPropagation();
+    }, true);
     // Popovers made of <details> (row menus, Advanced filters) close on Escape and on a
     // click outside them, like any menu.
     var POPOVERS = "details.menu[open], details.filters-menu[open]";
