@@ -7,10 +7,9 @@ from flask import flash, url_for
 from flask_login import current_user
 from flask_wtf import FlaskForm
 from sqlalchemy import select
-from wtforms import RadioField, SelectMultipleField
+from wtforms import RadioField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import InputRequired
-from wtforms.widgets import CheckboxInput, ListWidget
 
 from ... import audit, scope
 from ...extensions import db
@@ -18,16 +17,12 @@ from ...models import Group, Location, User
 from ...navigation import refuse
 from ...rendering import see_other
 from ...security import org_wide
+from ...user_forms import CheckboxList
 from ...user_queries import get_user_or_404
 from . import bp
 
 ORGANISATION, SCOPED = "organisation", "scoped"
 ORGANISATION_WIDE = "Organisation-wide"
-
-
-class CheckboxList(SelectMultipleField):
-    widget = ListWidget(prefix_label=False)
-    option_widget = CheckboxInput()
 
 
 class ScopeForm(FlaskForm):

@@ -11,9 +11,8 @@ from flask_wtf import FlaskForm
 from sqlalchemy import func, literal, literal_column, select, union_all
 from sqlalchemy.orm import joinedload, selectinload
 from werkzeug.datastructures import MultiDict
-from wtforms import SearchField, SelectField, SelectMultipleField
+from wtforms import SearchField, SelectField
 from wtforms.fields.choices import SelectChoice
-from wtforms.widgets import CheckboxInput, ListWidget
 
 from ... import scope
 from ...compliance import TRAINING_LABELS
@@ -22,6 +21,7 @@ from ...models import ROLE_LABELS, STATUS_LABELS, Course, Group, Location, User,
 from ...navigation import app_path
 from ...rendering import render, wants_partial
 from ...security import scoped
+from ...user_forms import CheckboxList
 from ...user_queries import (
     COURSE_STATES,
     OVERDUE,
@@ -45,11 +45,6 @@ FORM_TRIGGERS = {"users-filters", "users-q"}
 COUNT_CAP = 10_000
 # Orders an index of users keeps (0002_user_search, 0003_dashboard): by location is a join.
 WALKED_SORTS = {"name", "email", "status", "created"}
-
-
-class CheckboxList(SelectMultipleField):
-    widget = ListWidget(prefix_label=False)
-    option_widget = CheckboxInput()
 
 
 class UserFilterForm(FlaskForm):
