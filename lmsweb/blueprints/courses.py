@@ -143,6 +143,18 @@ class SeatsForm(FlaskForm):
     )
 
 
+def _apply(course: Course, wanted: dict) -> dict[str, dict]:
+    """Set the fields of `wanted` that differ; their {"from", "to"} for the audit event."""
+    changes = {
+        name: {"from": getattr(course, name), "to": value}
+        for name, value in wanted.items()
+        if value != getattr(course, name)
+    }
+    for name, change in changes.items():
+        setattr(course, name, change["to"])
+    return changes
+
+
 def _courses():
     return db.session.scalars(select(Course).order_by(Course.code)).all()
 
@@ -289,22 +301,14 @@ def edit_course(course_id: int):
     if not valid:
         return render("courses/edit.html", status=422, form=form, course=course)
     fields = ("code", "title", "description", "launch_url")
-    changes = {
-        name: {"from": getattr(course, name), "to": getattr(form, name).data or ""}
+    wanted = {
+        name: getattr(form, name).data or ""
         for name in fields
         if (getattr(form, name).data or "") != (getattr(course, name) or "")
     }
-    wanted = {"default_due_days": form.default_due_days.data or course.default_due_days}
+    wanted["default_due_days"] = form.default_due_days.data or course.default_due_days
     wanted.update(_schedule_values(form, course))
-    changes.update(
-        {
-            name: {"from": getattr(course, name), "to": value}
-            for name, value in wanted.items()
-            if value != getattr(course, name)
-        }
-    )
-    for name, change in changes.items():
-        setattr(course, name, change["to"])
+    changes = _apply(course, wanted)
     if changes:
         audit.record(
             "course.update",
@@ -327,14 +331,7 @@ def detail(course_id: int):
         return render("courses/detail.html", **_detail_context(course, form))
     if not (form.validate_on_submit() and _schedule_valid(form)):
         return render("courses/detail.html", status=422, **_detail_context(course, form))
-    wanted = _schedule_values(form, course)
-    changes = {
-        name: {"from": getattr(course, name), "to": value}
-        for name, value in wanted.items()
-        if value != getattr(course, name)
-    }
-    for name, change in changes.items():
-        setattr(course, name, change["to"])
+    changes = _apply(course, _schedule_values(form, course))
     if changes:
         audit.record(
             "course.schedule",
