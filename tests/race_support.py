@@ -23,6 +23,12 @@ class Request:
     url: str
     data: dict
 
+    @classmethod
+    def by(cls, app, client, url: str, **data) -> Request:
+        """A POST to `url` as the user signed in on the test `client`."""
+        cookie = client.get_cookie(app.config["SESSION_COOKIE_NAME"])
+        return cls(cookie=cookie.value, csrf=client.csrf_token, url=url, data=data)
+
 
 def _serve(config: dict, inbox, outbox, barrier) -> None:
     """A worker: one app per database (a test's fresh database), POSTs on the parent's cue."""

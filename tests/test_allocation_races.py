@@ -26,13 +26,8 @@ def racers():
     racers.close()
 
 
-def _as(app, client, url: str, **data) -> Request:
-    cookie = client.get_cookie(app.config["SESSION_COOKIE_NAME"])
-    return Request(cookie=cookie.value, csrf=client.csrf_token, url=url, data=data)
-
-
 def _assign(app, client, user, course) -> Request:
-    return _as(
+    return Request.by(
         app,
         client,
         f"/admin/users/{user.id}/courses",
@@ -104,7 +99,7 @@ def test_bulk_assign_racing_single_assign_across_the_cap(
         bulk_users = [make.user(location_id=lisbon.id) for _ in range(2)]
         bulk_users.append(make.user(location_id=porto.id))
         single = make.user(location_id=lisbon.id)
-        bulk = _as(
+        bulk = Request.by(
             app,
             admin_client,
             "/admin/users/bulk",
@@ -140,7 +135,7 @@ def test_lowering_the_cap_racing_an_assign_never_leaves_it_overdrawn(
     winners = Counter()
     for n in range(ROUNDS):
         course = _capped(app, make, f"LC-{n}", lisbon, cap=3, holding=2)
-        lower = _as(
+        lower = Request.by(
             app, admin_client, f"/admin/courses/{course.id}/allocations/{lisbon.id}", seats="2"
         )
         person = make.user(location_id=lisbon.id)

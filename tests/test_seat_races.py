@@ -30,11 +30,6 @@ def racers():
     racers.close()
 
 
-def _as(app, client, url: str, **data) -> Request:
-    cookie = client.get_cookie(app.config["SESSION_COOKIE_NAME"])
-    return Request(cookie=cookie.value, csrf=client.csrf_token, url=url, data=data)
-
-
 def _assert_pools_agree(app) -> None:
     with app.app_context():
         assert licensing.pool_drift() == []
@@ -64,7 +59,7 @@ def _record(app, assignment_id: int) -> CourseAssignment:
 
 
 def _unassign(app, admin_client, record) -> Request:
-    return _as(
+    return Request.by(
         app,
         admin_client,
         f"/admin/users/{record.user_id}/courses",
@@ -74,7 +69,7 @@ def _unassign(app, admin_client, record) -> Request:
 
 
 def _assign(app, admin_client, user, course) -> Request:
-    return _as(
+    return Request.by(
         app,
         admin_client,
         f"/admin/users/{user.id}/courses",
@@ -114,7 +109,7 @@ def test_unassign_racing_start_leaves_one_consistent_outcome(
     for n in range(ROUNDS):
         course = make.course(f"US-{n}", seats=3)
         record = make.assignment(learner, course)
-        start = _as(app, learner_client, f"/my/training/{record.id}/start")
+        start = Request.by(app, learner_client, f"/my/training/{record.id}/start")
         answers = racers.race(database_url, [_unassign(app, admin_client, record), start])
         (unassign_status, _), (start_status, _) = answers
         # A started course with a launch link answers 204 + HX-Redirect (the course opens).
@@ -142,7 +137,7 @@ def test_archive_user_racing_assign_never_leaves_an_archived_user_assigned(
         held, wanted = make.course(f"AH-{n}", seats=2), make.course(f"AW-{n}", seats=1)
         user = make.user()
         make.assignment(user, held)
-        archive = _as(app, admin_client, f"/admin/users/{user.id}/archive", mode="user")
+        archive = Request.by(app, admin_client, f"/admin/users/{user.id}/archive", mode="user")
         answers = racers.race(database_url, [archive, _assign(app, admin_client, user, wanted)])
         (archive_status, _), (assign_status, assign_text) = answers
         assert archive_status == 200, answers
@@ -172,7 +167,7 @@ def test_restore_racing_assign_assigns_only_an_active_user(
     for n in range(ROUNDS):
         course = make.course(f"RA-{n}", seats=1)
         user = make.user(status="archived")
-        restore = _as(app, admin_client, f"/admin/users/{user.id}/restore")
+        restore = Request.by(app, admin_client, f"/admin/users/{user.id}/restore")
         answers = racers.race(database_url, [restore, _assign(app, admin_client, user, course)])
         (restore_status, _), (assign_status, assign_text) = answers
         assert restore_status == 200, answers
@@ -197,7 +192,7 @@ def test_two_seat_reductions_never_cut_below_what_is_assigned(
         course = make.course(f"SC-{n}", seats=5)
         for _ in range(3):
             make.assignment(make.user(), course)
-        remove = _as(app, admin_client, f"/admin/courses/{course.id}/seats", add="-2")
+        remove = Request.by(app, admin_client, f"/admin/courses/{course.id}/seats", add="-2")
         answers = racers.race(database_url, [remove, remove])
         assert sorted(status for status, _ in answers) == [200, 409], answers
         with app.app_context():
@@ -215,7 +210,7 @@ def test_bulk_assign_racing_single_assign_takes_each_seat_once(
     for n in range(ROUNDS):
         course = make.course(f"BA-{n}", seats=3)
         users = [make.user() for _ in range(3)]
-        bulk = _as(
+        bulk = Request.by(
             app,
             admin_client,
             "/admin/users/bulk",
