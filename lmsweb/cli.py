@@ -18,6 +18,7 @@ from sqlalchemy import func, select
 from werkzeug.security import generate_password_hash
 
 from . import audit, licensing
+from .domain_error import DomainError
 from .extensions import db
 from .models import User, utcnow
 
@@ -47,19 +48,6 @@ def _create_admin(email: str, password: str, first: str = "Admin", last: str = "
     return user
 
 
-def _named(model, names: tuple[str, ...], option: str) -> list:
-    """The locations (or groups) named, case-insensitively; an unknown name stops the command."""
-    found = []
-    for name in names:
-        item = db.session.scalar(
-            select(model).where(func.lower(model.name) == name.strip().lower())
-        )
-        if item is None:
-            raise click.BadParameter(f"no {option[2:]} is named “{name}”", param_hint=option)
-        found.append(item)
-    return found
-
-
 @lms.command("create-admin")
 @click.option("--email", required=True, help="The administrator's email address.")
 @click.option("--password", default=None, help="Prompted for when omitted.")
@@ -69,11 +57,12 @@ def _named(model, names: tuple[str, ...], option: str) -> list:
 def create_admin(email: str, password: str | None, locations: tuple, groups: tuple):
     """Create an administrator, or promote and reset an existing user. With --location or
     --group the administrator is scoped to those users; without, organisation-wide."""
-    from .models import Group, Location
-    from .scope import set_scope
+    from .scope import by_names, set_scope
 
-    scope_locations = _named(Location, locations, "--location")
-    scope_groups = _named(Group, groups, "--group")
+    try:
+        scope_locations, scope_groups = by_names(list(locations), list(groups))
+    except DomainError as error:
+        raise click.UsageError(error.message) from error
     if password is None:
         password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
     if len(password) < 8:
@@ -420,10 +409,10 @@ def scim_token():
 def scim_token_create(name: str, locations: tuple[str, ...], groups: tuple[str, ...]):
     """Create a SCIM token; it is printed once, as the last line."""
     from . import scim_tokens
-    from .licensing import DomainError
+    from .scope import by_names
 
     try:
-        found_locations, found_groups = scim_tokens.by_names(list(locations), list(groups))
+        found_locations, found_groups = by_names(list(locations), list(groups))
     except DomainError as error:
         db.session.rollback()
         raise click.UsageError(error.message) from error

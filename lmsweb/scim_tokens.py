@@ -9,7 +9,7 @@ import hashlib
 import secrets
 
 from flask import current_app, g
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from . import audit, throttle
 from .extensions import db
@@ -25,29 +25,6 @@ _TOUCH_SECONDS = 60
 def _digest(token: str) -> str:
     # A fast hash is enough: the token is random, not a password someone chose.
     return hashlib.sha256(token.encode()).hexdigest()
-
-
-def by_names(location_names: list[str], group_names: list[str]) -> tuple[list, list]:
-    """The locations and groups so named (case-insensitively); DomainError naming every
-    unknown one."""
-
-    def find(model, names: list[str]) -> tuple[list, list[str]]:
-        found, unknown = [], []
-        for name in dict.fromkeys(" ".join(n.split()) for n in names):
-            row = db.session.scalar(select(model).where(func.lower(model.name) == name.lower()))
-            (found.append(row) if row is not None else unknown.append(name))
-        return found, unknown
-
-    locations, unknown_locations = find(Location, location_names)
-    groups, unknown_groups = find(Group, group_names)
-    problems = []
-    if unknown_locations:
-        problems.append("no location named " + ", ".join(map(repr, unknown_locations)))
-    if unknown_groups:
-        problems.append("no group named " + ", ".join(map(repr, unknown_groups)))
-    if problems:
-        raise DomainError("There is " + "; and ".join(problems) + ". Nothing was created.")
-    return locations, groups
 
 
 def create(

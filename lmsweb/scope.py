@@ -19,6 +19,7 @@ from flask import g, has_request_context
 from flask_login import current_user
 from sqlalchemy import ColumnElement, Select, false, func, or_, select, true
 
+from .domain_error import DomainError
 from .extensions import db
 from .models import (
     Group,
@@ -243,6 +244,29 @@ def set_scope(admin: User, locations: list[Location], groups: list[Group]) -> Sc
         if still_used is None:
             db.session.delete(old)
     return admin.scope
+
+
+def by_names(location_names: list[str], group_names: list[str]) -> tuple[list, list]:
+    """The locations and groups so named (case-insensitively); DomainError naming every
+    unknown one."""
+
+    def find(model, names: list[str]) -> tuple[list, list[str]]:
+        found, unknown = [], []
+        for name in dict.fromkeys(" ".join(n.split()) for n in names):
+            row = db.session.scalar(select(model).where(func.lower(model.name) == name.lower()))
+            (found.append(row) if row is not None else unknown.append(name))
+        return found, unknown
+
+    locations, unknown_locations = find(Location, location_names)
+    groups, unknown_groups = find(Group, group_names)
+    problems = []
+    if unknown_locations:
+        problems.append("no location named " + ", ".join(map(repr, unknown_locations)))
+    if unknown_groups:
+        problems.append("no group named " + ", ".join(map(repr, unknown_groups)))
+    if problems:
+        raise DomainError("There is " + "; and ".join(problems) + ". Nothing was created.")
+    return locations, groups
 
 
 def naming_scopes(model, item_id: int) -> int:

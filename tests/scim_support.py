@@ -7,7 +7,7 @@ from contextlib import contextmanager
 
 from werkzeug.serving import make_server
 
-from lmsweb import scim_tokens
+from lmsweb import scim_tokens, scope
 from lmsweb.extensions import db
 
 SCIM = "application/scim+json"
@@ -45,7 +45,7 @@ def serving(app):
 def make_scoped_token(app, name: str, locations: list[str], groups: list[str]) -> str:
     """A token scoped to the locations and groups so named (they must exist)."""
     with app.app_context():
-        found_locations, found_groups = scim_tokens.by_names(locations, groups)
+        found_locations, found_groups = scope.by_names(locations, groups)
         _, token = scim_tokens.create(name, None, found_locations, found_groups)
         db.session.commit()
     return token
