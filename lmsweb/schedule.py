@@ -184,6 +184,16 @@ def _assignment_notices(now: datetime, courses: dict[int, Course]) -> list[Item]
     ]
 
 
+def _claimed(kind: str, course: Course, rows, notices: list[dict]) -> list[Item]:
+    """The rows whose notice this pass claimed (another worker may hold the others)."""
+    claimed = claim_keys(notices)
+    return [
+        Item(kind, aid, uid, course.id, due)
+        for (aid, uid, due), n in zip(rows, notices, strict=True)
+        if n["key"] in claimed
+    ]
+
+
 def _reminders(today: date, now: datetime, course: Course) -> list[Item]:
     days = course.remind_before_days
     if not days:
@@ -196,12 +206,7 @@ def _reminders(today: date, now: datetime, course: Course) -> list[Item]:
         )
     ).all()
     notices = [_notice("reminder", aid, uid, due, now) for aid, uid, due in rows]
-    claimed = claim_keys(notices)
-    return [
-        Item("reminder", aid, uid, course.id, due)
-        for (aid, uid, due), n in zip(rows, notices, strict=True)
-        if n["key"] in claimed
-    ]
+    return _claimed("reminder", course, rows, notices)
 
 
 def overdue_occurrence(due: date, today: date, every: int) -> date:
@@ -226,12 +231,7 @@ def _overdue(today: date, now: datetime, course: Course) -> list[Item]:
         _notice("overdue", aid, uid, overdue_occurrence(due, today, every), now)
         for aid, uid, due in rows
     ]
-    claimed = claim_keys(notices)
-    return [
-        Item("overdue", aid, uid, course.id, due)
-        for (aid, uid, due), n in zip(rows, notices, strict=True)
-        if n["key"] in claimed
-    ]
+    return _claimed("overdue", course, rows, notices)
 
 
 def _escalations(today: date, now: datetime, course: Course) -> list[Item]:
@@ -253,12 +253,7 @@ def _escalations(today: date, now: datetime, course: Course) -> list[Item]:
         )
     ).all()
     notices = [_notice("escalation", aid, uid, due, now) for aid, uid, due in rows]
-    claimed = claim_keys(notices)
-    return [
-        Item("escalation", aid, uid, course.id, due)
-        for (aid, uid, due), n in zip(rows, notices, strict=True)
-        if n["key"] in claimed
-    ]
+    return _claimed("escalation", course, rows, notices)
 
 
 def run_pass(now: datetime | None = None) -> PassResult:
