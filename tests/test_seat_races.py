@@ -9,6 +9,7 @@ timeout) by default, PostgreSQL with TEST_DATABASE_URL."""
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 
 import pytest
@@ -233,4 +234,59 @@ def test_bulk_assign_racing_single_assign_takes_each_seat_once(
         _assert_pools_agree(app)
         outcomes[(bulk_status, single_status)] += 1
     assert sum(outcomes.values()) == ROUNDS
+    _assert_check_clean(app)
+
+
+def _undo_of_unassign(app, admin_client, record) -> Request:
+    """Unassign `record` (the seat goes back) and return the POST of its toast's Undo."""
+    response = admin_client.post(
+        f"/admin/users/{record.user_id}/courses",
+        data={"action": "unassign", "assignment": record.id},
+        headers={"HX-Request": "true"},
+    )
+    assert response.status_code == 200, response.text
+    offer = json.loads(response.headers["HX-Trigger"])["showToast"]["undo"]
+    return Request.by(app, admin_client, offer["url"], token=offer["token"])
+
+
+def _open_on(app, course) -> int:
+    with app.app_context():
+        return db.session.scalar(
+            select(func.count()).where(
+                CourseAssignment.course_id == course.id, CourseAssignment.archived_at.is_(None)
+            )
+        )
+
+
+def test_undo_racing_an_assign_takes_the_freed_seat_once(
+    app, database_url, racers, admin_client, make
+):
+    """An Undo of an unassign and another person's assign race for the one seat the
+    unassign freed: one of them gets it, the other is refused."""
+    for n in range(ROUNDS):
+        course = make.course(f"UN-{n}", seats=1)
+        undo = _undo_of_unassign(app, admin_client, make.assignment(make.user(), course))
+        assign = _assign(app, admin_client, make.user(), course)
+        answers = racers.race(database_url, [undo, assign])
+        statuses = [status for status, _ in answers]
+        assert statuses in ([204, 409], [409, 200]), answers
+        assert _open_on(app, course) == 1
+        _assert_pools_agree(app)
+    _assert_check_clean(app)
+
+
+def test_the_same_undo_twice_at_once_reopens_the_record_once(
+    app, database_url, racers, admin_client, make
+):
+    """Two presses of the same Undo at the same moment: the record reopens once, with one
+    seat."""
+    for n in range(ROUNDS):
+        course = make.course(f"UU-{n}", seats=2)
+        undo = _undo_of_unassign(app, admin_client, make.assignment(make.user(), course))
+        answers = racers.race(database_url, [undo, undo])
+        assert sorted(status for status, _ in answers) == [204, 409], answers
+        assert _open_on(app, course) == 1
+        with app.app_context():
+            assert db.session.get(Course, course.id).seats_reserved == 1
+        _assert_pools_agree(app)
     _assert_check_clean(app)
