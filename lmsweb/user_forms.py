@@ -26,6 +26,13 @@ from .models import ROLE_LABELS, Course, Group, Location, User
 ROLE_CHOICES = [SelectChoice(role, label) for role, label in ROLE_LABELS.items()]
 
 
+def by_name(model: type[Location] | type[Group]) -> list[SelectChoice]:
+    """Every location or group as a choice (id, name), by name: the pickers of the user,
+    scope, rule and SCIM token forms."""
+    rows = db.session.execute(select(model.id, model.name).order_by(model.name))
+    return [SelectChoice(ident, name) for ident, name in rows]
+
+
 class CheckboxList(SelectMultipleField):
     """Several choices as a list of checkboxes (never a Ctrl-click multi-select)."""
 
@@ -77,14 +84,8 @@ class UserForm(FlaskForm):
     def __init__(self, *args, user: User | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.user = user
-        self.location.choices = [SelectChoice(None, "— None —")] + [
-            SelectChoice(loc.id, loc.name)
-            for loc in db.session.scalars(select(Location).order_by(Location.name))
-        ]
-        self.group.choices = [
-            SelectChoice(g.id, g.name)
-            for g in db.session.scalars(select(Group).order_by(Group.name))
-        ]
+        self.location.choices = [SelectChoice(None, "— None —"), *by_name(Location)]
+        self.group.choices = by_name(Group)
         self._narrow_to_scope()
 
     def _narrow_to_scope(self) -> None:

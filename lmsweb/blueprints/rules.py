@@ -15,6 +15,7 @@ from ..domain_error import DomainError
 from ..extensions import db
 from ..models import Course, CourseAssignment, Group, Location, WaitingEnrolment
 from ..rendering import render, see_other
+from ..user_forms import by_name
 
 bp = Blueprint("rules", __name__, url_prefix="/admin/rules")
 
@@ -39,14 +40,8 @@ class RuleForm(FlaskForm):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         none = [SelectChoice(None, "— None —")]
-        self.group.choices = none + [
-            SelectChoice(g.id, g.name)
-            for g in db.session.scalars(select(Group).order_by(Group.name))
-        ]
-        self.location.choices = none + [
-            SelectChoice(loc.id, loc.name)
-            for loc in db.session.scalars(select(Location).order_by(Location.name))
-        ]
+        self.group.choices = none + by_name(Group)
+        self.location.choices = none + by_name(Location)
         self.course.choices = [SelectChoice(None, "— Choose a course —")] + [
             SelectChoice(c.id, f"{c.code} — {c.title}")
             for c in db.session.scalars(select(Course).order_by(Course.code))

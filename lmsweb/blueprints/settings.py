@@ -16,6 +16,7 @@ from ..extensions import db
 from ..licensing import DomainError
 from ..models import Group, Location, ScimToken, Scope
 from ..rendering import render, see_other
+from ..user_forms import by_name
 
 bp = Blueprint("settings", __name__, url_prefix="/admin/settings")
 
@@ -70,14 +71,8 @@ class TokenForm(FlaskForm):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.location.choices = [
-            SelectChoice(loc.id, loc.name)
-            for loc in db.session.scalars(select(Location).order_by(Location.name))
-        ]
-        self.group.choices = [
-            SelectChoice(group.id, group.name)
-            for group in db.session.scalars(select(Group).order_by(Group.name))
-        ]
+        self.location.choices = by_name(Location)
+        self.group.choices = by_name(Group)
 
     def validate_reach(self, field):
         if field.data == "scope" and not (self.location.data or self.group.data):

@@ -17,7 +17,7 @@ from ...models import Group, Location, User
 from ...navigation import refuse
 from ...rendering import see_other
 from ...security import org_wide
-from ...user_forms import CheckboxList
+from ...user_forms import CheckboxList, by_name
 from ...user_queries import get_user_or_404
 from . import bp
 
@@ -41,14 +41,8 @@ class ScopeForm(FlaskForm):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.location.choices = [
-            SelectChoice(x.id, x.name)
-            for x in db.session.scalars(select(Location).order_by(Location.name))
-        ]
-        self.group.choices = [
-            SelectChoice(g.id, g.name)
-            for g in db.session.scalars(select(Group).order_by(Group.name))
-        ]
+        self.location.choices = by_name(Location)
+        self.group.choices = by_name(Group)
 
 
 def label_of(user: User) -> str:
