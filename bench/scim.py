@@ -181,8 +181,14 @@ def prepare_list(url: str) -> tuple[str, str]:
             db.session.commit()
             seconds = time.perf_counter() - started
             print(f"  seeded {LIST_USERS - have:,} users in {seconds:.1f} s", flush=True)
-        with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            conn.exec_driver_sql("VACUUM ANALYZE" if "postgresql" in url else "ANALYZE")
+        if "postgresql" in url:
+            with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                conn.exec_driver_sql("VACUUM ANALYZE")
+        else:
+            # In a transaction of its own, as bench/users_list.py learned: through an
+            # AUTOCOMMIT connection SQLite's statistics (sqlite_stat1) were never kept.
+            db.session.execute(sa.text("ANALYZE"))
+            db.session.commit()
         db.session.remove()
         db.engine.dispose()
     scoped = migrate_and_token(url, "bench lists, scoped", SCOPE_LOCATIONS, SCOPE_GROUPS)
