@@ -300,24 +300,26 @@ def replace_user(user_id: str):
 def patch_user(user_id: str):
     """Change some of a user's attributes (add, replace, remove)."""
     user = provision.load_user(user_id)
-    patch = _validated(
-        PatchOp[scim_schema.UserResource], _payload(), Context.RESOURCE_PATCH_REQUEST
+    resource = _patched(
+        scim_schema.UserResource, _payload(), provision.user_resource(user, for_patch=True)
     )
-    resource = provision.user_resource(user, for_patch=True)
-    try:
-        patch.patch(resource)
-    except Exception as exc:  # noqa: BLE001 - scim2-models raises SCIMException subclasses
-        raise _patch_error(exc) from exc
     provision.update_user(user, resource, scim_tokens.current())
     db.session.commit()
     return _user_answer(user, 200, Context.RESOURCE_PATCH_RESPONSE)
 
 
-def _patch_error(exc: Exception) -> ScimError:
-    status = int(getattr(exc, "status", 400) or 400)
-    scim_type = getattr(exc, "scim_type", None) or "invalidValue"
-    status = status if 400 <= status < 500 else 400
-    return ScimError(status, str(exc) or type(exc).__name__, scim_type)
+def _patched(schema, payload: dict, resource):
+    """`resource` (a user's or a group's) with the PatchOp `payload` applied to it; a
+    malformed or inapplicable patch is a SCIM 4xx naming why."""
+    patch = _validated(PatchOp[schema], payload, Context.RESOURCE_PATCH_REQUEST)
+    try:
+        patch.patch(resource)
+    except Exception as exc:  # noqa: BLE001 - scim2-models raises SCIMException subclasses
+        status = int(getattr(exc, "status", 400) or 400)
+        scim_type = getattr(exc, "scim_type", None) or "invalidValue"
+        status = status if 400 <= status < 500 else 400
+        raise ScimError(status, str(exc) or type(exc).__name__, scim_type) from exc
+    return resource
 
 
 @bp.route("/Users/<user_id>", methods=["DELETE"])
@@ -391,16 +393,11 @@ def replace_group(group_id: str):
 def patch_group(group_id: str):
     """Rename a group, or add and remove members (`members[value eq "…"]` too)."""
     group = provision.load_group(group_id)
-    patch = _validated(
-        PatchOp[scim_schema.GroupResource],
+    resource = _patched(
+        scim_schema.GroupResource,
         provision.normalise_patch(_payload()),
-        Context.RESOURCE_PATCH_REQUEST,
+        provision.group_resources([group])[0],
     )
-    resource = provision.group_resources([group])[0]
-    try:
-        patch.patch(resource)
-    except Exception as exc:  # noqa: BLE001 - scim2-models raises SCIMException subclasses
-        raise _patch_error(exc) from exc
     provision.update_group(group, resource, scim_tokens.current())
     db.session.commit()
     return _group_answer(group, 200, Context.RESOURCE_PATCH_RESPONSE)
