@@ -195,16 +195,25 @@ def _undo_bulk_archive(data: dict[str, Any], mode: str) -> str:
     users = _bulk_users([item["user"] for item in items])
     licensing.lock_users(sorted(users))
     record_ids = [r[0] for item in items for r in item["records"]]
-    courses: set[int] = set()
+    # Per course: how many of the records would take a license back (the unstarted ones).
+    needed: dict[int, int] = {}
     for start in range(0, len(record_ids), 500):
-        courses.update(
-            db.session.scalars(
-                select(CourseAssignment.course_id).where(
-                    CourseAssignment.id.in_(record_ids[start : start + 500])
-                )
+        for course_id, state in db.session.execute(
+            select(CourseAssignment.course_id, CourseAssignment.state).where(
+                CourseAssignment.id.in_(record_ids[start : start + 500])
             )
-        )
-    licensing.lock_courses(sorted(courses))
+        ):
+            needed[course_id] = needed.get(course_id, 0) + (state == "assigned")
+    licensing.lock_courses(sorted(needed))
+    # Said for all the records at once, before any is reopened: "needs 2, 1 available"
+    # rather than the last record's "needs 1, 0 available" when the pool ran short.
+    for course in db.session.scalars(select(Course).where(Course.id.in_(needed))):
+        db.session.refresh(course)
+        if needed[course.id] > course.seats_available:
+            raise DomainError(
+                f"No licenses available for {course.code}: the undo needs "
+                f"{needed[course.id]}, {course.seats_available} available; nothing was undone."
+            )
     reopened = taken = 0
     for item in items:
         user = users[item["user"]]

@@ -290,3 +290,77 @@ def test_the_same_undo_twice_at_once_reopens_the_record_once(
             assert db.session.get(Course, course.id).seats_reserved == 1
         _assert_pools_agree(app)
     _assert_check_clean(app)
+
+
+def _undo_of_bulk_archive(app, admin_client, users) -> Request:
+    """Archive `users` in bulk (their unstarted records' seats go back) and return the POST
+    of its toast's Undo."""
+    response = admin_client.post(
+        "/admin/users/bulk",
+        data={"action": "archive_user", "user_ids": [str(u.id) for u in users], "confirm": "1"},
+        headers={"HX-Request": "true"},
+    )
+    assert response.status_code == 200, response.text
+    offer = json.loads(response.headers["HX-Trigger"])["showToast"]["undo"]
+    return Request.by(app, admin_client, offer["url"], token=offer["token"])
+
+
+def _statuses(app, users) -> set[str]:
+    with app.app_context():
+        return set(
+            db.session.scalars(select(User.status).where(User.id.in_([u.id for u in users])))
+        )
+
+
+def test_bulk_undo_racing_an_assign_is_all_or_nothing(
+    app, database_url, racers, admin_client, make
+):
+    """The Undo of a bulk archive needs back both seats the archive freed, while another
+    person assigns one of them: either the Undo brings back both users with both records and
+    the assign is refused, or the assign wins and the Undo changes nothing."""
+    winners = Counter()
+    for n in range(ROUNDS):
+        course = make.course(f"BU-{n}", seats=2)
+        archived = [make.user(), make.user()]
+        for user in archived:
+            make.assignment(user, course)
+        undo = _undo_of_bulk_archive(app, admin_client, archived)
+        assign = _assign(app, admin_client, make.user(), course)
+        answers = racers.race(database_url, [undo, assign])
+        statuses = [status for status, _ in answers]
+        assert statuses in ([204, 409], [409, 200]), answers
+        if statuses[0] == 204:
+            winners["undo"] += 1
+            assert _statuses(app, archived) == {"active"}
+        else:
+            winners["assign"] += 1
+            assert _statuses(app, archived) == {"archived"}
+            assert answers[0][1] == (
+                f"No licenses available for BU-{n}: the undo needs 2, 1 available; "
+                "nothing was undone."
+            ), answers
+        assert _open_on(app, course) == (2 if statuses[0] == 204 else 1)
+        _assert_pools_agree(app)
+    assert sum(winners.values()) == ROUNDS
+    _assert_check_clean(app)
+
+
+def test_the_same_bulk_undo_twice_at_once_restores_once(
+    app, database_url, racers, admin_client, make
+):
+    """Two presses of a bulk archive's Undo at the same moment: the users and their records
+    come back once, each record with one seat."""
+    for n in range(ROUNDS):
+        course = make.course(f"BB-{n}", seats=3)
+        archived = [make.user(), make.user()]
+        for user in archived:
+            make.assignment(user, course)
+        undo = _undo_of_bulk_archive(app, admin_client, archived)
+        answers = racers.race(database_url, [undo, undo])
+        assert sorted(status for status, _ in answers) == [204, 409], answers
+        assert _statuses(app, archived) == {"active"}
+        assert _open_on(app, course) == 2
+        with app.app_context():
+            assert db.session.get(Course, course.id).seats_reserved == 2
+        _assert_pools_agree(app)
+    _assert_check_clean(app)
