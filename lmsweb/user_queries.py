@@ -462,22 +462,19 @@ def _likely_postgresql(element, compiler, **kw):
     return f"({compiler.process(element.clauses, **kw)})"
 
 
-def training_totals(user_ids, today: date) -> Select:
-    """(user_id, open, overdue, completed) per user of `user_ids` (a list or a select of
-    ids) that has unarchived assignments: the one aggregate behind `training_counts` and
-    the Users list's page statement."""
+def training_sums(today: date | ColumnElement[date]) -> list[ColumnElement[int]]:
+    """Aggregates over a user's course assignments: open (not completed), overdue, completed
+    (NULL over no rows). Callers narrow to the unarchived ones with `UNARCHIVED_TRAINING`."""
     a = CourseAssignment
     unfinished = a.state != "completed"
-    return (
-        select(
-            a.user_id,
-            func.sum(case((unfinished, 1), else_=0)).label("open"),
-            func.sum(case((unfinished & (a.due_date < today), 1), else_=0)).label("overdue"),
-            func.sum(case((a.state == "completed", 1), else_=0)).label("completed"),
-        )
-        .where(a.user_id.in_(user_ids), likely(a.archived_at.is_(None)))
-        .group_by(a.user_id)
-    )
+    return [
+        func.sum(case((unfinished, 1), else_=0)),
+        func.sum(case((unfinished & (a.due_date < today), 1), else_=0)),
+        func.sum(case((a.state == "completed", 1), else_=0)),
+    ]
+
+
+UNARCHIVED_TRAINING = likely(CourseAssignment.archived_at.is_(None))
 
 
 def training_counts(user_ids: list[int], today: date) -> dict[int, TrainingCounts]:
@@ -485,7 +482,12 @@ def training_counts(user_ids: list[int], today: date) -> dict[int, TrainingCount
     for a whole page of users."""
     if not user_ids:
         return {}
-    rows = db.session.execute(training_totals(user_ids, today))
+    a = CourseAssignment
+    rows = db.session.execute(
+        select(a.user_id, *training_sums(today))
+        .where(a.user_id.in_(user_ids), UNARCHIVED_TRAINING)
+        .group_by(a.user_id)
+    )
     return {uid: TrainingCounts(int(o or 0), int(d or 0), int(c or 0)) for uid, o, d, c in rows}
 
 

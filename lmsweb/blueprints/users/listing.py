@@ -10,8 +10,20 @@ from urllib.parse import parse_qsl, urlsplit
 
 from flask import render_template, request, url_for
 from flask_wtf import FlaskForm
-from sqlalchemy import JSON, ColumnElement, func, literal, literal_column, select, union_all
-from sqlalchemy.dialects.postgresql import aggregate_order_by
+from sqlalchemy import (
+    JSON,
+    Date,
+    Integer,
+    Select,
+    any_,
+    bindparam,
+    func,
+    literal,
+    literal_column,
+    select,
+    union_all,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, aggregate_order_by
 from werkzeug.datastructures import MultiDict
 from wtforms import SearchField, SelectField
 from wtforms.fields.choices import SelectChoice
@@ -23,6 +35,7 @@ from ...models import (
     ROLE_LABELS,
     STATUS_LABELS,
     Course,
+    CourseAssignment,
     Group,
     Location,
     User,
@@ -37,12 +50,13 @@ from ...user_queries import (
     COURSE_STATES,
     OVERDUE,
     PER_PAGE_CHOICES,
+    UNARCHIVED_TRAINING,
     TrainingCounts,
     UserFilters,
     filtered_users,
     ordered,
     training_counts,
-    training_totals,
+    training_sums,
 )
 from . import bp
 
@@ -307,55 +321,64 @@ _ROW_COLUMNS = (
 )
 
 
-def _group_names() -> ColumnElement:
-    """The user's group names as a JSON array, in name order on PostgreSQL (SQLite cannot
-    order an aggregate before 3.44: `listed_users` sorts those, by code point as its BINARY
-    collation does)."""
-    name = Group.name
-    if db.session.get_bind().dialect.name == "postgresql":
-        names = func.json_agg(aggregate_order_by(name, name), type_=JSON)
+def _page_statement(dialect: str) -> Select:
+    """The rows of the ids in the `ids` parameter, each with its location's name, its group
+    names (a JSON array) and its training counts (a JSON array: open, overdue, completed),
+    as of the `today` parameter. Built once per dialect: only the parameters change, so the
+    statement is compiled once and, on PostgreSQL (one array parameter for the ids),
+    prepared by the server."""
+    if dialect == "postgresql":
+        in_page = User.id == any_(bindparam("ids", type_=ARRAY(Integer)))
+        group_names = func.json_agg(aggregate_order_by(Group.name, Group.name), type_=JSON)
+        as_array = func.json_build_array
     else:
-        names = func.json_group_array(name, type_=JSON)
+        in_page = User.id.in_(bindparam("ids", expanding=True))
+        # SQLite orders no aggregate before 3.44: listed_users sorts the names, by code
+        # point as SQLite's BINARY collation does.
+        group_names = func.json_group_array(Group.name, type_=JSON)
+        as_array = func.json_array
+    a = CourseAssignment
+    training = as_array(*training_sums(bindparam("today", type_=Date)), type_=JSON)
     return (
-        select(names)
-        .select_from(user_groups.join(Group, Group.id == user_groups.c.group_id))
-        .where(user_groups.c.user_id == User.id)
-        .scalar_subquery()
-    )
-
-
-def listed_users(page_ids: list[int]) -> list[ListedUser]:
-    """The page's rows in `page_ids` order, with their location's name, their groups' names
-    and their training counts: one statement, whatever the page size."""
-    if not page_ids:
-        return []
-    training = training_totals(page_ids, utcnow().date()).subquery()
-    rows = db.session.execute(
         select(
             *_ROW_COLUMNS,
             Location.name,
-            _group_names(),
-            training.c.open,
-            training.c.overdue,
-            training.c.completed,
+            select(group_names)
+            .select_from(user_groups.join(Group, Group.id == user_groups.c.group_id))
+            .where(user_groups.c.user_id == User.id)
+            .scalar_subquery(),
+            select(training).where(a.user_id == User.id, UNARCHIVED_TRAINING).scalar_subquery(),
         )
         .outerjoin(Location, Location.id == User.location_id)
-        .outerjoin(training, training.c.user_id == User.id)
-        .where(User.id.in_(page_ids))
-    ).all()
-    sort_names = db.session.get_bind().dialect.name != "postgresql"
+        .where(in_page)
+    )
+
+
+_PAGE_STATEMENTS: dict[str, Select] = {}
+
+
+def listed_users(page_ids: list[int]) -> list[ListedUser]:
+    """The page's rows in `page_ids` order, with what each row shows: one statement,
+    whatever the page size."""
+    if not page_ids:
+        return []
+    dialect = db.session.get_bind().dialect.name
+    statement = _PAGE_STATEMENTS.get(dialect)
+    if statement is None:
+        statement = _PAGE_STATEMENTS[dialect] = _page_statement(dialect)
+    rows = db.session.execute(statement, {"ids": page_ids, "today": utcnow().date()})
+    sort_names = dialect != "postgresql"
     by_id = {}
     for row in rows:
-        *columns, location, groups, open_, overdue, completed = row
-        names = sorted(groups or ()) if sort_names else groups or ()
-        counts = (
-            TrainingCounts(int(open_), int(overdue), int(completed)) if open_ is not None else None
-        )
+        *columns, location, groups, training = row
+        if sort_names and groups:
+            groups.sort()
+        open_, overdue, completed = training
         by_id[row[0]] = ListedUser(
             *columns,
             location=Named(location) if location is not None else None,
-            groups=[Named(n) for n in names],
-            training=counts,
+            groups=[Named(name) for name in groups or ()],
+            training=None if open_ is None else TrainingCounts(open_, overdue, completed),
         )
     return [by_id[ident] for ident in page_ids if ident in by_id]
 
