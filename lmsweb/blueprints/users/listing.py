@@ -15,11 +15,14 @@ from sqlalchemy import (
     Date,
     Integer,
     Select,
+    String,
     any_,
     bindparam,
+    cast,
     func,
     literal,
     literal_column,
+    null,
     select,
     union_all,
 )
@@ -515,28 +518,69 @@ def row_answer(user: User, next_url: str, shown: bool = True) -> str:
     return row + count
 
 
-def _filter_choices() -> tuple[list, list, list, list]:
-    """The panel's locations, groups, courses and managers (id, name), in one query."""
+class BulkCourse(NamedTuple):
+    """A course as the bulk bar offers it (`bulk.bulk_options`' courses)."""
+
+    id: int
+    code: str
+    title: str
+    seats_available: int
+
+
+def _filter_choices(bulk: bool = False) -> tuple[list, list, list, list, dict]:
+    """The panel's locations, groups, courses and managers (id, name), in one query; with
+    `bulk`, the bulk bar's options too (`bulk.bulk_options`: the groups the administrator
+    may assign, every course with its free seats), from the same query."""
     kind = literal_column("kind")
-    rows = db.session.execute(
-        union_all(
-            select(
-                literal("location").label("kind"), Location.id, Location.name.label("name")
-            ).where(scope.visible(Location)),
-            select(literal("group"), Group.id, Group.name).where(scope.visible(Group)),
-            select(literal("course"), Course.id, Course.code),
-            # Managers: the users someone (in scope) reports to (ix_users_manager_id).
-            select(literal("manager"), User.id, User.last_name + ", " + User.first_name).where(
-                User.id.in_(
-                    select(User.manager_id)
-                    .where(User.manager_id.is_not(None), scope.user_condition())
-                    .correlate(None)
-                )
-            ),
-        ).order_by(kind, literal_column("name"))
-    ).all()
-    kinds = ("location", "group", "course", "manager")
-    return tuple([r for r in rows if r.kind == k] for k in kinds)
+    no_text, no_number = cast(null(), String), cast(null(), Integer)
+    course = select(literal("course"), Course.id, Course.code, no_text, no_number)
+    if bulk:
+        free = Course.seats_total - Course.seats_reserved - Course.seats_used
+        course = select(literal("course"), Course.id, Course.code, Course.title, free)
+    branches = [
+        select(
+            literal("location").label("kind"),
+            Location.id,
+            Location.name.label("name"),
+            no_text.label("title"),
+            no_number.label("free"),
+        ).where(scope.visible(Location)),
+        select(literal("group"), Group.id, Group.name, no_text, no_number).where(
+            scope.visible(Group)
+        ),
+        course,
+        # Managers: the users someone (in scope) reports to (ix_users_manager_id).
+        select(
+            literal("manager"), User.id, User.last_name + ", " + User.first_name, no_text, no_number
+        ).where(
+            User.id.in_(
+                select(User.manager_id)
+                .where(User.manager_id.is_not(None), scope.user_condition())
+                .correlate(None)
+            )
+        ),
+    ]
+    if bulk:
+        branches.append(
+            select(literal("bulk_group"), Group.id, Group.name, no_text, no_number).where(
+                scope.assignable()
+            )
+        )
+    rows = db.session.execute(union_all(*branches).order_by(kind, literal_column("name"))).all()
+    by_kind: dict[str, list] = {
+        k: [] for k in ("location", "group", "course", "manager", "bulk_group")
+    }
+    for row in rows:
+        by_kind[row.kind].append(row)
+    options = {}
+    if bulk:
+        options = {
+            "groups": by_kind["bulk_group"],
+            "courses": [
+                BulkCourse(c.id, c.name, c.title, max(int(c.free), 0)) for c in by_kind["course"]
+            ],
+        }
+    return by_kind["location"], by_kind["group"], by_kind["course"], by_kind["manager"], options
 
 
 def _anyone() -> bool:
@@ -551,7 +595,11 @@ def index():
     context = list_context(filters)
     form_sync = not wants_partial() or request.headers.get("HX-Trigger") not in FORM_TRIGGERS
     if form_sync:
-        context["form"] = filter_form(filters, *_filter_choices())
+        *choices, options = _filter_choices(bulk=not wants_partial())
+        context["form"] = filter_form(filters, *choices)
+        if options:
+            # The bulk bar's options come with the filter panel's (one query, not three).
+            context["bulk_options"] = lambda: options
     # Only the page's own list requests (chips, sort links, pager) re-sync its filter form.
     list_request = request.headers.get("HX-Target") == "users-results"
     oob_filters = form_sync and wants_partial() and list_request
