@@ -226,30 +226,7 @@ def list_context(filters: UserFilters) -> dict[str, Any]:
             page_ids = page_of_ids()
     page_ids = page_ids[: filters.per_page]
     users = listed_users(page_ids)
-    names: dict[str, dict[int, str]] = {"location": {}, "group": {}, "manager": {}}
-    if filters.manager:
-        rows = db.session.execute(
-            select(User.id, User.first_name, User.last_name).where(
-                User.id.in_(filters.manager), scope.user_condition()
-            )
-        )
-        names["manager"] = {i: f"{f} {la}".strip() for i, f, la in rows}
-    if filters.location:
-        rows = db.session.execute(
-            select(Location.id, Location.name).where(
-                Location.id.in_(filters.location), scope.visible(Location)
-            )
-        )
-        names["location"] = dict(rows.all())
-    if filters.group:
-        rows = db.session.execute(
-            select(Group.id, Group.name).where(Group.id.in_(filters.group), scope.visible(Group))
-        )
-        names["group"] = dict(rows.all())
-    if filters.course:
-        names["course"] = {filters.course: db.session.scalar(
-            select(Course.code).where(Course.id == filters.course)
-        ) or "a deleted course"}  # fmt: skip
+    names = _chip_names(filters)
     first = (filters.page - 1) * filters.per_page + 1 if users else 0
     return {
         "filters": filters,
@@ -384,6 +361,45 @@ def listed_users(page_ids: list[int]) -> list[ListedUser]:
             training=None if open_ is None else TrainingCounts(open_, overdue, completed),
         )
     return [by_id[ident] for ident in page_ids if ident in by_id]
+
+
+def _chip_names(filters: UserFilters) -> dict[str, dict[int, str]]:
+    """The names the filter chips show (the locations, groups and managers filtered on, as
+    far as the administrator may see them, and the course), in one statement."""
+    names: dict[str, dict[int, str]] = {"location": {}, "group": {}, "manager": {}}
+    no_text = cast(null(), String)
+    branches = []
+    if filters.manager:
+        branches.append(
+            select(literal("manager"), User.id, User.first_name, User.last_name).where(
+                User.id.in_(filters.manager), scope.user_condition()
+            )
+        )
+    if filters.location:
+        branches.append(
+            select(literal("location"), Location.id, Location.name, no_text).where(
+                Location.id.in_(filters.location), scope.visible(Location)
+            )
+        )
+    if filters.group:
+        branches.append(
+            select(literal("group"), Group.id, Group.name, no_text).where(
+                Group.id.in_(filters.group), scope.visible(Group)
+            )
+        )
+    if filters.course:
+        names["course"] = {filters.course: "a deleted course"}
+        branches.append(
+            select(literal("course"), Course.id, Course.code, no_text).where(
+                Course.id == filters.course
+            )
+        )
+    if not branches:
+        return names
+    query = branches[0] if len(branches) == 1 else union_all(*branches)
+    for kind, ident, name, last_name in db.session.execute(query):
+        names[kind][ident] = f"{name} {last_name}".strip() if kind == "manager" else name
+    return names
 
 
 def _count_by_status(query, limit: int) -> dict[str, int]:
