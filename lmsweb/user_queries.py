@@ -462,21 +462,30 @@ def _likely_postgresql(element, compiler, **kw):
     return f"({compiler.process(element.clauses, **kw)})"
 
 
+def training_sums(today: date | ColumnElement[date]) -> list[ColumnElement[int]]:
+    """Aggregates over a user's course assignments: open (not completed), overdue, completed
+    (NULL over no rows). Callers narrow to the unarchived ones with `UNARCHIVED_TRAINING`."""
+    a = CourseAssignment
+    unfinished = a.state != "completed"
+    return [
+        func.sum(case((unfinished, 1), else_=0)),
+        func.sum(case((unfinished & (a.due_date < today), 1), else_=0)),
+        func.sum(case((a.state == "completed", 1), else_=0)),
+    ]
+
+
+UNARCHIVED_TRAINING = likely(CourseAssignment.archived_at.is_(None))
+
+
 def training_counts(user_ids: list[int], today: date) -> dict[int, TrainingCounts]:
     """Per user: unarchived assignments open (not completed), overdue, completed. One query
     for a whole page of users."""
     if not user_ids:
         return {}
     a = CourseAssignment
-    unfinished = a.state != "completed"
     rows = db.session.execute(
-        select(
-            a.user_id,
-            func.sum(case((unfinished, 1), else_=0)),
-            func.sum(case((unfinished & (a.due_date < today), 1), else_=0)),
-            func.sum(case((a.state == "completed", 1), else_=0)),
-        )
-        .where(a.user_id.in_(user_ids), likely(a.archived_at.is_(None)))
+        select(a.user_id, *training_sums(today))
+        .where(a.user_id.in_(user_ids), UNARCHIVED_TRAINING)
         .group_by(a.user_id)
     )
     return {uid: TrainingCounts(int(o or 0), int(d or 0), int(c or 0)) for uid, o, d, c in rows}

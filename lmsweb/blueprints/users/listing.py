@@ -2,14 +2,31 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
 from math import ceil
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import parse_qsl, urlsplit
 
 from flask import render_template, request, url_for
 from flask_wtf import FlaskForm
-from sqlalchemy import func, literal, literal_column, select, union_all
-from sqlalchemy.orm import joinedload, selectinload
+from sqlalchemy import (
+    JSON,
+    Date,
+    Integer,
+    Select,
+    String,
+    any_,
+    bindparam,
+    cast,
+    func,
+    literal,
+    literal_column,
+    null,
+    select,
+    union_all,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, aggregate_order_by
 from werkzeug.datastructures import MultiDict
 from wtforms import SearchField, SelectField
 from wtforms.fields.choices import SelectChoice
@@ -17,7 +34,17 @@ from wtforms.fields.choices import SelectChoice
 from ... import scope
 from ...compliance import TRAINING_LABELS
 from ...extensions import db
-from ...models import ROLE_LABELS, STATUS_LABELS, Course, Group, Location, User, utcnow
+from ...models import (
+    ROLE_LABELS,
+    STATUS_LABELS,
+    Course,
+    CourseAssignment,
+    Group,
+    Location,
+    User,
+    user_groups,
+    utcnow,
+)
 from ...navigation import app_path
 from ...rendering import render, wants_partial
 from ...security import scoped
@@ -26,10 +53,13 @@ from ...user_queries import (
     COURSE_STATES,
     OVERDUE,
     PER_PAGE_CHOICES,
+    UNARCHIVED_TRAINING,
+    TrainingCounts,
     UserFilters,
     filtered_users,
     ordered,
     training_counts,
+    training_sums,
 )
 from . import bp
 
@@ -195,39 +225,8 @@ def list_context(filters: UserFilters) -> dict[str, Any]:
             filters.page = pages
             page_ids = page_of_ids()
     page_ids = page_ids[: filters.per_page]
-    position = {ident: n for n, ident in enumerate(page_ids)}
-    users = sorted(
-        db.session.scalars(
-            select(User)
-            .where(User.id.in_(page_ids))
-            .options(joinedload(User.location), selectinload(User.groups))
-        ).unique(),
-        key=lambda user: position[user.id],
-    )
-    names: dict[str, dict[int, str]] = {"location": {}, "group": {}, "manager": {}}
-    if filters.manager:
-        rows = db.session.execute(
-            select(User.id, User.first_name, User.last_name).where(
-                User.id.in_(filters.manager), scope.user_condition()
-            )
-        )
-        names["manager"] = {i: f"{f} {la}".strip() for i, f, la in rows}
-    if filters.location:
-        rows = db.session.execute(
-            select(Location.id, Location.name).where(
-                Location.id.in_(filters.location), scope.visible(Location)
-            )
-        )
-        names["location"] = dict(rows.all())
-    if filters.group:
-        rows = db.session.execute(
-            select(Group.id, Group.name).where(Group.id.in_(filters.group), scope.visible(Group))
-        )
-        names["group"] = dict(rows.all())
-    if filters.course:
-        names["course"] = {filters.course: db.session.scalar(
-            select(Course.code).where(Course.id == filters.course)
-        ) or "a deleted course"}  # fmt: skip
+    users = listed_users(page_ids)
+    names = _chip_names(filters)
     first = (filters.page - 1) * filters.per_page + 1 if users else 0
     return {
         "filters": filters,
@@ -247,10 +246,160 @@ def list_context(filters: UserFilters) -> dict[str, Any]:
         "state": filters.to_args(),
         "list_url": list_url(filters),
         "anyone": filters.active or bool(total) or _anyone(),
-        "training": training_counts(page_ids, utcnow().date()),
+        "training": {user.id: user.training for user in users if user.training},
         "exports": _export_links(filters, total, by_status.get("active", 0), capped),
         "overdue_url": list_url(filters, training=OVERDUE, page=1),
     }
+
+
+class Named(NamedTuple):
+    """A location or group as a row shows it: by name."""
+
+    name: str
+
+
+@dataclass(slots=True)
+class ListedUser:
+    """One row of the Users list: what `users/_row.html` reads of a `User`, read for a whole
+    page in one statement (`listed_users`) instead of as ORM objects with their relations."""
+
+    id: int
+    email: str
+    employee_id: str | None
+    first_name: str
+    last_name: str
+    role: str
+    status: str
+    created_at: datetime
+    notified_at: datetime | None
+    activated_at: datetime | None
+    archived_at: datetime | None
+    invite_status: str | None
+    invite_error: str | None
+    location: Named | None
+    groups: list[Named]
+    training: TrainingCounts | None
+
+    name = User.name
+    is_admin = User.is_admin
+
+
+_ROW_COLUMNS = (
+    User.id,
+    User.email,
+    User.employee_id,
+    User.first_name,
+    User.last_name,
+    User.role,
+    User.status,
+    User.created_at,
+    User.notified_at,
+    User.activated_at,
+    User.archived_at,
+    User.invite_status,
+    User.invite_error,
+)
+
+
+def _page_statement(dialect: str) -> Select:
+    """The rows of the ids in the `ids` parameter, each with its location's name, its group
+    names (a JSON array) and its training counts (a JSON array: open, overdue, completed),
+    as of the `today` parameter. Built once per dialect: only the parameters change, so the
+    statement is compiled once and, on PostgreSQL (one array parameter for the ids),
+    prepared by the server."""
+    if dialect == "postgresql":
+        in_page = User.id == any_(bindparam("ids", type_=ARRAY(Integer)))
+        group_names = func.json_agg(aggregate_order_by(Group.name, Group.name), type_=JSON)
+        as_array = func.json_build_array
+    else:
+        in_page = User.id.in_(bindparam("ids", expanding=True))
+        # SQLite orders no aggregate before 3.44: listed_users sorts the names, by code
+        # point as SQLite's BINARY collation does.
+        group_names = func.json_group_array(Group.name, type_=JSON)
+        as_array = func.json_array
+    a = CourseAssignment
+    training = as_array(*training_sums(bindparam("today", type_=Date)), type_=JSON)
+    return (
+        select(
+            *_ROW_COLUMNS,
+            Location.name,
+            select(group_names)
+            .select_from(user_groups.join(Group, Group.id == user_groups.c.group_id))
+            .where(user_groups.c.user_id == User.id)
+            .scalar_subquery(),
+            select(training).where(a.user_id == User.id, UNARCHIVED_TRAINING).scalar_subquery(),
+        )
+        .outerjoin(Location, Location.id == User.location_id)
+        .where(in_page)
+    )
+
+
+_PAGE_STATEMENTS: dict[str, Select] = {}
+
+
+def listed_users(page_ids: list[int]) -> list[ListedUser]:
+    """The page's rows in `page_ids` order, with what each row shows: one statement,
+    whatever the page size."""
+    if not page_ids:
+        return []
+    dialect = db.session.get_bind().dialect.name
+    statement = _PAGE_STATEMENTS.get(dialect)
+    if statement is None:
+        statement = _PAGE_STATEMENTS[dialect] = _page_statement(dialect)
+    rows = db.session.execute(statement, {"ids": page_ids, "today": utcnow().date()})
+    sort_names = dialect != "postgresql"
+    by_id = {}
+    for row in rows:
+        *columns, location, groups, training = row
+        if sort_names and groups:
+            groups.sort()
+        open_, overdue, completed = training
+        by_id[row[0]] = ListedUser(
+            *columns,
+            location=Named(location) if location is not None else None,
+            groups=[Named(name) for name in groups or ()],
+            training=None if open_ is None else TrainingCounts(open_, overdue, completed),
+        )
+    return [by_id[ident] for ident in page_ids if ident in by_id]
+
+
+def _chip_names(filters: UserFilters) -> dict[str, dict[int, str]]:
+    """The names the filter chips show (the locations, groups and managers filtered on, as
+    far as the administrator may see them, and the course), in one statement."""
+    names: dict[str, dict[int, str]] = {"location": {}, "group": {}, "manager": {}}
+    no_text = cast(null(), String)
+    branches = []
+    if filters.manager:
+        branches.append(
+            select(literal("manager"), User.id, User.first_name, User.last_name).where(
+                User.id.in_(filters.manager), scope.user_condition()
+            )
+        )
+    if filters.location:
+        branches.append(
+            select(literal("location"), Location.id, Location.name, no_text).where(
+                Location.id.in_(filters.location), scope.visible(Location)
+            )
+        )
+    if filters.group:
+        branches.append(
+            select(literal("group"), Group.id, Group.name, no_text).where(
+                Group.id.in_(filters.group), scope.visible(Group)
+            )
+        )
+    if filters.course:
+        names["course"] = {filters.course: "a deleted course"}
+        branches.append(
+            select(literal("course"), Course.id, Course.code, no_text).where(
+                Course.id == filters.course
+            )
+        )
+    if not branches:
+        return names
+    query = branches[0] if len(branches) == 1 else union_all(*branches)
+    for kind, ident, name, last_name in db.session.execute(query):
+        names[kind][ident] = f"{name} {last_name}".strip() if kind == "manager" else name
+    return names
 
 
 def _count_by_status(query, limit: int) -> dict[str, int]:
@@ -385,28 +534,69 @@ def row_answer(user: User, next_url: str, shown: bool = True) -> str:
     return row + count
 
 
-def _filter_choices() -> tuple[list, list, list, list]:
-    """The panel's locations, groups, courses and managers (id, name), in one query."""
+class BulkCourse(NamedTuple):
+    """A course as the bulk bar offers it (`bulk.bulk_options`' courses)."""
+
+    id: int
+    code: str
+    title: str
+    seats_available: int
+
+
+def _filter_choices(bulk: bool = False) -> tuple[list, list, list, list, dict]:
+    """The panel's locations, groups, courses and managers (id, name), in one query; with
+    `bulk`, the bulk bar's options too (`bulk.bulk_options`: the groups the administrator
+    may assign, every course with its free seats), from the same query."""
     kind = literal_column("kind")
-    rows = db.session.execute(
-        union_all(
-            select(
-                literal("location").label("kind"), Location.id, Location.name.label("name")
-            ).where(scope.visible(Location)),
-            select(literal("group"), Group.id, Group.name).where(scope.visible(Group)),
-            select(literal("course"), Course.id, Course.code),
-            # Managers: the users someone (in scope) reports to (ix_users_manager_id).
-            select(literal("manager"), User.id, User.last_name + ", " + User.first_name).where(
-                User.id.in_(
-                    select(User.manager_id)
-                    .where(User.manager_id.is_not(None), scope.user_condition())
-                    .correlate(None)
-                )
-            ),
-        ).order_by(kind, literal_column("name"))
-    ).all()
-    kinds = ("location", "group", "course", "manager")
-    return tuple([r for r in rows if r.kind == k] for k in kinds)
+    no_text, no_number = cast(null(), String), cast(null(), Integer)
+    course = select(literal("course"), Course.id, Course.code, no_text, no_number)
+    if bulk:
+        free = Course.seats_total - Course.seats_reserved - Course.seats_used
+        course = select(literal("course"), Course.id, Course.code, Course.title, free)
+    branches = [
+        select(
+            literal("location").label("kind"),
+            Location.id,
+            Location.name.label("name"),
+            no_text.label("title"),
+            no_number.label("free"),
+        ).where(scope.visible(Location)),
+        select(literal("group"), Group.id, Group.name, no_text, no_number).where(
+            scope.visible(Group)
+        ),
+        course,
+        # Managers: the users someone (in scope) reports to (ix_users_manager_id).
+        select(
+            literal("manager"), User.id, User.last_name + ", " + User.first_name, no_text, no_number
+        ).where(
+            User.id.in_(
+                select(User.manager_id)
+                .where(User.manager_id.is_not(None), scope.user_condition())
+                .correlate(None)
+            )
+        ),
+    ]
+    if bulk:
+        branches.append(
+            select(literal("bulk_group"), Group.id, Group.name, no_text, no_number).where(
+                scope.assignable()
+            )
+        )
+    rows = db.session.execute(union_all(*branches).order_by(kind, literal_column("name"))).all()
+    by_kind: dict[str, list] = {
+        k: [] for k in ("location", "group", "course", "manager", "bulk_group")
+    }
+    for row in rows:
+        by_kind[row.kind].append(row)
+    options = {}
+    if bulk:
+        options = {
+            "groups": by_kind["bulk_group"],
+            "courses": [
+                BulkCourse(c.id, c.name, c.title, max(int(c.free), 0)) for c in by_kind["course"]
+            ],
+        }
+    return by_kind["location"], by_kind["group"], by_kind["course"], by_kind["manager"], options
 
 
 def _anyone() -> bool:
@@ -421,7 +611,11 @@ def index():
     context = list_context(filters)
     form_sync = not wants_partial() or request.headers.get("HX-Trigger") not in FORM_TRIGGERS
     if form_sync:
-        context["form"] = filter_form(filters, *_filter_choices())
+        *choices, options = _filter_choices(bulk=not wants_partial())
+        context["form"] = filter_form(filters, *choices)
+        if options:
+            # The bulk bar's options come with the filter panel's (one query, not three).
+            context["bulk_options"] = lambda: options
     # Only the page's own list requests (chips, sort links, pager) re-sync its filter form.
     list_request = request.headers.get("HX-Target") == "users-results"
     oob_filters = form_sync and wants_partial() and list_request
