@@ -201,7 +201,10 @@ def test_a_day_passing_makes_records_overdue_and_expired_without_any_write(
             'id="figures-other-day"' in page and figure(page, "location", oslo.id, "overdue") == 0
         )
         result = runner.invoke(args=["lms", "figures"])
-        assert result.exit_code == 0 and "Counted the figures of the organisation" in result.output
+        assert (
+            result.exit_code == 0
+            and "Counted the figures of the organisation and 0" in result.output
+        )
         page = admin_client.get("/admin/dashboard").text
     assert 'id="figures-other-day"' not in page
     assert figure(page, "location", oslo.id, "overdue") == 1
@@ -258,3 +261,69 @@ def test_the_snapshot_holds_what_the_live_page_counts(app, admin_client, make):
         seed_demo(10)  # written around the domain: the snapshots go
         db.session.commit()
     assert 'id="figures-missing"' in admin_client.get("/admin/dashboard").text
+
+
+def test_one_read_counts_what_the_users_list_conditions_define(app, make):
+    """figures.compute_all (one merged read of users, groups and records) against
+    compliance's SQL, per figure and audience, on data with every case: archived users and
+    records, renewals, expiries, waiting enrolments, managers, people without training."""
+    from lmsweb import compliance, figures, reports, scope
+    from lmsweb.models import Scope, WaitingEnrolment
+
+    today = date.today()
+    lisbon, oslo = make.location("Lisbon"), make.location("Oslo")
+    nurses, cooks = make.group("Nurses"), make.group("Cooks")
+    boss = make.user(first_name="Maria", last_name="Boss", location_id=oslo.id)
+    safe, fire = make.course("SAFE", seats=50), make.course("FIRE", seats=50)
+    people = []
+    for n in range(12):
+        people.append(
+            make.user(
+                location_id=(lisbon, oslo, None)[n % 3].id if n % 3 < 2 else None,
+                groups=[(nurses,), (cooks,), (nurses, cooks), ()][n % 4],
+                manager_id=boss.id if n % 2 else None,
+            )
+        )
+    make.assignment(people[0], safe, due=today - timedelta(days=1))
+    make.assignment(people[1], safe, state="completed")
+    old = make.assignment(people[2], safe, state="completed")
+    make.assignment(people[2], fire, due=today + timedelta(days=3))
+    make.assignment(people[3], safe, state="in_progress", due=today)
+    gone = make.assignment(people[4], safe, due=today - timedelta(days=5))
+    make.assignment(people[5], fire, state="completed")
+    make.assignment(people[11], fire, due=today - timedelta(days=5))
+    renewed = make.assignment(people[6], safe, state="completed")
+    with app.app_context():
+        db.session.get(CourseAssignment, gone.id).archived_at = datetime.now()
+        db.session.get(User, people[11].id).status = "archived"  # a current record stays
+        db.session.execute(
+            sa.update(CourseAssignment)
+            .where(CourseAssignment.id.in_([old.id, renewed.id]))
+            .values(expires_on=today - timedelta(days=1))
+        )
+        renewal = CourseAssignment(
+            user_id=people[6].id, course_id=fire.id, renewal_of_id=renewed.id, due_date=today
+        )
+        db.session.add(renewal)
+        db.session.add(WaitingEnrolment(user_id=people[7].id, course_id=fire.id))
+        db.session.add(WaitingEnrolment(user_id=people[11].id, course_id=fire.id))
+        for s in ([lisbon], [], []), ([], [cooks], []), ([oslo], [nurses], []):
+            db.session.add(Scope(locations=s[0], groups=s[1]))
+        db.session.commit()
+        rules = {None: None} | {
+            sid: scope.rule_for(sid) for sid in db.session.scalars(sa.select(Scope.id))
+        }
+        counted = figures.compute_all(rules, today)
+        for key, rule in rules.items():
+            got = counted[key]
+            assert got.users == reports.users_by_status(rule), key
+            assert got.courses == reports.course_counts(today, rule), key
+            assert got.cycle == {k: compliance.people(k, today, rule) for k in figures.CYCLE}
+            expected = compliance.all_figures(today, rule)
+            for dimension, rows in expected.items():
+                assert {(r.id, r.name, r.people, tuple(r.counts.items())) for r in rows} == {
+                    (r.id, r.name, r.people, tuple(r.counts.items())) for r in got.by[dimension]
+                }, (key, dimension)
+        # Expired: both expiries (the renewal of one is not completed yet).
+        assert counted[None].cycle == {"waiting": 1, "renewal_due": 1, "expired": 2}
+        assert any(r.counts["expired"] for r in counted[None].by["location"])
