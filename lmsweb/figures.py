@@ -19,6 +19,7 @@ exactly what the live page showed at its time.
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -54,6 +55,7 @@ from .models import (
 )
 
 LIVE_MAX_USERS = 20_000
+RECOUNT_MAX_USERS = 200_000
 MAX_AGE_MINUTES = 15
 CYCLE = ("waiting", "renewal_due", "expired")
 
@@ -66,6 +68,8 @@ snapshots = Table(
     Column("computed_at", DateTime, nullable=False),
     Column("seconds", Float, nullable=False),
     Column("data", JSON, nullable=False),
+    # An administrator asked for a recount too large to run in their request: the worker's.
+    Column("requested_at", DateTime),
 )
 
 
@@ -80,6 +84,7 @@ class Figures:
     by: dict[str, list[compliance.Row]]
     computed_at: datetime | None = None  # None: counted for this request
     seconds: float = 0.0
+    requested_at: datetime | None = None
 
     @property
     def live(self) -> bool:
@@ -120,6 +125,7 @@ class Figures:
             by=by,
             computed_at=row.computed_at,
             seconds=row.seconds,
+            requested_at=row.requested_at,
         )
 
 
@@ -130,7 +136,9 @@ def _members(rule: scope.ScopeRule | None) -> dict | None:
 
 
 def _setting(name: str, default: int) -> int:
-    return int(current_app.config.get(name, default)) if has_app_context() else default
+    """The app's configuration, else the environment variable, else the default."""
+    value = current_app.config.get(name) if has_app_context() else None
+    return int(value if value is not None else os.environ.get(name) or default)
 
 
 def compute(rule: scope.ScopeRule | None, day: date) -> Figures:
@@ -310,11 +318,27 @@ def _names(tally: dict) -> dict[str, dict[int, str]]:
     return names
 
 
+def _highest() -> int:
+    """The highest user id: one index lookup, and (users are never deleted) an upper bound
+    of their number."""
+    return db.session.scalar(select(func.max(User.id))) or 0
+
+
 def is_large() -> bool:
-    """Past FIGURES_LIVE_MAX_USERS users the dashboard reads snapshots (the highest id: one
-    index lookup; users are never deleted, so it is an upper bound of their number)."""
-    highest = db.session.scalar(select(func.max(User.id))) or 0
-    return highest > _setting("FIGURES_LIVE_MAX_USERS", LIVE_MAX_USERS)
+    """Past FIGURES_LIVE_MAX_USERS users the dashboard reads snapshots."""
+    return _highest() > _setting("FIGURES_LIVE_MAX_USERS", LIVE_MAX_USERS)
+
+
+def recount_in_request() -> bool:
+    """Whether a Refresh is counted in the administrator's request (a second or two up to
+    FIGURES_RECOUNT_MAX_USERS users) or asked of the worker (longer than a request may last)."""
+    return _highest() <= _setting("FIGURES_RECOUNT_MAX_USERS", RECOUNT_MAX_USERS)
+
+
+def request_recount(scope_id: int | None) -> None:
+    """Ask the worker to recount that audience's snapshot at its next pass (a missing one
+    it counts anyway); the caller commits."""
+    db.session.execute(snapshots.update().where(_key(scope_id)).values(requested_at=utcnow()))
 
 
 def _key(scope_id: int | None):
@@ -380,7 +404,7 @@ def audiences() -> list[int | None]:
 
 def refresh_due(now: datetime | None = None) -> int:
     """The worker's part: recompute each audience's snapshot that is missing, from another
-    day, or older than FIGURES_MAX_AGE_MINUTES, committing each. Nothing in a small
+    day, older than FIGURES_MAX_AGE_MINUTES or asked for (Refresh), in one read. Nothing in a small
     organisation (its dashboard counts live). Returns how many were recomputed."""
     if not is_large():
         return 0
@@ -389,13 +413,21 @@ def refresh_due(now: datetime | None = None) -> int:
     kept = {
         row.scope_id: row
         for row in db.session.execute(
-            select(snapshots.c.scope_id, snapshots.c.day, snapshots.c.computed_at)
+            select(
+                snapshots.c.scope_id,
+                snapshots.c.day,
+                snapshots.c.computed_at,
+                snapshots.c.requested_at,
+            )
         )
     }
     due = [
         scope_id
         for scope_id in audiences()
-        if (row := kept.get(scope_id)) is None or row.day != now.date() or row.computed_at < oldest
+        if (row := kept.get(scope_id)) is None
+        or row.day != now.date()
+        or row.computed_at < oldest
+        or row.requested_at is not None
     ]
     if due:
         refresh_many(due, now.date())

@@ -205,9 +205,10 @@ class Page:
         return self.page + 1 if self.has_next else None
 
 
-# The records are counted up to this many: an exact count of a million records cost more than
-# the page itself, and "More than 100,000" is as useful to the reader.
-COUNT_CAP = 100_000
+# The records are counted up to this many, as the Users list counts its users: at a million
+# users an exact count cost more than the page itself (a scoped administrator's, or the
+# overdue ones: a second), and "More than 10,000" tells the reader as much.
+COUNT_CAP = 10_000
 
 
 def records_page(filters: RecordFilters, per_page: int | None = None) -> Page:

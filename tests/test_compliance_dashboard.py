@@ -327,3 +327,24 @@ def test_one_read_counts_what_the_users_list_conditions_define(app, make):
         # Expired: both expiries (the renewal of one is not completed yet).
         assert counted[None].cycle == {"waiting": 1, "renewal_due": 1, "expired": 2}
         assert any(r.counts["expired"] for r in counted[None].by["location"])
+
+
+def test_past_the_request_limit_refresh_asks_the_worker(large, app, admin_client, make, runner):
+    app.config["FIGURES_RECOUNT_MAX_USERS"] = 0
+    oslo = make.location("Oslo")
+    course = make.course("SAFE")
+    make.assignment(make.user(location_id=oslo.id), course, due=date.today() - timedelta(1))
+    assert admin_client.post("/admin/dashboard/figures").status_code == 303
+    assert 'id="figures-missing"' in admin_client.get("/admin/dashboard").text  # not counted
+    assert runner.invoke(args=["lms", "worker", "--once"]).exit_code == 0
+    assert figure(admin_client.get("/admin/dashboard").text, "location", oslo.id, "overdue") == 1
+    make.assignment(make.user(location_id=oslo.id), course, due=date.today() - timedelta(1))
+    assert admin_client.post("/admin/dashboard/figures").status_code == 303
+    page = admin_client.get("/admin/dashboard").text
+    assert 'id="figures-requested"' in page and figure(page, "location", oslo.id, "overdue") == 1
+    result = runner.invoke(args=["lms", "worker", "--once"])
+    assert "Dashboard figures recounted for 1 audiences" in result.output
+    page = admin_client.get("/admin/dashboard").text
+    assert (
+        'id="figures-requested"' not in page and figure(page, "location", oslo.id, "overdue") == 2
+    )

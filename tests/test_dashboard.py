@@ -234,7 +234,7 @@ def test_dashboard_numbers_agree_with_direct_counts_on_10000_users(app, admin_cl
         assert f"({completed[course_id]}/{assigned[course_id]})" in row
         assert re.search(rf'data-field="overdue">(<a [^>]+>)?{overdue[course_id]}<', row)
         assert f'data-field="due_soon">{due_soon[course_id]}<' in row
-    assert f"{len(records)} training records" in html
+    assert len(records) > reports.COUNT_CAP and "More than 10,000 training records" in html
     archived = sum(1 for r in records if r.archived_at is not None)
     assert f"{archived} training records" in admin_client.get("/admin/dashboard?archived=yes").text
     overdue_page = admin_client.get("/admin/dashboard?state=overdue").text

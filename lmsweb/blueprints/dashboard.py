@@ -122,13 +122,22 @@ def index():
 @bp.route("/figures", methods=["POST"])
 @scoped
 def refresh_figures():
-    """Count the dashboard's figures of the administrator's people again, now."""
-    if figures.is_large():
+    """Count the dashboard's figures of the administrator's people again: now, or (in a very
+    large organisation) by the worker at its next pass."""
+    if not figures.is_large():
+        flash("The figures are counted on every visit: they are up to date.", "success")
+    elif figures.recount_in_request():
         shown = figures.refresh(current_user.scope_id)
         db.session.commit()
         flash(f"Figures counted again in {shown.seconds:.1f} s.", "success")
     else:
-        flash("The figures are counted on every visit: they are up to date.", "success")
+        figures.request_recount(current_user.scope_id)
+        db.session.commit()
+        flash(
+            "Recount asked of the worker: it reads every training record, which takes longer "
+            "than a page may. Reload this page in a minute or two.",
+            "success",
+        )
     return see_other(url_for("dashboard.index"))
 
 

@@ -36,6 +36,7 @@ def upgrade():
         sa.Column("computed_at", sa.DateTime(), nullable=False),
         sa.Column("seconds", sa.Float(), nullable=False),
         sa.Column("data", sa.JSON(), nullable=False),
+        sa.Column("requested_at", sa.DateTime(), nullable=True),
         sa.ForeignKeyConstraint(
             ["scope_id"],
             ["scopes.id"],
