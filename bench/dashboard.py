@@ -96,15 +96,15 @@ def _count_snapshots() -> None:
     if not figures.is_large():
         print("figures: counted live on every request (a small organisation)")
         return
-    for scope_id in figures.audiences():
-        started, cpu = time.perf_counter(), time.process_time()
-        figures.refresh(scope_id)
-        db.session.commit()
-        print(
-            f"snapshot of {'the organisation' if scope_id is None else f'scope {scope_id}'}: "
-            f"{time.perf_counter() - started:.1f} s wall, {time.process_time() - cpu:.1f} s CPU "
-            "(the worker's)"
-        )
+    audiences = figures.audiences()
+    started, cpu = time.perf_counter(), time.process_time()
+    figures.refresh_many(audiences)
+    db.session.commit()
+    print(
+        f"snapshots of the organisation and {len(audiences) - 1} scopes, one pass (the "
+        f"worker's): {time.perf_counter() - started:.1f} s wall, "
+        f"{time.process_time() - cpu:.1f} s CPU"
+    )
 
 
 def _sign_in(app, email: str = EMAIL):
