@@ -78,7 +78,16 @@ class Row:
         return {self.dimension: str(self.id), "training": figure}
 
 
-def _per_user(today: date):
+# The request's scope (the default); a snapshot passes its audience's rule instead (None: the
+# organisation), as the worker computes outside any request.
+REQUEST = object()
+
+
+def _in_scope(rule=REQUEST) -> ColumnElement[bool]:
+    return scope.user_condition() if rule is REQUEST else scope.user_condition(rule, current=False)
+
+
+def _per_user(today: date, rule=REQUEST):
     """One row per unarchived user with current records: overdue? all completed? expired?"""
     a = CourseAssignment
     overdue = func.max(case(((a.state != "completed") & (a.due_date < today), 1), else_=0))
@@ -96,16 +105,16 @@ def _per_user(today: date):
             func.max(case((expired, 1), else_=0)).label("expired"),
         )
         .join(User, User.id == a.user_id)
-        .where(a.archived_at.is_(None), User.status != "archived", scope.user_condition())
+        .where(a.archived_at.is_(None), User.status != "archived", _in_scope(rule))
         .group_by(a.user_id)
         .subquery()
     )
 
 
-def figures(dimension: str, today: date) -> list[Row]:
+def figures(dimension: str, today: date, rule=REQUEST) -> list[Row]:
     """Compliance per group, location or manager: people with training and, of them, how
     many are on time, overdue, completed and expired (the same definitions as `condition`)."""
-    per_user = _per_user(today)
+    per_user = _per_user(today, rule)
     people = func.count()
     sums = [
         people - func.sum(per_user.c.overdue),
@@ -149,14 +158,14 @@ def figures(dimension: str, today: date) -> list[Row]:
     ]  # fmt: skip
 
 
-def all_figures(today: date) -> dict[str, list[Row]]:
-    return {dimension: figures(dimension, today) for dimension in DIMENSIONS}
+def all_figures(today: date, rule=REQUEST) -> dict[str, list[Row]]:
+    return {dimension: figures(dimension, today, rule) for dimension in DIMENSIONS}
 
 
-def people(kind: str, today: date) -> int:
+def people(kind: str, today: date, rule=REQUEST) -> int:
     """How many unarchived people the Users list shows for `training=kind`."""
     return db.session.scalar(
         select(func.count()).where(
-            User.status != "archived", condition(kind, today), scope.user_condition()
+            User.status != "archived", condition(kind, today), _in_scope(rule)
         )
     )

@@ -12,7 +12,7 @@ from datetime import date, timedelta
 from sqlalchemy import Select, and_, func, select
 from sqlalchemy.orm import joinedload
 
-from . import scope
+from . import compliance, scope
 from .extensions import db
 from .models import STATUSES, Course, CourseAssignment, Location, User, utcnow
 from .user_queries import UserFilters, filtered_users
@@ -41,18 +41,48 @@ def _open():
     )
 
 
-def _in_scope(a=CourseAssignment) -> tuple:
+def _in_scope(a=CourseAssignment, rule=compliance.REQUEST) -> tuple:
     """The records of the scoped administrator's people (#17); no condition otherwise."""
-    rule = scope.current_rule()
+    rule = scope.current_rule() if rule is compliance.REQUEST else rule
     return () if rule is None else (a.user_id.in_(scope.in_scope_ids(rule)),)
 
 
-def users_by_status() -> dict[str, int]:
+def users_by_status(rule=compliance.REQUEST) -> dict[str, int]:
     rows = db.session.execute(
-        select(User.status, func.count()).where(scope.user_condition()).group_by(User.status)
+        select(User.status, func.count()).where(compliance._in_scope(rule)).group_by(User.status)
     )
     counts = dict.fromkeys(STATUSES, 0)
     counts.update({row[0]: row[1] for row in rows})
+    return counts
+
+
+def course_counts(now: date, rule=compliance.REQUEST) -> dict[int, list[int]]:
+    """Per course: [current records, completed, overdue, due in DUE_SOON_DAYS], each read
+    from a covering index."""
+    soon = now + timedelta(days=DUE_SOON_DAYS)
+    a = CourseAssignment
+    counts: dict[int, list[int]] = {}
+    # One scan of the covering index, in its order: records per course and state, and how
+    # many of them are past their due date.
+    rows = db.session.execute(
+        select(a.course_id, a.state, func.count(), func.count().filter(a.due_date < now))
+        .where(a.archived_at.is_(None), *_in_scope(a, rule))
+        .group_by(a.course_id, a.state)
+    )
+    for course_id, state, n, late in rows:
+        f = counts.setdefault(course_id, [0, 0, 0, 0])
+        f[0] += n
+        if state == "completed":
+            f[1] += n
+        else:
+            f[2] += late
+    due_soon = db.session.execute(
+        select(a.course_id, func.count())
+        .where(_open(), a.due_date.between(now, soon), *_in_scope(a, rule))
+        .group_by(a.course_id)
+    )
+    for course_id, n in due_soon:
+        counts.setdefault(course_id, [0, 0, 0, 0])[3] = n
     return counts
 
 
@@ -80,35 +110,19 @@ class Summary:
     seats: dict[str, int] = field(default_factory=dict)
 
 
-def summary() -> Summary:
-    """Everything above the records table; each figure is read from a covering index."""
-    now = today()
-    soon = now + timedelta(days=DUE_SOON_DAYS)
+def summary(
+    users: dict[str, int] | None = None, counts: dict[int, list[int]] | None = None
+) -> Summary:
+    """Everything above the records table: the users by status and the records per course
+    given (a snapshot's, lmsweb/figures.py) or counted now for the request's scope; the
+    license pools always as they are now (their counters are kept by licensing.py)."""
+    if users is None or counts is None:
+        users, counts = users_by_status(), course_counts(today())
     courses = list(db.session.scalars(select(Course).order_by(Course.code)))
-    figures = {c.id: CourseFigures(c) for c in courses}
-    a = CourseAssignment
-    # One scan of the covering index, in its order: records per course and state, and how
-    # many of them are past their due date.
-    rows = db.session.execute(
-        select(a.course_id, a.state, func.count(), func.count().filter(a.due_date < now))
-        .where(a.archived_at.is_(None), *_in_scope(a))
-        .group_by(a.course_id, a.state)
+    result = Summary(
+        users=users,
+        courses=[CourseFigures(c, *counts.get(c.id, (0, 0, 0, 0))) for c in courses],
     )
-    for course_id, state, n, late in rows:
-        f = figures[course_id]
-        f.assigned += n
-        if state == "completed":
-            f.completed += n
-        else:
-            f.overdue += late
-    due_soon = db.session.execute(
-        select(a.course_id, func.count())
-        .where(_open(), a.due_date.between(now, soon), *_in_scope(a))
-        .group_by(a.course_id)
-    )
-    for course_id, n in due_soon:
-        figures[course_id].due_soon = n
-    result = Summary(users=users_by_status(), courses=list(figures.values()))
     result.overdue = sum(f.overdue for f in result.courses)
     result.due_soon = sum(f.due_soon for f in result.courses)
     result.seats = {
@@ -169,42 +183,47 @@ class Page:
     items: list[CourseAssignment]
     page: int
     per_page: int
-    total: int
+    total: int  # past COUNT_CAP: COUNT_CAP + 1, and `more` is set
+    more: bool = False
+    has_next: bool = False
 
     @property
     def pages(self) -> int:
-        return max(1, -(-self.total // self.per_page))
+        """How many pages (a lower bound when `more`)."""
+        return max(1, -(-self.total // self.per_page), self.page + self.has_next)
 
     @property
     def has_prev(self) -> bool:
         return self.page > 1
 
     @property
-    def has_next(self) -> bool:
-        return self.page < self.pages
+    def prev_num(self) -> int | None:
+        return self.page - 1 if self.has_prev else None
 
     @property
-    def prev_num(self) -> int:
-        return self.page - 1
-
-    @property
-    def next_num(self) -> int:
-        return self.page + 1
+    def next_num(self) -> int | None:
+        return self.page + 1 if self.has_next else None
 
 
-def records_page(filters: RecordFilters, per_page: int = PER_PAGE) -> Page:
-    """One page of records (users, locations and courses loaded with them) and the total."""
-    query = records_query(filters)
-    total = db.session.scalar(select(func.count()).select_from(query.order_by(None).subquery()))
-    # The page's ids first (from an index, no joins), then only those rows with what they show:
-    # joining before the LIMIT would join every matching record.
-    ids = list(
-        db.session.scalars(
-            query.with_only_columns(CourseAssignment.id)
-            .limit(per_page)
-            .offset((filters.page - 1) * per_page)
-        )
+# The records are counted up to this many, as the Users list counts its users: at a million
+# users an exact count cost more than the page itself (a scoped administrator's, or the
+# overdue ones: a second), and "More than 10,000" tells the reader as much.
+COUNT_CAP = 10_000
+
+
+def records_page(filters: RecordFilters, per_page: int | None = None) -> Page:
+    """One page of records (users, locations and courses loaded with them) and the total,
+    counted up to COUNT_CAP."""
+    per_page = per_page or PER_PAGE
+    query = records_query(filters).with_only_columns(CourseAssignment.id)
+    total = db.session.scalar(
+        select(func.count()).select_from(query.order_by(None).limit(COUNT_CAP + 1).subquery())
     )
+    # The page's ids first (from an index, no joins), then only those rows with what they show:
+    # joining before the LIMIT would join every matching record. One id more than shown says
+    # whether a next page exists.
+    ids = list(db.session.scalars(query.limit(per_page + 1).offset((filters.page - 1) * per_page)))
+    has_next, ids = len(ids) > per_page, ids[:per_page]
     items = (
         list(
             db.session.scalars(
@@ -220,7 +239,14 @@ def records_page(filters: RecordFilters, per_page: int = PER_PAGE) -> Page:
         if ids
         else []
     )
-    return Page(items=items, page=filters.page, per_page=per_page, total=total)
+    return Page(
+        items=items,
+        page=filters.page,
+        per_page=per_page,
+        total=total,
+        more=total > COUNT_CAP,
+        has_next=has_next,
+    )
 
 
 EXPORT_HEADERS = (

@@ -234,8 +234,33 @@ def test_dashboard_numbers_agree_with_direct_counts_on_10000_users(app, admin_cl
         assert f"({completed[course_id]}/{assigned[course_id]})" in row
         assert re.search(rf'data-field="overdue">(<a [^>]+>)?{overdue[course_id]}<', row)
         assert f'data-field="due_soon">{due_soon[course_id]}<' in row
-    assert f"{len(records)} training records" in html
+    assert len(records) > reports.COUNT_CAP and "More than 10,000 training records" in html
     archived = sum(1 for r in records if r.archived_at is not None)
     assert f"{archived} training records" in admin_client.get("/admin/dashboard?archived=yes").text
     overdue_page = admin_client.get("/admin/dashboard?state=overdue").text
     assert f"{sum(overdue.values())} training records" in overdue_page
+
+
+def test_the_last_records_page_offers_no_next_page(admin_client, make):
+    course = make.course(code="BIG", seats=200)
+    for _ in range(51):
+        make.assignment(make.user(), course)
+    first = admin_client.get("/admin/dashboard", headers=HX).text
+    assert 'rel="next"' in first and 'rel="prev"' not in first
+    last = admin_client.get("/admin/dashboard?page=2", headers=HX).text
+    assert len(record_ids(last)) == 1 and 'rel="next"' not in last and 'rel="prev"' in last
+
+
+def test_records_are_counted_up_to_a_cap(admin_client, make, monkeypatch):
+    monkeypatch.setattr(reports, "COUNT_CAP", 3)
+    course = make.course(code="BIG", seats=200)
+    people = [make.user(last_name=f"Capped{n}") for n in range(5)]
+    made = [make.assignment(person, course) for person in people]
+    page = admin_client.get("/admin/dashboard", headers=HX).text
+    assert "More than 3 training records" in page and "Page 1 of" not in page
+    assert record_ids(page) == {a.id for a in made}  # 5 fit on the first page of 50
+    exact = admin_client.get("/admin/dashboard?q=capped1", headers=HX).text
+    assert "1 training record<" in exact
+    monkeypatch.setattr(reports, "PER_PAGE", 2)
+    deep = admin_client.get("/admin/dashboard?page=2", headers=HX).text
+    assert 'rel="next"' in deep and 'rel="prev"' in deep and "Page 2<" in deep

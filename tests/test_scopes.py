@@ -61,6 +61,7 @@ EXPECTED_SCOPED = {
     "users.undo_change",
     "dashboard.index",
     "dashboard.export_records",
+    "dashboard.refresh_figures",
     "outbox.index",
     "outbox.retry_email",
     "audit_log.index",

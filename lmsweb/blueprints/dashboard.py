@@ -10,7 +10,7 @@ from wtforms import IntegerField, SearchField, SelectField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import Optional
 
-from .. import audit, compliance, reports, scope
+from .. import audit, compliance, figures, reports, scope
 from ..extensions import db
 from ..models import Course, Group, Location, utcnow
 from ..params import in_range
@@ -105,19 +105,40 @@ def index():
     pagination = reports.records_page(form.to_filters()) if valid else None
     context = {"form": form, "pagination": pagination, "today": reports.today()}
     if not wants_partial():
-        context.update(summary=reports.summary(), due_soon_days=reports.DUE_SOON_DAYS)
+        shown = figures.for_dashboard(current_user.scope_id, scope.current_rule())
         context.update(
-            compliance=compliance.all_figures(utcnow().date()),
-            cycle={
-                kind: compliance.people(kind, utcnow().date())
-                for kind in ("waiting", "renewal_due", "expired")
-            },
+            shown=shown,
+            due_soon_days=reports.DUE_SOON_DAYS,
             dimensions=compliance.DIMENSIONS,
             figures=compliance.FIGURES,
             training_labels=compliance.TRAINING_LABELS,
         )
+        if shown is not None:
+            context.update(summary=shown.summary(), compliance=shown.by, cycle=shown.cycle)
     status = 200 if valid else 422
     return render("dashboard/index.html", "dashboard/_records.html", status, **context)
+
+
+@bp.route("/figures", methods=["POST"])
+@scoped
+def refresh_figures():
+    """Count the dashboard's figures of the administrator's people again: now, or (in a very
+    large organisation) by the worker at its next pass."""
+    if not figures.is_large():
+        flash("The figures are counted on every visit: they are up to date.", "success")
+    elif figures.recount_in_request():
+        shown = figures.refresh(current_user.scope_id)
+        db.session.commit()
+        flash(f"Figures counted again in {shown.seconds:.1f} s.", "success")
+    else:
+        figures.request_recount(current_user.scope_id)
+        db.session.commit()
+        flash(
+            "Recount asked of the worker: it reads every training record, which takes longer "
+            "than a page may. Reload this page in a minute or two.",
+            "success",
+        )
+    return see_other(url_for("dashboard.index"))
 
 
 @bp.route("/records.xlsx")
