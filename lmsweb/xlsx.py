@@ -301,11 +301,12 @@ def _cell_source(kind: str, index: int, letter: str) -> str:
     )
 
 
-def _row_writer(kinds: str, letters: list[str]) -> Callable[[int, Sequence[Any]], str | None]:
-    """A function (row number, row) -> the row's XML, or None when a text of the row is not
-    plain (the caller then writes it cell by cell). Generated once per sheet from the column
-    kinds, so a row is one f-string: no call or type test per cell (a third of the writer's
-    time at 100,000 rows). The source holds only names made here: letters and kinds."""
+def _row_writer(kinds: str, letters: list[str]) -> Callable[[str, Sequence[Any]], str | None]:
+    """A function (row number as text, row) -> the row's XML, or None when a text of the row
+    is not plain (the caller then writes it cell by cell). Generated once per sheet from the
+    column kinds, so a row is one f-string: no call or type test per cell (a third of the
+    writer's time at 100,000 rows), and the row number is formatted once, not once a cell.
+    The source holds only names made here: letters and kinds."""
     if not kinds or set(kinds) - set("tnds"):
         raise ValueError(f"column kinds must be letters of 'tnds': {kinds!r}")
     names = [f"v{i}" for i in range(len(kinds))]
@@ -364,14 +365,25 @@ def _plainness(texts: list[str]) -> int:
     return _PLAIN_TEXT
 
 
-def _typed_rows(sheet: Sheet, letters: list[str]) -> Iterator[str]:
-    """The XML of each row of a sheet with declared column kinds."""
+def _row_batches(sheet: Sheet, letters: list[str]) -> Iterator[tuple[int, str]]:
+    """The sheet's rows as (rows so far, their XML), BATCH_ROWS rows at a time. With declared
+    column kinds a row goes through its generated writer (cell by cell only when a text
+    needs it)."""
     kinds = sheet.kinds or ""
-    write = _row_writer(kinds, letters)
+    write = _row_writer(kinds, letters) if kinds else None
     number = 1
+    batch: list[str] = []
+    append = batch.append
     for row in sheet.rows:
         number += 1
-        yield write(number, row) or _any_row(letters, row, number, kinds)
+        if write is None:
+            append(_any_row(letters, row, number))
+        else:
+            append(write(str(number), row) or _any_row(letters, row, number, kinds))
+        if len(batch) == BATCH_ROWS:
+            yield number - 1, "".join(batch)
+            batch.clear()
+    yield number - 1, "".join(batch)
 
 
 def _any_row(letters: list[str], row: Sequence[Any], number: int, kinds: str = "") -> str:
@@ -390,13 +402,6 @@ def _any_row(letters: list[str], row: Sequence[Any], number: int, kinds: str = "
         else:
             cells.append(_cell(f"{letter}{number}", value))
     return f'<row r="{number}">' + "".join(cells) + "</row>"
-
-
-def _untyped_rows(sheet: Sheet, letters: list[str]) -> Iterator[str]:
-    number = 1
-    for row in sheet.rows:
-        number += 1
-        yield _any_row(letters, row, number)
 
 
 def stream_sheets(sheets: Sequence[Sheet], written: list[int] | None = None) -> Iterator[bytes]:
@@ -418,21 +423,13 @@ def stream_sheets(sheets: Sequence[Sheet], written: list[int] | None = None) -> 
             part.write(_sheet_start(sheet.headers, sheet.widths).encode())
             if data := sink.take():
                 yield data
-            batch: list[str] = []
-            rows = _typed_rows(sheet, letters) if sheet.kinds else _untyped_rows(sheet, letters)
-            for xml in rows:
-                batch.append(xml)
-                count += 1
-                if count % BATCH_ROWS == 0:
-                    part.write("".join(batch).encode())
-                    batch.clear()
-                    if data := sink.take():
-                        yield data
+            for done, xml in _row_batches(sheet, letters):
+                count = done
+                part.write(xml.encode())
+                if data := sink.take():
+                    yield data
             part.write(
-                (
-                    "".join(batch) + "</sheetData>"
-                    f'<autoFilter ref="A1:{letters[-1]}{count + 1}"/></worksheet>'
-                ).encode()
+                f'</sheetData><autoFilter ref="A1:{letters[-1]}{count + 1}"/></worksheet>'.encode()
             )
         last_refs.append(f"$A$1:${letters[-1]}${count + 1}")
         counts.append(count)
