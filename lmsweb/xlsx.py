@@ -22,9 +22,11 @@ from typing import IO, Any
 from urllib.parse import quote
 
 from flask import Response, stream_with_context
-from sqlalchemy import Float, Integer
+from sqlalchemy import Float, Integer, Select
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.functions import FunctionElement
+
+from .extensions import db
 
 MIMETYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 # Text starting with one of these could be taken for a formula (formula injection).
@@ -78,6 +80,31 @@ def _excel_time_postgresql(element, compiler, **kw):
         f"(EXTRACT(EPOCH FROM CAST({compiler.process(element.clauses, **kw)} AS TIMESTAMP)) "
         "/ 86400.0 + 25569)"
     )
+
+
+# SQLite reads an export's pages through a memory map (the OS's page cache, mapped), not
+# with a system call (pread) each: the users export at 1,000,000 users reads ~5 million pages
+# at random (each user's row, groups and records), and those calls were a third to a half of
+# its query's CPU time (sys 8.3 of 16.4 s; mapped: 0.1 of 12.3 s). SQLite caps it at its own
+# maximum (2 GB unless built otherwise); past that, pages are read as before.
+SQLITE_MMAP_BYTES = 1 << 31
+
+
+def stream_rows(query: Select, batch: int = 2000) -> Iterator[Any]:
+    """The query's rows through Core (no ORM row processing), from a server-side cursor on
+    PostgreSQL, and on SQLite through a memory map for the time of the export."""
+    connection = db.session.connection()
+    mapped = None
+    if connection.dialect.name == "sqlite":
+        mapped = connection.exec_driver_sql("PRAGMA mmap_size").scalar()
+        connection.exec_driver_sql(f"PRAGMA mmap_size = {SQLITE_MMAP_BYTES}")
+    try:
+        yield from connection.execute(query.execution_options(stream_results=True, yield_per=batch))
+    finally:
+        # As it was, for the pooled connection's next user (unless the request's connection
+        # is already gone: a download abandoned at teardown).
+        if mapped is not None and not connection.closed:
+            connection.exec_driver_sql(f"PRAGMA mmap_size = {int(mapped)}")
 
 
 def safe_text(value: str) -> str:

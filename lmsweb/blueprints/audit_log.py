@@ -20,7 +20,7 @@ from ..models import AuditEvent, User, actor_label, utcnow
 from ..params import page_arg
 from ..rendering import render
 from ..security import scoped
-from ..xlsx import download, excel_time, stream_workbook
+from ..xlsx import download, excel_time, stream_rows, stream_workbook
 
 bp = Blueprint("audit_log", __name__, url_prefix="/admin/audit")
 
@@ -183,7 +183,6 @@ def _export_rows(events: Select):
         )
         .outerjoin(actor, AuditEvent.actor_id == actor.id)
         .outerjoin(target, AuditEvent.target_user_id == target.id)
-        .execution_options(stream_results=True, yield_per=1000)
     )
     for (
         when,
@@ -194,7 +193,7 @@ def _export_rows(events: Select):
         target_id,
         summary,
         details,
-    ) in db.session.connection().execute(query):
+    ) in stream_rows(query, 1000):
         if target_email is not None:
             described = target_email
         elif kind:
