@@ -13,7 +13,7 @@ from sqlalchemy import select
 
 from lmsweb import licensing
 from lmsweb.extensions import db
-from lmsweb.models import CourseAssignment, User
+from lmsweb.models import AuditEvent, CourseAssignment, User
 from lmsweb.xlsx import BATCH_ROWS, SQLITE_MMAP_BYTES, Sheet, stream_rows, write_sheets
 
 
@@ -94,3 +94,30 @@ def test_the_records_export_filters_by_people_and_spells_labels(app, admin_clien
     assert by_code["ONE"]["Archive reason"] == "Course activity archived"
     everyone = export(admin_client)
     assert len(everyone) == 3 and everyone[-1]["Last name"] == "Nord"
+
+
+def test_the_audit_export_spells_details_and_actors_as_the_log_does(app, admin, admin_client):
+    """Details arrive as their stored text and are written with sorted keys (the same text for
+    every event that repeats them), empty details as nothing, and an event without an actor
+    names the SCIM token from its details, or the system."""
+    same = {"before": "pending", "after": "active", "ids": [3, 1]}
+    with app.app_context():
+        db.session.add_all(
+            [
+                AuditEvent(actor_id=admin.id, action="t.same", summary="1", details=same),
+                AuditEvent(actor_id=admin.id, action="t.same", summary="2", details=same),
+                AuditEvent(actor_id=admin.id, action="t.empty", summary="3", details={}),
+                AuditEvent(action="t.scim", summary="4", details={"scim_token": "HR <sync>"}),
+                AuditEvent(action="t.system", summary="5", details={"z": None, "a": "=1"}),
+            ]
+        )
+        db.session.commit()
+    response = admin_client.get("/admin/audit/export.xlsx")
+    sheet = load_workbook(io.BytesIO(response.data)).active
+    rows = {r[4]: r for r in sheet.iter_rows(min_row=2, values_only=True) if r[2].startswith("t.")}
+    spelled = '{"after": "active", "before": "pending", "ids": [3, 1]}'
+    assert rows["1"][5] == rows["2"][5] == spelled and rows["1"][1] == admin.email
+    assert rows["3"][5] is None
+    assert rows["4"][1] == "SCIM token “HR <sync>”"
+    assert rows["4"][5] == '{"scim_token": "HR <sync>"}'
+    assert rows["5"][1] == "system" and rows["5"][5] == '{"a": "=1", "z": null}'
