@@ -22,7 +22,7 @@ from sqlalchemy import Select, String, and_, case, cast, func, literal, select
 
 from .extensions import db
 from .models import Course, CourseAssignment, Group, Location, User, user_groups, utcnow
-from .xlsx import Sheet, excel_day, write_sheets
+from .xlsx import Sheet, excel_day, stream_rows, write_sheets
 
 HEADERS = (
     "First name",
@@ -63,7 +63,6 @@ ASSIGNMENT_KINDS = "ttttttttddddd"
 STATE_LABELS = {"assigned": "Not started", "in_progress": "In progress", "completed": "Completed"}
 ROLE_LABELS = {"admin": "Administrator", "learner": "Learner"}
 STATUS_LABELS = {"pending": "Pending", "active": "Active", "archived": "Archived"}
-BATCH = 2000
 # Both counts from one lookup of the user's records: assigned * _PACK + completed.
 _PACK = 1 << 20
 
@@ -128,19 +127,11 @@ def export_query(users: Select[tuple[User]]) -> Select:
     )
 
 
-def _stream(query: Select):
-    """Rows from a server-side cursor (PostgreSQL) or in batches (SQLite), through Core:
-    no ORM row processing."""
-    return db.session.connection().execute(
-        query.execution_options(stream_results=True, yield_per=BATCH)
-    )
-
-
 def export_rows(users: Select[tuple[User]]) -> Iterator[tuple[Any, ...]]:
     """The users sheet's rows, streamed in batches from one query. Dates arrive as Excel
     day numbers (excel_day), so nothing per cell is converted here."""
     groups = _group_names()
-    for row in _stream(export_query(users)):
+    for row in stream_rows(export_query(users)):
         (first, last, email, user_id, location, group_ids, role, status, approved, notified,
          activated, counts) = row  # fmt: skip
         assigned, completed = divmod(counts or 0, _PACK)
@@ -182,7 +173,7 @@ def assignment_rows(users: Select[tuple[User]], today: date) -> Iterator[tuple[A
     """The assignments sheet's rows, streamed from one query."""
     # Every column is ready as it comes (the state's label is spelled by the query). A
     # generator, so the query runs when the writer reaches this sheet, not before.
-    yield from _stream(assignments_query(users, today))
+    yield from stream_rows(assignments_query(users, today))
 
 
 def sheets(users: Select[tuple[User]], today: date) -> list[Sheet]:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, time, timedelta
+from functools import lru_cache
 
 from flask import Blueprint, request
 from flask_wtf import FlaskForm
-from sqlalchemy import Select, func, or_, select
+from sqlalchemy import Select, Text, cast, func, or_, select
 from sqlalchemy.orm import aliased, joinedload
 from werkzeug.datastructures import MultiDict
 from wtforms import DateField, SearchField, SelectField
@@ -20,7 +21,7 @@ from ..models import AuditEvent, User, actor_label, utcnow
 from ..params import page_arg
 from ..rendering import render
 from ..security import scoped
-from ..xlsx import download, excel_time, stream_workbook
+from ..xlsx import download, excel_time, stream_rows, stream_workbook
 
 bp = Blueprint("audit_log", __name__, url_prefix="/admin/audit")
 
@@ -165,9 +166,16 @@ def export_events():
     )
 
 
+# Canonical texts of details already seen: events of one kind often carry the same details
+# ({"before": "pending", "after": "active"}), and parsing and re-sorting each was a good
+# part of a row's time.
+_DETAILS_CACHE = 4096
+
+
 def _export_rows(events: Select):
     """The events as rows, from a server-side cursor in batches; the people and target
-    users joined in the same query (no ORM objects: 100,000 of them cost seconds)."""
+    users joined in the same query (no ORM objects: 100,000 of them cost seconds). Details
+    arrive as their stored JSON text and are spelled with sorted keys once per text."""
     actor, target = aliased(User), aliased(User)
     query = (
         events.with_only_columns(
@@ -178,13 +186,18 @@ def _export_rows(events: Select):
             AuditEvent.target_type,
             AuditEvent.target_id,
             AuditEvent.summary,
-            AuditEvent.details,
+            cast(AuditEvent.details, Text),
             maintain_column_froms=True,
         )
         .outerjoin(actor, AuditEvent.actor_id == actor.id)
         .outerjoin(target, AuditEvent.target_user_id == target.id)
-        .execution_options(stream_results=True, yield_per=1000)
     )
+
+    @lru_cache(maxsize=_DETAILS_CACHE)
+    def spelled(text: str) -> str:
+        details = json.loads(text)
+        return json.dumps(details, sort_keys=True, default=str) if details else ""
+
     for (
         when,
         actor_email,
@@ -194,7 +207,7 @@ def _export_rows(events: Select):
         target_id,
         summary,
         details,
-    ) in db.session.connection().execute(query):
+    ) in stream_rows(query, 1000):
         if target_email is not None:
             described = target_email
         elif kind:
@@ -203,9 +216,11 @@ def _export_rows(events: Select):
             described = ""
         yield (
             when,
-            actor_label(actor_email, details),
+            actor_email
+            if actor_email is not None
+            else actor_label(None, json.loads(details) if details else None),
             action,
             described,
             summary,
-            json.dumps(details, sort_keys=True, default=str) if details else "",
+            spelled(details) if details else "",
         )

@@ -1,0 +1,123 @@
+"""The pieces the exports share: the writer's batches, the SQLite memory map for the time of
+an export, and the training-records export's query (filters as the dashboard's, newest
+first, labels spelled by the database)."""
+
+from __future__ import annotations
+
+import io
+from datetime import date, timedelta
+
+import pytest
+from openpyxl import load_workbook
+from sqlalchemy import select
+
+from lmsweb import licensing
+from lmsweb.extensions import db
+from lmsweb.models import AuditEvent, CourseAssignment, User
+from lmsweb.xlsx import BATCH_ROWS, SQLITE_MMAP_BYTES, Sheet, stream_rows, write_sheets
+
+
+@pytest.mark.parametrize("rows", [0, 1, BATCH_ROWS - 1, BATCH_ROWS, BATCH_ROWS + 1, 2 * BATCH_ROWS])
+def test_every_row_is_written_across_batch_boundaries(rows):
+    data = [(f"Name{n}", n, f"=x{n}" if n % 7 == 0 else "a & b") for n in range(rows)]
+    out = io.BytesIO()
+    written = write_sheets(out, [Sheet("S", ["Name", "N", "Text"], iter(data), kinds="tnt")])
+    assert written == [rows]
+    sheet = load_workbook(out).active
+    values = list(sheet.iter_rows(values_only=True))
+    assert values[0] == ("Name", "N", "Text")
+    assert values[1:] == data
+    assert sheet.auto_filter.ref == f"A1:C{rows + 1}"
+
+
+def test_sqlite_reads_through_a_memory_map_only_during_the_export(app, make):
+    make.user()
+    with app.app_context():
+        connection = db.session.connection()
+        if connection.dialect.name != "sqlite":
+            pytest.skip("a SQLite setting")
+
+        def mapped() -> int:
+            return connection.exec_driver_sql("PRAGMA mmap_size").scalar()
+
+        before = mapped()
+        rows = stream_rows(select(User.email))
+        assert next(rows) is not None
+        # SQLite caps the size at its own maximum.
+        assert 0 < mapped() <= SQLITE_MMAP_BYTES and mapped() != before
+        list(rows)
+        assert mapped() == before
+        abandoned = stream_rows(select(User.email))
+        next(abandoned)
+        abandoned.close()
+        assert mapped() == before
+
+
+def export(admin_client, query: str = "") -> list[dict]:
+    response = admin_client.get(f"/admin/dashboard/records.xlsx{query}")
+    assert response.status_code == 200
+    rows = list(load_workbook(io.BytesIO(response.data)).active.iter_rows(values_only=True))
+    return [dict(zip(rows[0], row, strict=True)) for row in rows[1:]]
+
+
+def test_the_records_export_filters_by_people_and_spells_labels(app, admin_client, make):
+    """A filter on who the records belong to (location, group, search: a subquery over the
+    users) keeps only their records; newest first; state, overdue and archive reason as the
+    dashboard spells them."""
+    north, south = make.location("North & Co"), make.location("South")
+    team = make.group("Team <A>")
+    kim = make.user(first_name="Kim", last_name="Nord", location_id=north.id, groups=[team])
+    lee = make.user(first_name="Lee", last_name="Sud", location_id=south.id)
+    first, second = make.course(code="ONE", seats=5), make.course(code="TWO", seats=5)
+    late = make.assignment(kim, first, due=date.today() - timedelta(days=2))
+    done = make.assignment(kim, second, state="completed")
+    make.assignment(lee, first)
+    with app.app_context():
+        licensing.archive_activity(db.session.get(CourseAssignment, late.id))
+        db.session.commit()
+        kims = db.session.scalars(
+            select(CourseAssignment.id)
+            .where(CourseAssignment.user_id == kim.id)
+            .order_by(CourseAssignment.id.desc())
+        ).all()
+
+    for query in (f"?location={north.id}", f"?group={team.id}", "?q=nord"):
+        rows = export(admin_client, query)
+        assert [r["Email"] for r in rows] == [kim.email] * len(kims), query
+        assert [r["Course code"] for r in rows] == ["TWO", "ONE"]
+        assert rows[0]["Location"] == "North & Co"
+    by_code = {r["Course code"]: r for r in export(admin_client, f"?location={north.id}")}
+    assert by_code["TWO"]["State"] == "Completed" and by_code["TWO"]["Overdue"] == "no"
+    assert by_code["TWO"]["Archive reason"] is None and done.id in kims
+    # Archived records are never overdue, and say why they were archived.
+    assert by_code["ONE"]["State"] == "Not started" and by_code["ONE"]["Overdue"] == "no"
+    assert by_code["ONE"]["Archive reason"] == "Course activity archived"
+    everyone = export(admin_client)
+    assert len(everyone) == 3 and everyone[-1]["Last name"] == "Nord"
+
+
+def test_the_audit_export_spells_details_and_actors_as_the_log_does(app, admin, admin_client):
+    """Details arrive as their stored text and are written with sorted keys (the same text for
+    every event that repeats them), empty details as nothing, and an event without an actor
+    names the SCIM token from its details, or the system."""
+    same = {"before": "pending", "after": "active", "ids": [3, 1]}
+    with app.app_context():
+        db.session.add_all(
+            [
+                AuditEvent(actor_id=admin.id, action="t.same", summary="1", details=same),
+                AuditEvent(actor_id=admin.id, action="t.same", summary="2", details=same),
+                AuditEvent(actor_id=admin.id, action="t.empty", summary="3", details={}),
+                AuditEvent(action="t.scim", summary="4", details={"scim_token": "HR <sync>"}),
+                AuditEvent(action="t.system", summary="5", details={"z": None, "a": "=1"}),
+            ]
+        )
+        db.session.commit()
+    response = admin_client.get("/admin/audit/export.xlsx")
+    sheet = load_workbook(io.BytesIO(response.data)).active
+    rows = {r[4]: r for r in sheet.iter_rows(min_row=2, values_only=True) if r[2].startswith("t.")}
+    spelled = '{"after": "active", "before": "pending", "ids": [3, 1]}'
+    assert rows["1"][5] == rows["2"][5] == spelled and rows["1"][1] == admin.email
+    assert rows["3"][5] is None
+    assert rows["4"][1] == "SCIM token “HR <sync>”"
+    assert rows["4"][5] == '{"scim_token": "HR <sync>"}'
+    assert rows["5"][1] == "system" and rows["5"][5] == '{"a": "=1", "z": null}'
