@@ -203,17 +203,36 @@ def visible_group_ids(rule: ScopeRule) -> set[int]:
 
 
 def visible(model, rule: ScopeRule | None = None) -> ColumnElement[bool]:
-    """SQL: the Location (or Group) row may be named to the request's administrator."""
+    """SQL: the Location (or Group) row may be named to the request's administrator: the
+    scope's own, or one that someone in scope is at (belongs to). Tested row by row
+    (EXISTS): naming the one location a list is filtered by finds its first person in scope
+    in a few rows, where the whole set (`visible_location_ids`) reads every member of the
+    scope's groups (8,400 at 100,000 users)."""
     rule = rule if rule is not None else current_rule()
     if rule is None:
         return true()
-    key = f"_scope_visible_{model.__name__}"
-    ids = g.get(key) if has_request_context() else None
-    if ids is None:
-        ids = visible_location_ids(rule) if model is Location else visible_group_ids(rule)
-        if has_request_context():
-            setattr(g, key, ids)
-    return model.id.in_(sorted(ids)) if ids else false()
+    if model is Location:
+        own, other_side = rule.location_ids, rule.group_ids
+        someone = (
+            select(User.id)
+            .join(user_groups, user_groups.c.user_id == User.id)
+            .where(User.location_id == Location.id)
+        )
+        someone = someone.where(user_groups.c.group_id.in_(sorted(other_side)))
+    else:
+        own, other_side = rule.group_ids, rule.location_ids
+        someone = (
+            select(user_groups.c.user_id)
+            .join(User, User.id == user_groups.c.user_id)
+            .where(user_groups.c.group_id == Group.id)
+        )
+        someone = someone.where(User.location_id.in_(sorted(other_side)))
+    parts = []
+    if own:
+        parts.append(model.id.in_(sorted(own)))
+    if other_side:
+        parts.append(someone.exists())
+    return or_(*parts) if parts else false()
 
 
 def may_act_on(user: User) -> str | None:

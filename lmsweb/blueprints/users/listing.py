@@ -290,9 +290,8 @@ def _count_by_status(parts: list, limit: int) -> dict[str, int]:
 
 def counted_by_status(parts: list, limit: int):
     """The statement of `_count_by_status` (the bench prints its plan)."""
-    matching = union_all(
-        *(part.with_only_columns(User.status).order_by(None) for part in parts)
-    ).limit(limit + 1)
+    statuses = [part.with_only_columns(User.status).order_by(None) for part in parts]
+    matching = (statuses[0] if len(statuses) == 1 else union_all(*statuses)).limit(limit + 1)
     matching = matching.subquery()
     return select(matching.c.status, func.count()).group_by(matching.c.status)
 
