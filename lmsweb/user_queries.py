@@ -460,34 +460,33 @@ def ordered(query: Select, sort: str) -> Select:
     return query.order_by(*_order_columns(sort))
 
 
-# A searched page is first looked for in this many rows of the sort order per row it needs.
+# A searched page is first looked for in this many rows of the sort order per row it needs
+# (at least SEARCH_WALK_MIN), then in at least SEARCH_WALK_LONG (see `search_walks`).
 SEARCH_WALK_RATIO = 50
+SEARCH_WALK_MIN = 5_000
+SEARCH_WALK_LONG = 20_000
 
 
-def search_walks(offset: int, rows: int) -> list[int]:
+def search_walks(offset: int, rows: int, exact: bool) -> list[int]:
     """How far `searched_page` looks, one try after another: SEARCH_WALK_RATIO rows per row
-    wanted, then eight times that and at least 20,000 (matches cluster: in the demo data
-    one first and last name pair is a block of 400 users at a million), about what sorting
-    the matches of one common surname costs."""
-    first = SEARCH_WALK_RATIO * (offset + rows)
-    return [first, max(first * 8, 20_000)]
+    wanted and at least 5,000; then, where the matches are too many to sort cheaply (the
+    count is past its cap), eight times that and at least 20,000 (matches cluster: in the
+    demo data one first and last name pair is a block of 400 users at a million), about
+    what sorting the matches of one common surname costs."""
+    first = max(SEARCH_WALK_RATIO * (offset + rows), SEARCH_WALK_MIN)
+    return [first] if exact else [first, max(first * 8, SEARCH_WALK_LONG)]
 
 
-def searched_page(
-    filters: UserFilters, offset: int, rows: int, total: int | None, walked: int
-) -> Select | None:
+def searched_page(filters: UserFilters, offset: int, rows: int, walked: int) -> Select | None:
     """PostgreSQL: the ids of a searched page (`rows` from `offset`) looked for in the first
-    `walked` rows of the sort order, testing each for the words.
-    The planner would either walk the whole order so (for a word of one surname, "rossi",
-    700,000 rows down a million: 7 s) or sort every trigram match (5,000 matches of "ma":
-    heavier than the few hundred rows before the page). Where this finds too few (the
-    matches are rare, or cluster far down the order), the caller sorts the matches
-    (`matches_sorted`); also at once when the matches (`total`, when the count is exact)
-    are no more than the rows the walk would read. None where the planner's plan is kept:
-    SQLite (its search drives from the FTS5 table), no search, the location order (a join)."""
+    `walked` rows of the sort order, testing each for the words. The planner would either
+    walk the whole order so (for a word of one surname, "rossi", 700,000 rows down a
+    million: 7 s; for a scoped administrator, past every user outside the scope) or sort
+    every trigram match. Where this finds too few (the matches are rare, or cluster far
+    down the order), the caller sorts the matches (`matches_sorted`). None where the
+    planner's plan is kept: SQLite (its search drives from the FTS5 table), no search, the
+    location order (a join)."""
     if not filters.q or filters.sort.removeprefix("-") == "location":
-        return None
-    if total is not None and total <= walked:
         return None
     if db.session.get_bind().dialect.name != "postgresql":
         return None

@@ -495,6 +495,8 @@ def test_a_searched_page_is_the_same_whichever_way_it_is_found(
         make.user(first_name="Mara" if n % 4 == 0 else f"Lee{n:03d}", last_name=f"Abel{n:03d}")
     for n in range(50):
         make.user(first_name=f"Kim{n:02d}", last_name="Zmarsh")
+    monkeypatch.setattr(user_queries, "SEARCH_WALK_MIN", 1)
+    monkeypatch.setattr(user_queries, "SEARCH_WALK_LONG", 30)
     for ratio, cap in ((50, 10_000), (1, 10_000), (1, 5), (50, 5)):
         monkeypatch.setattr(user_queries, "SEARCH_WALK_RATIO", ratio)
         from lmsweb.blueprints.users import listing

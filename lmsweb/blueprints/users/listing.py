@@ -199,8 +199,8 @@ def list_context(filters: UserFilters) -> dict[str, Any]:
             offset = (filters.page - 1) * filters.per_page
             known = None if capped else total
             wanted = filters.per_page + 1
-            for walked in search_walks(offset, wanted):
-                searched = searched_page(filters, offset, wanted, known, walked)
+            for walked in search_walks(offset, wanted, exact=known is not None):
+                searched = searched_page(filters, offset, wanted, walked)
                 if searched is None:
                     break
                 ids = list(db.session.scalars(searched))
