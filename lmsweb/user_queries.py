@@ -35,6 +35,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import selectinload
+from sqlalchemy.sql import operators
 from sqlalchemy.sql.functions import FunctionElement
 from werkzeug.datastructures import MultiDict
 
@@ -494,24 +495,35 @@ def searched_page(filters: UserFilters, offset: int, rows: int, walked: int) -> 
     if hit is None:
         return None
     columns = _order_columns(filters.sort)
+    # The sort keys come out of the walk too, so that the outer ORDER BY is the walk's own
+    # order (no sort): the page stops the walk as soon as it is found.
+    keys = [getattr(c, "element", c) if _descending(c) else c for c in columns]
     bounded = (
         filtered_users(filters, search=False)
         .with_only_columns(
-            User.id,
+            User.id.label("found"),
             hit.label("hit"),
-            func.row_number().over(order_by=columns).label("position"),
+            *(key.label(f"k{n}") for n, key in enumerate(keys)),
         )
         .order_by(*columns)
         .limit(walked)
         .subquery()
     )
+    outer = [
+        bounded.c[f"k{n}"].desc() if _descending(c) else bounded.c[f"k{n}"]
+        for n, c in enumerate(columns)
+    ]
     return (
-        select(bounded.c.id)
+        select(bounded.c.found)
         .where(bounded.c.hit.is_(True))
-        .order_by(bounded.c.position)
+        .order_by(*outer)
         .limit(rows)
         .offset(offset)
     )
+
+
+def _descending(column) -> bool:
+    return getattr(column, "modifier", None) is operators.desc_op
 
 
 def matches_sorted(query: Select, filters: UserFilters) -> Select | None:
