@@ -108,17 +108,17 @@ def explain_scoped(app, url: str) -> None:
     """The plans of the scoped list's count and first page: each must use indexes."""
     from flask_login import login_user
 
+    from lmsweb.blueprints.users.listing import COUNT_CAP, counted_by_status
     from lmsweb.extensions import db
     from lmsweb.models import User
-    from lmsweb.user_queries import UserFilters, filtered_users, ordered
+    from lmsweb.user_queries import UserFilters, filtered_parts, filtered_users, ordered
 
     with app.test_request_context():
         login_user(db.session.scalar(sa.select(User).where(User.email == SCOPED_EMAIL)))
-        query = filtered_users(UserFilters())
-        page = ordered(query.with_only_columns(User.id), "name").limit(50)
-        counted = sa.select(sa.func.count()).select_from(
-            query.with_only_columns(User.id).order_by(None).limit(10_001).subquery()
-        )
+        # As the list reads them past the count's cap: the page walked, the count by parts.
+        walked = filtered_users(UserFilters(), walk=True)
+        page = ordered(walked.with_only_columns(User.id), "name").limit(51)
+        counted = counted_by_status(filtered_parts(UserFilters()), COUNT_CAP)
         prefix = "EXPLAIN" if "postgresql" in url else "EXPLAIN QUERY PLAN"
         for name, statement in (("page", page), ("count", counted)):
             compiled = statement.compile(db.engine, compile_kwargs={"literal_binds": True})

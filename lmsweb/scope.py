@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from flask import g, has_request_context
 from flask_login import current_user
-from sqlalchemy import ColumnElement, Select, false, func, or_, select, true
+from sqlalchemy import ColumnElement, Select, and_, false, func, or_, select, true
 
 from .domain_error import DomainError
 from .extensions import db
@@ -102,8 +102,13 @@ def is_organisation_wide() -> bool:
     return current_rule() is None
 
 
-def user_condition(rule: ScopeRule | None = None, *, current: bool = True) -> ColumnElement[bool]:
-    """SQL: the user (the `users` row) is in scope. With no rule given, the request's."""
+def user_condition(
+    rule: ScopeRule | None = None, *, current: bool = True, walk: bool = False
+) -> ColumnElement[bool]:
+    """SQL: the user (the `users` row) is in scope. With no rule given, the request's.
+
+    `walk`: membership of the scope's groups tested row by row (EXISTS), for a page read
+    along a name-ordered index (see `user_queries.filtered_users`)."""
     if rule is None and current:
         rule = current_rule()
     if rule is None:
@@ -112,11 +117,27 @@ def user_condition(rule: ScopeRule | None = None, *, current: bool = True) -> Co
     if rule.location_ids:
         parts.append(User.location_id.in_(sorted(rule.location_ids)))
     if rule.group_ids:
-        members = select(user_groups.c.user_id).where(
-            user_groups.c.group_id.in_(sorted(rule.group_ids))
-        )
-        parts.append(User.id.in_(members))
+        parts.append(_member_of(rule.group_ids, walk))
     return or_(*parts) if parts else false()
+
+
+def _member_of(group_ids: frozenset[int], walk: bool) -> ColumnElement[bool]:
+    members = select(user_groups.c.user_id).where(user_groups.c.group_id.in_(sorted(group_ids)))
+    if walk:
+        return members.where(user_groups.c.user_id == User.id).exists()
+    return User.id.in_(members)
+
+
+def disjoint_conditions(rule: ScopeRule) -> list[ColumnElement[bool]]:
+    """`user_condition(rule)` as conditions no user meets twice, whose union it is: the
+    scope's locations' users, then its groups' members elsewhere. Each is answered from an
+    index of its own (users by location; the groups' members, then each one's row), where
+    the OR of both walks every user of the organisation on PostgreSQL: a count adds them."""
+    if not (rule.location_ids and rule.group_ids):
+        return [user_condition(rule)]
+    at = User.location_id.in_(sorted(rule.location_ids))
+    elsewhere = or_(User.location_id.not_in(sorted(rule.location_ids)), User.location_id.is_(None))
+    return [at, and_(_member_of(rule.group_ids, False), elsewhere)]
 
 
 def reaches(user: User, rule: ScopeRule | None = None, *, current: bool = True) -> bool:
@@ -182,17 +203,36 @@ def visible_group_ids(rule: ScopeRule) -> set[int]:
 
 
 def visible(model, rule: ScopeRule | None = None) -> ColumnElement[bool]:
-    """SQL: the Location (or Group) row may be named to the request's administrator."""
+    """SQL: the Location (or Group) row may be named to the request's administrator: the
+    scope's own, or one that someone in scope is at (belongs to). Tested row by row
+    (EXISTS): naming the one location a list is filtered by finds its first person in scope
+    in a few rows, where the whole set (`visible_location_ids`) reads every member of the
+    scope's groups (8,400 at 100,000 users)."""
     rule = rule if rule is not None else current_rule()
     if rule is None:
         return true()
-    key = f"_scope_visible_{model.__name__}"
-    ids = g.get(key) if has_request_context() else None
-    if ids is None:
-        ids = visible_location_ids(rule) if model is Location else visible_group_ids(rule)
-        if has_request_context():
-            setattr(g, key, ids)
-    return model.id.in_(sorted(ids)) if ids else false()
+    if model is Location:
+        own, other_side = rule.location_ids, rule.group_ids
+        someone = (
+            select(User.id)
+            .join(user_groups, user_groups.c.user_id == User.id)
+            .where(User.location_id == Location.id)
+        )
+        someone = someone.where(user_groups.c.group_id.in_(sorted(other_side)))
+    else:
+        own, other_side = rule.group_ids, rule.location_ids
+        someone = (
+            select(user_groups.c.user_id)
+            .join(User, User.id == user_groups.c.user_id)
+            .where(user_groups.c.group_id == Group.id)
+        )
+        someone = someone.where(User.location_id.in_(sorted(other_side)))
+    parts = []
+    if own:
+        parts.append(model.id.in_(sorted(own)))
+    if other_side:
+        parts.append(someone.exists())
+    return or_(*parts) if parts else false()
 
 
 def may_act_on(user: User) -> str | None:

@@ -682,3 +682,99 @@ def test_a_scoped_admin_is_offered_no_actions_on_an_administrators_row(app, worl
     assert "data-menu" not in ola_row and "row-post" not in ola_row
     assert "invite-status" not in ola_row
     assert "organisation-wide administrators" in ola_row
+
+
+# --- the scoped list at scale (#17) ----------------------------------------------------------
+
+
+def _crowd(make, world: World) -> None:
+    """People in the scope every way (its location, its group elsewhere or nowhere, both),
+    archived ones, and people outside it, with names interleaved along the order."""
+    places = [world.lisbon, world.porto, world.madrid, None]
+    for n in range(150):
+        place = places[n % 4]
+        make.user(
+            first_name=f"Crowd{(n * 37) % 150:03d}",
+            last_name=f"Member{n % 7}",
+            location_id=place.id if place else None,
+            groups=[world.warehouse] if n % 3 == 0 else [world.safety] if n % 3 == 1 else [],
+            status="archived" if n % 11 == 0 else "active",
+        )
+
+
+def _ids_in_scope(app, world: World) -> set[int]:
+    with app.app_context():
+        rule = scope.rule_for(db.session.get(User, world.sam.id).scope_id)
+        return set(db.session.scalars(sa.select(User.id).where(scope.user_condition(rule))))
+
+
+def test_the_scope_in_disjoint_parts_is_the_scope(app, world, make):
+    """The scope's parts (its locations' users, its groups' members elsewhere) never hold a
+    user twice and together hold exactly the scope: a count adds them."""
+    _crowd(make, world)
+    with app.app_context():
+        rule = scope.rule_for(db.session.get(User, world.sam.id).scope_id)
+        parts = [
+            set(db.session.scalars(sa.select(User.id).where(condition)))
+            for condition in scope.disjoint_conditions(rule)
+        ]
+    assert len(parts) == 2 and not parts[0] & parts[1]
+    assert parts[0] | parts[1] == _ids_in_scope(app, world)
+    with app.app_context():  # one side only: the scope itself
+        for rule in (
+            scope.ScopeRule(frozenset({world.lisbon.id}), frozenset(), "Lisbon"),
+            scope.ScopeRule(frozenset(), frozenset({world.warehouse.id}), "Warehouse"),
+        ):
+            (only,) = scope.disjoint_conditions(rule)
+            found = set(db.session.scalars(sa.select(User.id).where(only)))
+            assert found == set(db.session.scalars(sa.select(User.id).where(
+                scope.user_condition(rule)
+            )))  # fmt: skip
+
+
+@pytest.mark.parametrize("sort", ["name", "-name", "email", "location"])
+def test_a_scoped_list_past_the_cap_pages_through_exactly_its_people(
+    app, world, make, sam_client, monkeypatch, sort
+):
+    """Past the count's cap the scoped list walks the sort order testing the scope row by
+    row; its count adds the scope's parts. Every page holds the rows of the one ordering,
+    the count is "more than" the cap until a page needs it exact, and a page past the end
+    is the last one."""
+    import re
+
+    from werkzeug.datastructures import MultiDict
+
+    from lmsweb.blueprints.users import listing
+    from lmsweb.user_queries import UserFilters, filtered_users, ordered
+
+    monkeypatch.setattr(listing, "COUNT_CAP", 5)
+    _crowd(make, world)
+    query = f"sort={sort}&per_page=25"
+    with app.app_context():
+        filters = UserFilters.from_args(MultiDict([("sort", sort)]))
+        everyone = list(
+            db.session.scalars(ordered(filtered_users(filters).with_only_columns(User.id), sort))
+        )
+    in_scope = _ids_in_scope(app, world)
+    with app.app_context():
+        archived = set(db.session.scalars(sa.select(User.id).where(User.status == "archived")))
+    expected = [i for i in everyone if i in in_scope and i not in archived]
+    assert len(expected) > 50
+    first = sam_client.get(f"/admin/users?{query}", headers=HX).text
+    assert re.search(r'id="users-count"[^>]*>More than 5 users<', first)
+    shown = []
+    for page in range(1, len(expected) // 25 + 2):
+        shown += [
+            int(i)
+            for i in re.findall(
+                r'<tr id="user-(\d+)"',
+                sam_client.get(f"/admin/users?{query}&page={page}", headers=HX).text,
+            )
+        ]
+    assert shown == expected
+    past = sam_client.get(f"/admin/users?{query}&page=40", headers=HX).text
+    count = re.search(r'id="users-count"[^>]*>([\d,]+) users<', past)
+    assert count and int(count.group(1)) == len(expected)
+    assert [int(i) for i in re.findall(r'<tr id="user-(\d+)"', past)] == expected[
+        (len(expected) - 1) // 25 * 25 :
+    ]

@@ -430,3 +430,83 @@ def test_count_stops_at_the_cap_and_says_more_than(admin_client, make, monkeypat
     assert "Page 2 of 2" in second
     few = admin_client.get("/admin/users?q=member0", headers=HX).text
     assert matching(few) == 10 and "Select all" not in few
+
+
+def _forward(app, query: str) -> list[int]:
+    """The ids of every match of `query`, in its order: the one sorted statement, no pages."""
+    from lmsweb.user_queries import ordered
+
+    with app.app_context():
+        filters = UserFilters.from_args(MultiDict(parse_qs(query)))
+        return list(
+            db.session.scalars(
+                ordered(filtered_users(filters).with_only_columns(User.id), filters.sort)
+            )
+        )
+
+
+@pytest.mark.parametrize("sort", ["name", "-name", "email", "-email", "status", "-created"])
+def test_the_later_pages_are_read_from_the_end_and_hold_the_same_rows(
+    app, admin_client, make, sort
+):
+    """A page in the second half of a list whose count is exact is read in the reverse order
+    from the list's end (a walk passes the rows after it, not all those before): the pages
+    are still the slices of the one ordering, and a page past the end is the last one."""
+    from tests.test_query_plans import captured
+
+    for n in range(80):
+        make.user(
+            first_name=f"Rev{(n * 13) % 80:02d}",
+            last_name="Same" if n % 3 else f"Other{n % 5}",
+            email=f"rev{(n * 7) % 80:02d}@example.com",
+            status=("pending", "active")[n % 2],
+        )
+    query = f"sort={sort}&per_page=25"
+    expected = _forward(app, query)
+    assert len(expected) == 81  # and the administrator
+    shown = []
+    for page in (1, 2, 3, 4):
+        shown += listed(admin_client, f"{query}&page={page}")
+    assert shown == expected
+    assert listed(admin_client, f"{query}&page=9") == expected[75:]
+
+    def order_of_page(page: int) -> list[str]:
+        with app.app_context():
+            seen = captured(
+                app, lambda: admin_client.get(f"/admin/users?{query}&page={page}", headers=HX)
+            )
+        return [m.group(1) for s, _ in seen if (m := re.search(r"ORDER BY (.*?)\s+LIMIT", s, re.S))]
+
+    (forward,) = order_of_page(1)
+    last = order_of_page(4)
+    assert last and forward not in last, "the last page is read in the reverse order"
+
+
+def test_a_searched_page_is_the_same_whichever_way_it_is_found(
+    app, admin_client, make, monkeypatch
+):
+    """PostgreSQL looks for a searched page in a bounded walk of the order first, then
+    sorts the matches (user_queries.searched_page): a page found either way, or by the
+    fallback, is the slice of the one ordering. (SQLite keeps its own plan: the same check.)"""
+    from lmsweb import user_queries
+
+    for n in range(120):
+        # "mar" spread along the order (Mara) and clustered at its end (Zmarsh).
+        make.user(first_name="Mara" if n % 4 == 0 else f"Lee{n:03d}", last_name=f"Abel{n:03d}")
+    for n in range(50):
+        make.user(first_name=f"Kim{n:02d}", last_name="Zmarsh")
+    monkeypatch.setattr(user_queries, "SEARCH_WALK_MIN", 1)
+    monkeypatch.setattr(user_queries, "SEARCH_WALK_LONG", 30)
+    for ratio, cap in ((50, 10_000), (1, 10_000), (1, 5), (50, 5)):
+        monkeypatch.setattr(user_queries, "SEARCH_WALK_RATIO", ratio)
+        from lmsweb.blueprints.users import listing
+
+        monkeypatch.setattr(listing, "COUNT_CAP", cap)
+        for sort in ("name", "-name", "email", "-created"):
+            query = f"q=mar&sort={sort}&per_page=25"
+            expected = _forward(app, query)
+            assert len(expected) == 80
+            shown = []
+            for page in (1, 2, 3, 4):
+                shown += listed(admin_client, f"{query}&page={page}")
+            assert shown == expected, (ratio, cap, sort)

@@ -56,8 +56,12 @@ from ...user_queries import (
     UNARCHIVED_TRAINING,
     TrainingCounts,
     UserFilters,
+    filtered_parts,
     filtered_users,
+    matches_sorted,
     ordered,
+    search_walks,
+    searched_page,
     training_counts,
     training_sums,
 )
@@ -190,40 +194,64 @@ def list_context(filters: UserFilters) -> dict[str, Any]:
     query = filtered_users(filters)
     # Counting stops past COUNT_CAP: an exact count of a million rows costs more than the
     # page itself. Past it the list says "more than 10,000", and whether a next page
-    # exists comes from the page query (one row more than shown): a deep page does not
-    # count the rows before it unless it is the last one, which then counts them exactly.
+    # exists comes from the page query (one row more than shown). A page beyond the cap is
+    # counted as far as itself: when the list ends before it, that count is exact (and the
+    # page is corrected to the last one) without first reading a page of nothing.
     # Counted per status in the same query: the export links say how many they hold.
     cap = max(COUNT_CAP, filters.per_page)
-    by_status = _count_by_status(query, cap)
+    limit = max(cap, filters.page * filters.per_page)
+    by_status = _count_by_status(filtered_parts(filters), limit)
     # The page's ids first (from an index alone where one covers the filters), then
     # those rows with what they show: a deep page never reads the rows it skips.
-    capped = sum(by_status.values()) > cap
-    # Many members of a group, in an order an index keeps: walk that index, testing each row.
-    walk = capped and bool(filters.group) and filters.sort.removeprefix("-") in WALKED_SORTS
-    walked = filtered_users(filters, walk=True) if capped and filters.group else query
-    if capped and filters.sort.removeprefix("-") == "location":
+    capped = sum(by_status.values()) > limit
+    total = sum(by_status.values())  # a lower bound when capped: only compared, never shown
+    if not capped:
+        pages = max(ceil(total / filters.per_page), 1)
+        filters.page = min(filters.page, pages)
+    key = filters.sort.removeprefix("-")
+    rule = scope.current_rule()
+    members = bool(filters.group) or bool(rule is not None and rule.group_ids)
+    # Many members of a group (the filter's or the scope's), in an order an index keeps:
+    # walk that index, testing each row.
+    many = total > cap
+    walk = many and members and key in WALKED_SORTS
+    walked = filtered_users(filters, walk=True) if many and members else query
+    if many and key == "location":
 
         def page_of_ids() -> list[int]:
             return _page_ids_by_location(walked, filters)
 
     else:
-        ids_query = ordered((walked if walk else query).with_only_columns(User.id), filters.sort)
+        ids_query = (walked if walk else query).with_only_columns(User.id)
+        sorted_matches = matches_sorted(query, filters)
 
         def page_of_ids() -> list[int]:
-            return _page_ids(ids_query, filters)
+            offset = (filters.page - 1) * filters.per_page
+            known = None if capped else total
+            wanted = filters.per_page + 1
+            for walked in search_walks(offset, wanted, exact=known is not None):
+                searched = searched_page(filters, offset, wanted, walked)
+                if searched is None:
+                    break
+                ids = list(db.session.scalars(searched))
+                # The page and the next one's first, or (the count exact) all that is left.
+                if len(ids) >= (wanted if known is None else min(wanted, known - offset)):
+                    return ids
+            matching = ids_query if sorted_matches is None else sorted_matches
+            return _page_ids(matching, filters, known)
 
     page_ids = page_of_ids()
     if capped and len(page_ids) <= filters.per_page:
-        by_status = _count_by_status(query, filters.page * filters.per_page)
+        # Fewer rows than counted (users left meanwhile): this is the last page after all.
+        by_status = _count_by_status(filtered_parts(filters), filters.page * filters.per_page)
+        total = sum(by_status.values())
         capped = False
-    total = sum(by_status.values())  # a lower bound when capped: only compared, never shown
-    if capped:
-        pages = filters.page + 1
-    else:
         pages = max(ceil(total / filters.per_page), 1)
         if filters.page > pages:
             filters.page = pages
             page_ids = page_of_ids()
+    if capped:
+        pages = filters.page + 1
     page_ids = page_ids[: filters.per_page]
     users = listed_users(page_ids)
     names = _chip_names(filters)
@@ -402,21 +430,37 @@ def _chip_names(filters: UserFilters) -> dict[str, dict[int, str]]:
     return names
 
 
-def _count_by_status(query, limit: int) -> dict[str, int]:
-    """Users matching `query` per status, counting no further than `limit` + 1 rows."""
-    matching = query.with_only_columns(User.id, User.status).order_by(None).limit(limit + 1)
+def _count_by_status(parts: list, limit: int) -> dict[str, int]:
+    """Users matching the union of `parts` (queries no user matches twice) per status,
+    counting no further than `limit` + 1 rows: one statement, each part from its own index,
+    the next one read only while the count is short."""
+    return dict(db.session.execute(counted_by_status(parts, limit)).all())
+
+
+def counted_by_status(parts: list, limit: int):
+    """The statement of `_count_by_status` (the bench prints its plan)."""
+    statuses = [part.with_only_columns(User.status).order_by(None) for part in parts]
+    matching = (statuses[0] if len(statuses) == 1 else union_all(*statuses)).limit(limit + 1)
     matching = matching.subquery()
-    return dict(
-        db.session.execute(
-            select(matching.c.status, func.count()).group_by(matching.c.status)
-        ).all()
-    )
+    return select(matching.c.status, func.count()).group_by(matching.c.status)
 
 
-def _page_ids(ids_query, filters: UserFilters) -> list[int]:
-    """The page's ids, and the next one's first when there is one."""
+def _page_ids(ids_query, filters: UserFilters, total: int | None = None) -> list[int]:
+    """The page's ids, and the next one's first when there is one. A page in the second
+    half of a list whose length (`total`) is known is read from the list's end, in the
+    reverse order: a walk along an index then passes the rows after the page, not all
+    those before it (the last of 235 pages reads 30 rows, not 11,730)."""
     offset = (filters.page - 1) * filters.per_page
-    return list(db.session.scalars(ids_query.limit(filters.per_page + 1).offset(offset)))
+    key = filters.sort.removeprefix("-")
+    # The location order puts users without one last both ways: it has no exact reverse.
+    if total is not None and offset > total // 2 and key != "location":
+        reverse = key if filters.sort.startswith("-") else f"-{key}"
+        to_end = max(total - offset, 0)
+        rows = ordered(ids_query, reverse).limit(min(to_end, filters.per_page))
+        ids = list(db.session.scalars(rows.offset(max(to_end - filters.per_page, 0))))
+        return ids[::-1]
+    rows = ordered(ids_query, filters.sort).limit(filters.per_page + 1).offset(offset)
+    return list(db.session.scalars(rows))
 
 
 def _page_ids_by_location(query, filters: UserFilters) -> list[int]:
