@@ -3,14 +3,26 @@
 from __future__ import annotations
 
 import io
+import re
+from datetime import date, datetime, timedelta
 
 import pytest
 from openpyxl import load_workbook
-from sqlalchemy import select
+from sqlalchemy import event, func, select
+from sqlalchemy import insert as sa_insert
 
 from lmsweb import roster_import
 from lmsweb.extensions import db
-from lmsweb.models import AuditEvent, Course, CourseAssignment, Group, ImportJob, Location, User
+from lmsweb.models import (
+    AuditEvent,
+    Course,
+    CourseAssignment,
+    Group,
+    ImportJob,
+    Location,
+    User,
+)
+from lmsweb.roster_import import applying
 from tests.conftest import HX, count, get
 from tests.import_support import (
     HEADERS,
@@ -390,3 +402,171 @@ def test_an_import_without_an_administrator_behind_it_keeps_the_last_administrat
     # The first demotion leaves one administrator; the second would leave none.
     assert [row[0] for row in plan.rows] == ["update", "error"]
     assert plan.rows[1][1] == ["This is the last administrator; make someone else one first."]
+
+
+# --- the commit applies the preview's plan; a changed database is planned again ---------
+
+NAMES = ["Email", "First name", "Last name", "Location", "Groups"]
+
+
+def listed(client, q: str) -> set[int]:
+    """The ids the Users list shows for a search (organisation-wide, every status)."""
+    page = client.get(
+        f"/admin/users?q={q}&status=pending&status=active&status=archived", headers=HX
+    )
+    assert page.status_code == 200
+    return {int(i) for i in re.findall(r'<tr id="user-(\d+)"', page.text)}
+
+
+def test_the_commit_applies_the_preview_without_planning_the_file_again(
+    app, admin_client, make, monkeypatch
+):
+    make.location("Lisbon")
+    make.group("Nurses")
+    make.group("Porters")
+    kept = make.user(email="kept@example.com", first_name="Kept", last_name="Old")
+    rows = [
+        ["new@example.com", "New", "Person", "Lisbon", "Nurses; Porters"],
+        ["KEPT@example.com", "Kept", "Renamed", "Lisbon", "Porters"],
+    ]
+    preview = upload(admin_client, "r.csv", csv_bytes(rows, headers=NAMES))
+    assert "<strong>1</strong> to add" in preview.text
+
+    def planned_again(*args, **kwargs):
+        raise AssertionError("the commit planned the file again")
+
+    monkeypatch.setattr(applying, "plan_import", planned_again)
+    assert confirm(admin_client, preview).status_code == 303
+    users = users_by_email(app)
+    assert users["kept@example.com"].last_name == "Renamed"
+    assert users["new@example.com"].first_name == "New"
+    with app.app_context():
+        groups = dict(db.session.execute(select(User.email, func.count()).join(User.groups)
+                                         .group_by(User.email)).all())  # fmt: skip
+        lisbon = db.session.scalar(select(Location.id).where(Location.name == "Lisbon"))
+    assert groups == {"new@example.com": 2, "kept@example.com": 1}
+    assert users["new@example.com"].location_id == lisbon == users["kept@example.com"].location_id
+    assert users["kept@example.com"].id == kept.id
+
+
+def test_a_user_changed_after_the_preview_is_planned_again_at_the_commit(app, admin_client, make):
+    """The preview found nothing to change for Kim; Kim was renamed since. The file is
+    planned again at the commit, so Kim gets the file's name back."""
+    kim = make.user(email="kim@example.com", first_name="Kim", last_name="Lee")
+    rows = [["kim@example.com", "Kim", "Lee", "", ""], ["new@example.com", "N", "P", "", ""]]
+    preview = upload(admin_client, "r.csv", csv_bytes(rows, headers=NAMES))
+    assert "<strong>1</strong> to add" in preview.text
+    with app.app_context():
+        db.session.get(User, kim.id).last_name = "Park"
+        db.session.commit()
+    assert confirm(admin_client, preview).status_code == 303
+    assert get(app, User, kim.id).last_name == "Lee"
+    assert count(app, User) == 3
+
+
+def test_a_user_added_after_the_preview_with_a_rows_email_is_updated_not_refused(
+    app, admin_client, make
+):
+    rows = [["late@example.com", "Late", "Comer", "", ""], ["new@example.com", "N", "P", "", ""]]
+    preview = upload(admin_client, "r.csv", csv_bytes(rows, headers=NAMES))
+    assert "<strong>2</strong> to add" in preview.text
+    late = make.user(email="late@example.com", first_name="Early", last_name="Bird")
+    assert confirm(admin_client, preview).status_code == 303
+    assert get(app, User, late.id).first_name == "Late"
+    assert count(app, User) == 3
+    job = get(app, ImportJob, job_id(preview))
+    assert job.result["created"] == 1 and job.result["updated"] == 1
+
+
+def test_imported_users_are_found_by_a_substring_of_their_names_and_email(app, admin_client, make):
+    """The search index is kept by the database for every writer: the import's bulk
+    statements included, for the users it adds and the ones it renames."""
+    rossi = make.user(email="m.r@example.com", first_name="Marco", last_name="Rossi")
+    rows = [
+        ["kim.quartermain@acme.example", "Kim", "Quartermain", "", ""],
+        ["m.r@example.com", "Marco", "Bianchi", "", ""],
+    ]
+    preview = upload(admin_client, "r.csv", csv_bytes(rows, headers=NAMES))
+    assert confirm(admin_client, preview).status_code == 303
+    kim = users_by_email(app)["kim.quartermain@acme.example"].id
+    assert listed(admin_client, "termai") == {kim}
+    assert listed(admin_client, "%40acme") == {kim}
+    assert listed(admin_client, "anchi") == {rossi.id}
+    assert listed(admin_client, "ossi") == set()
+
+
+def test_imported_dates_and_times_are_stored_as_the_orm_writes_them(app, admin_client, make):
+    """Bulk statements bypass the ORM: due dates and creation times read back as such."""
+    course = make.course("SAFE-1", seats=3, default_due_days=14)
+    headers = ["Email", "First name", "Last name", "Courses"]
+    preview = upload(admin_client, "r.csv", csv_bytes([["d@example.com", "D", "E", "SAFE-1"]],
+                                                      headers=headers))  # fmt: skip
+    assert confirm(admin_client, preview).status_code == 303
+    with app.app_context():
+        record = db.session.scalar(select(CourseAssignment))
+        user = db.session.get(User, record.user_id)
+        assert record.course_id == course.id
+        assert record.due_date == date.today() + timedelta(days=14)
+        assert isinstance(record.assigned_at, datetime) and isinstance(user.created_at, datetime)
+        assert user.status == "pending" and user.session_version == 1
+
+
+def test_a_user_archived_after_the_preview_gets_no_course_at_the_commit(app, admin_client, make):
+    course = make.course("SAFE-1", seats=3)
+    lee = make.user(email="lee@example.com", first_name="Lee", last_name="Fox")
+    headers = ["Email", "First name", "Last name", "Courses"]
+    preview = upload(admin_client, "r.csv", csv_bytes([["lee@example.com", "Lee", "Fox", "SAFE-1"]],
+                                                      headers=headers))  # fmt: skip
+    assert "Needs 1 seat of SAFE-1" in preview.text
+    with app.app_context():
+        db.session.get(User, lee.id).status = "archived"
+        db.session.commit()
+    assert confirm(admin_client, preview).status_code == 303
+    assert count(app, CourseAssignment) == 0
+    assert get(app, Course, course.id).seats_reserved == 0
+    job = get(app, ImportJob, job_id(preview))
+    assert job.result["skipped"] == 1 and job.preview["totals"]["error"] == 1
+
+
+def _commit_statements(app, client, rows: int, tag: str) -> int:
+    """SQL statements of the commit of an import of `rows` new users in two groups, plus
+    as many existing ones renamed and regrouped."""
+    existing = [[f"{tag}.old{n}@example.com", "Old", f"Renamed{n}", "", "Nurses"]
+                for n in range(rows)]  # fmt: skip
+    new = [[f"{tag}.new{n}@example.com", "N", f"P{n}", "Lisbon", "Nurses; Porters"]
+           for n in range(rows)]  # fmt: skip
+    with app.app_context():
+        db.session.execute(
+            sa_insert(User),
+            [{"email": r[0], "first_name": "Old", "last_name": "Name", "role": "learner",
+              "status": "active", "session_version": 1, "created_at": datetime.now()}
+             for r in existing],
+        )  # fmt: skip
+        db.session.commit()
+        engine = db.engine
+    preview = upload(client, "r.csv", csv_bytes(new + existing, headers=NAMES))
+    seen = []
+
+    def counted(*_args):
+        seen.append(1)
+
+    event.listen(engine, "before_cursor_execute", counted)
+    try:
+        assert confirm(client, preview).status_code == 303
+    finally:
+        event.remove(engine, "before_cursor_execute", counted)
+    job = get(app, ImportJob, job_id(preview))
+    assert job.result["created"] == job.result["updated"] == rows
+    return len(seen)
+
+
+def test_the_commit_writes_in_statements_that_do_not_grow_with_the_file(app, admin_client, make):
+    """Bulk statements, and no per-chunk work where there is nothing to do (the enrolment
+    rules' hook locked every imported user 500 at a time though there was no rule)."""
+    app.config["IMPORT_BACKGROUND_ROWS"] = 10_000
+    make.location("Lisbon")
+    make.group("Nurses")
+    make.group("Porters")
+    assert _commit_statements(app, admin_client, 1_200, "b") == _commit_statements(
+        app, admin_client, 5, "a"
+    )

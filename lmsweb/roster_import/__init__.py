@@ -1,8 +1,9 @@
 """Roster import: read a spreadsheet safely, preview what it would do, apply it at once.
 
 `reading` turns an upload into a Table; `planning` decides, row by row, what the import
-would do; `applying` re-plans inside the transaction and writes; `jobs` holds an upload as
-an ImportJob whose preview and apply run here or, for a large file, in the worker
+would do, and checks at the commit that the database has not changed under the preview;
+`applying` writes the plan through `bulk` (many rows per statement); `jobs` holds an upload
+as an ImportJob whose preview and apply run here or, for a large file, in the worker
 (lmsweb/import_jobs.py).
 """
 

@@ -1,11 +1,12 @@
-"""Roster import, applying: a plan made again inside the transaction, then written in bulk."""
+"""Roster import, applying: the preview's plan, checked again inside the transaction (or
+made again when the database has changed since), then written in bulk."""
 
 from __future__ import annotations
 
 from datetime import date, timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from .. import audit
@@ -13,31 +14,8 @@ from ..domain_error import DomainError
 from ..extensions import db
 from ..licensing import NoSeatsAvailable, lock_users, take_seats
 from ..models import Course, CourseAssignment, Group, ImportJob, Location, User, user_groups, utcnow
-from .planning import _chunks, managers_by_email, member_of, plan_import
-
-
-def _insert_rows(table, rows: list[dict[str, Any]]) -> None:
-    """Insert many rows in the session's transaction: executemany on SQLite (fast there);
-    COPY on PostgreSQL, where psycopg's executemany sends one statement per row."""
-    if not rows:
-        return
-    connection = db.session.connection()
-    if connection.dialect.name != "postgresql":
-        db.session.execute(insert(table), rows)
-        return
-    # COPY knows no Python-side defaults: fill them in as an INSERT would.
-    names = list(rows[0])
-    defaults = {
-        c.name: c.default.arg
-        for c in table.columns
-        if c.name not in names and c.default is not None and c.default.is_scalar
-    }
-    names += list(defaults)
-    columns = ", ".join(f'"{name}"' for name in names)
-    raw = connection.connection.dbapi_connection
-    with raw.cursor() as cursor, cursor.copy(f'COPY "{table.name}" ({columns}) FROM STDIN') as copy:
-        for row in rows:
-            copy.write_row([row[n] if n in row else defaults[n] for n in names])
+from .bulk import insert_rows, new_ids, update_rows
+from .planning import Plan, _chunks, managers_by_email, member_of, plan_import, replan
 
 
 def _ensure_named(model, wanted: dict[str, str]) -> dict[str, int]:
@@ -54,10 +32,26 @@ def _ensure_named(model, wanted: dict[str, str]) -> dict[str, int]:
 
 
 def apply(job: ImportJob, actor: User | None) -> dict[str, Any]:
-    """Apply the valid rows of `job` (re-planned now) in the caller's transaction.
+    """Apply the valid rows of `job` in the caller's transaction: as previewed when nothing
+    they rest on has changed since, else as planned again now.
 
     Raises NoSeatsAvailable (nothing changed) when a course lacks seats."""
-    plan = plan_import(job.data, job.create_missing, actor.id if actor else None)
+    actor_id = actor.id if actor else None
+    plan = replan(job.data, job.preview, job.create_missing, actor_id)
+    if plan is not None:
+        try:
+            with db.session.begin_nested():
+                return _write(job, plan, actor)
+        except IntegrityError:
+            # A user with the email or user ID of a row was added since the preview (the
+            # unique indexes said so): plan the file again, against what is there now.
+            pass
+    plan = plan_import(job.data, job.create_missing, actor_id)
+    job.preview = plan.preview()
+    return _write(job, plan, actor)
+
+
+def _write(job: ImportJob, plan: Plan, actor: User | None) -> dict[str, Any]:
     if plan.seat_shortfall:
         short = plan.seat_shortfall[0]
         raise NoSeatsAvailable(
@@ -70,10 +64,13 @@ def apply(job: ImportJob, actor: User | None) -> dict[str, Any]:
     locations = _ensure_named(Location, plan.new_locations)
     groups = _ensure_named(Group, plan.new_groups)
     now = utcnow()
-    created_ids: list[int] = []
-    if plan.creates:
-        values = [
+    # Ids taken up front, so nothing is read back by email after the insert.
+    created_ids = new_ids(User.__table__, len(plan.creates))
+    insert_rows(
+        User.__table__,
+        (
             {
+                "id": user_id,
                 "email": op["email"],
                 "employee_id": op["employee_id"],
                 "first_name": op["first_name"],
@@ -84,23 +81,9 @@ def apply(job: ImportJob, actor: User | None) -> dict[str, Any]:
                 "session_version": 1,
                 "created_at": now,
             }
-            for op in plan.creates
-        ]
-        # Core executemany of the users table (RETURNING in parameter order would make
-        # SQLite insert row by row); the new ids are then read back by email.
-        _insert_rows(User.__table__, values)
-        ids: dict[str, int] = {}
-        for part in _chunks([v["email"] for v in values]):
-            ids.update(
-                (email, user_id)
-                for user_id, email in db.session.execute(
-                    select(User.id, func.lower(User.email)).where(
-                        member_of(func.lower(User.email), part)
-                    )
-                )
-            )
-        created_ids = [ids[v["email"]] for v in values]
-    links: list[dict[str, int]] = []
+            for user_id, op in zip(created_ids, plan.creates, strict=True)
+        ),
+    )
     assignments: list[dict[str, Any]] = []
     course_days = dict(db.session.execute(select(Course.id, Course.default_due_days)).all())
     today = date.today()
@@ -122,9 +105,6 @@ def apply(job: ImportJob, actor: User | None) -> dict[str, Any]:
     for user_id, op in zip(created_ids, plan.creates, strict=True):
         if op["manager"]:
             manager_of[user_id] = op["manager"]
-        links.extend(
-            {"user_id": user_id, "group_id": groups[k]} for k in dict.fromkeys(op["groups"])
-        )
         assign_rows(user_id, op["courses"])
 
     regroup: list[int] = []
@@ -144,21 +124,18 @@ def apply(job: ImportJob, actor: User | None) -> dict[str, Any]:
             manager_of[op["id"]] = op["manager"]
         if "groups" in op:
             regroup.append(op["id"])
-            links.extend(
-                {"user_id": op["id"], "group_id": groups[k]} for k in dict.fromkeys(op["groups"])
-            )
         assign_rows(op["id"], op.get("courses", []))
-    # Grouped by the columns they set: one executemany per shape.
+    # Grouped by the columns they set: one UPDATE per shape (and batch).
     shapes: dict[tuple, list] = {}
     for values in field_updates:
         shapes.setdefault(tuple(sorted(values)), []).append(values)
     for batch in shapes.values():
-        db.session.execute(update(User), batch)
+        update_rows(User.__table__, batch)
     if manager_of:
         # After the creates: a manager may be a new user of this same file.
         ids_by_email = managers_by_email(set(manager_of.values()))
-        db.session.execute(
-            update(User),
+        update_rows(
+            User.__table__,
             [{"id": uid, "manager_id": ids_by_email[m]} for uid, m in manager_of.items()],
         )
     for part in _chunks(role_changed):
@@ -170,7 +147,7 @@ def apply(job: ImportJob, actor: User | None) -> dict[str, Any]:
         )
     for part in _chunks(regroup):
         db.session.execute(delete(user_groups).where(member_of(user_groups.c.user_id, part)))
-    _insert_rows(user_groups, links)
+    insert_rows(user_groups, _group_links(created_ids, plan, groups))
     if assignments:
         _refuse_archived_meanwhile({a["user_id"] for a in assignments} - set(created_ids))
         needed: dict[int, list[int]] = {}
@@ -183,7 +160,7 @@ def apply(job: ImportJob, actor: User | None) -> dict[str, Any]:
             take_seats(course, needed[course.id])
         try:
             with db.session.begin_nested():
-                _insert_rows(CourseAssignment.__table__, assignments)
+                insert_rows(CourseAssignment.__table__, assignments)
         except IntegrityError:
             raise DomainError(
                 "Some of these courses were assigned by someone else while the import ran; "
@@ -209,7 +186,6 @@ def apply(job: ImportJob, actor: User | None) -> dict[str, Any]:
         "new_locations": sorted(plan.new_locations.values()),
         "new_groups": sorted(plan.new_groups.values()),
     }
-    job.preview = plan.preview()
     job.result = result
     job.status = "done"
     job.processed_rows = job.total_rows
@@ -226,6 +202,17 @@ def apply(job: ImportJob, actor: User | None) -> dict[str, Any]:
     )
     db.session.flush()
     return result
+
+
+def _group_links(created_ids: list[int], plan: Plan, groups: dict[str, int]):
+    """The memberships to insert (the new users', and the regrouped users' new sets), made
+    as they are written."""
+    for user_id, op in zip(created_ids, plan.creates, strict=True):
+        for key in dict.fromkeys(op["groups"]):
+            yield {"user_id": user_id, "group_id": groups[key]}
+    for op in plan.updates:
+        for key in dict.fromkeys(op.get("groups", ())):
+            yield {"user_id": op["id"], "group_id": groups[key]}
 
 
 def _refuse_archived_meanwhile(user_ids: set[int]) -> None:

@@ -13,6 +13,7 @@ import re
 import zipfile
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from operator import itemgetter
 from typing import Any
 
 from flask import current_app, has_app_context
@@ -95,6 +96,8 @@ def check_zip(data: bytes, max_members: int = MAX_ZIP_MEMBERS, max_bytes: int | 
 
 def cell_text(value: Any) -> str:
     """A cell as text: integral floats without `.0`, dates as ISO, blanks as ''."""
+    if type(value) is str:  # most cells: first, and without the isinstance chain
+        return value.strip()
     if value is None:
         return ""
     if isinstance(value, bool):
@@ -150,7 +153,7 @@ def _read_excel(data: bytes, extension: str, max_rows: int) -> list[tuple[int, l
         rows = workbook.get_sheet_by_index(0).to_python(skip_empty_area=False)
     except Exception as exc:  # calamine raises its own error types for any damage
         raise ImportFileError(f"The workbook could not be read: {exc}") from exc
-    texts = ([cell_text(v) for v in row] for row in rows)
+    texts = ([v.strip() if type(v) is str else cell_text(v) for v in row] for row in rows)
     return [(n, row) for n, row in enumerate(texts, start=1) if any(row)]
 
 
@@ -248,5 +251,14 @@ def read_table(filename: str, data: bytes, max_rows: int) -> Table:
         )
     fields = list(columns)
     indexes = [columns[f] for f in fields]
-    rows = [[row[i] if i < len(row) else "" for i in indexes] for _, row in body]
+    width = max(indexes) + 1
+    pick = itemgetter(*indexes)
+    rows = [
+        (
+            ([pick(row)] if len(indexes) == 1 else list(pick(row)))
+            if len(row) >= width
+            else [row[i] if i < len(row) else "" for i in indexes]
+        )
+        for _, row in body
+    ]
     return Table(fields=fields, rows=rows, lines=[n for n, _ in body], ignored=ignored)
