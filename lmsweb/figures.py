@@ -26,14 +26,6 @@ from datetime import date, datetime, timedelta
 
 from flask import current_app, has_app_context
 from sqlalchemy import (
-    JSON,
-    Column,
-    Date,
-    DateTime,
-    Float,
-    ForeignKey,
-    Integer,
-    Table,
     case,
     exists,
     func,
@@ -53,24 +45,14 @@ from .models import (
     user_groups,
     utcnow,
 )
+from .models import (
+    figure_snapshots as snapshots,
+)
 
 LIVE_MAX_USERS = 20_000
 RECOUNT_MAX_USERS = 200_000
 MAX_AGE_MINUTES = 15
 CYCLE = ("waiting", "renewal_due", "expired")
-
-snapshots = Table(
-    "figure_snapshots",
-    db.metadata,
-    Column("id", Integer, primary_key=True),
-    Column("scope_id", ForeignKey("scopes.id", ondelete="CASCADE")),
-    Column("day", Date, nullable=False),
-    Column("computed_at", DateTime, nullable=False),
-    Column("seconds", Float, nullable=False),
-    Column("data", JSON, nullable=False),
-    # An administrator asked for a recount too large to run in their request: the worker's.
-    Column("requested_at", DateTime),
-)
 
 
 @dataclass
