@@ -447,9 +447,7 @@ def change_allocation(course_id: int, location_id: int):
     """Change how many of the course's licenses a location may use."""
     _organisation_wide()
     course = _load(course_id)
-    location = db.session.get(Location, location_id)
-    if location is None:
-        abort(404)
+    location = db.get_or_404(Location, location_id)
     form = AllocationChangeForm()
     if not form.validate_on_submit():
         return _allocation_refused(course, _form_message(form) or "Enter a number.", 422)
@@ -488,9 +486,7 @@ def remove_allocation(course_id: int, location_id: int):
     """Remove a location's cap: it draws from the course's pool freely again."""
     _organisation_wide()
     course = _load(course_id)
-    location = db.session.get(Location, location_id)
-    if location is None:
-        abort(404)
+    location = db.get_or_404(Location, location_id)
     try:
         before = licensing.remove_allocation(course, location)
     except DomainError as error:
