@@ -301,3 +301,13 @@ def get(app, model, ident):
 
 
 __all__ = ["HX", "PASSWORD", "count", "get", "login", "CourseAssignment"]
+
+
+@pytest.fixture(scope="module")
+def racers():
+    """Two worker processes for the race tests (tests/race_support.py), one pair per module."""
+    from tests.race_support import Racers
+
+    racers = Racers(2, BASE_CONFIG)
+    yield racers
+    racers.close()

@@ -102,3 +102,16 @@ class Racers:
             if process.is_alive():
                 process.kill()
                 process.join()
+
+
+def assign_request(app, client, user, course) -> Request:
+    """The assign of `course` to `user` from their Course Assignments dialog, as `client`'s
+    administrator posts it (no due date)."""
+    return Request.by(
+        app,
+        client,
+        f"/admin/users/{user.id}/courses",
+        action="assign",
+        course=str(course.id),
+        due_date="",
+    )

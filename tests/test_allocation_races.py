@@ -8,33 +8,13 @@ from __future__ import annotations
 
 from collections import Counter
 
-import pytest
-
 from lmsweb import licensing
 from lmsweb.extensions import db
 from lmsweb.models import Course, LocationAllocation
-from tests.conftest import BASE_CONFIG
-from tests.race_support import Racers, Request
+from tests.race_support import Request
+from tests.race_support import assign_request as _assign
 
 ROUNDS = 20
-
-
-@pytest.fixture(scope="module")
-def racers():
-    racers = Racers(2, BASE_CONFIG)
-    yield racers
-    racers.close()
-
-
-def _assign(app, client, user, course) -> Request:
-    return Request.by(
-        app,
-        client,
-        f"/admin/users/{user.id}/courses",
-        action="assign",
-        course=str(course.id),
-        due_date="",
-    )
 
 
 def _capped(app, make, code: str, lisbon, cap: int, holding: int):

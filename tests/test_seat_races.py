@@ -12,23 +12,15 @@ from __future__ import annotations
 import json
 from collections import Counter
 
-import pytest
 from sqlalchemy import func, select
 
 from lmsweb import licensing
 from lmsweb.extensions import db
 from lmsweb.models import Course, CourseAssignment, User
-from tests.conftest import BASE_CONFIG
-from tests.race_support import Racers, Request
+from tests.race_support import Request
+from tests.race_support import assign_request as _assign
 
 ROUNDS = 20
-
-
-@pytest.fixture(scope="module")
-def racers():
-    racers = Racers(2, BASE_CONFIG)
-    yield racers
-    racers.close()
 
 
 def _assert_pools_agree(app) -> None:
@@ -66,17 +58,6 @@ def _unassign(app, admin_client, record) -> Request:
         f"/admin/users/{record.user_id}/courses",
         action="unassign",
         assignment=str(record.id),
-    )
-
-
-def _assign(app, admin_client, user, course) -> Request:
-    return Request.by(
-        app,
-        admin_client,
-        f"/admin/users/{user.id}/courses",
-        action="assign",
-        course=str(course.id),
-        due_date="",
     )
 
 
