@@ -4,10 +4,11 @@
 For each export: time to first byte (the first chunk of the streamed response), total time,
 CPU time, bytes, and the peak RSS during the request (each export runs in its own process,
 and the peak is reset after sign-in), beside the RSS before it and the peak of anonymous
-memory alone (SQLite's memory-mapped database pages count in RSS too). Exports: users (every
-status), dashboard training records (every record), audit log (one event per user, added
-once), import errors (an import of IMPORT_MAX_ROWS rows that are all errors; its rows live
-in the job, not in a table).
+memory alone (SQLite's memory-mapped database pages count in RSS too), and for the users
+export the CPU and peak RSS of the process that writes its records sheet beside it.
+Exports: users (every status), dashboard training records (every record), audit log (one
+event per user, added once), import errors (an import of IMPORT_MAX_ROWS rows that are all
+errors; its rows live in the job, not in a table).
 Figures are printed, never judged.
 """
 
@@ -144,6 +145,7 @@ def _child(path: str, url: str) -> None:
     baseline = _reset_peak_rss()
     anon = _AnonPeak()
     started, cpu = time.perf_counter(), time.process_time()
+    helpers_before = _helpers_cpu()
     response = client.get(url, buffered=False)
     first = None
     size = 0
@@ -153,6 +155,7 @@ def _child(path: str, url: str) -> None:
         size += len(chunk)
     response.close()
     seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
+    helpers = resource.getrusage(resource.RUSAGE_CHILDREN)
     rss = _status_mb("VmHWM") if baseline is not None else _maxrss_mb()
     anon_mb = anon.stop()
     print(
@@ -166,9 +169,17 @@ def _child(path: str, url: str) -> None:
                 "rss_mb": rss,
                 "anon_mb": anon_mb,
                 "baseline_mb": baseline,
+                "helper_cpu": _helpers_cpu() - helpers_before,
+                "helper_rss_mb": helpers.ru_maxrss / 1024,
             }
         )
     )
+
+
+def _helpers_cpu() -> float:
+    """CPU seconds of this process's ended children: an export's sheet processes."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _run_child(path: Path, url: str) -> dict:
@@ -195,6 +206,12 @@ def main() -> None:
                 f"total {figures['seconds']:6.1f} s (CPU {figures['cpu']:5.1f} s), "
                 f"{figures['bytes'] / 1e6:6.1f} MB, peak RSS {figures['rss_mb']:4.0f} MB "
                 f"(anonymous {figures['anon_mb']:4.0f} MB)"
+                + (
+                    f"; its sheet process: CPU {figures['helper_cpu']:.1f} s, "
+                    f"peak RSS {figures['helper_rss_mb']:.0f} MB"
+                    if figures["helper_cpu"]
+                    else ""
+                )
                 + (
                     f" (RSS before the request {figures['baseline_mb']:.0f} MB)"
                     if figures["baseline_mb"] is not None

@@ -142,6 +142,9 @@ def from_environment(instance_path: str) -> dict:
         "IMPORT_MAX_CELL_CHARS": _int("IMPORT_MAX_CELL_CHARS", 1000),
         "IMPORT_MAX_SHARED_STRINGS": _int("IMPORT_MAX_SHARED_STRINGS", 1_000_000),
         "IMPORT_MAX_UNCOMPRESSED_MB": _int("IMPORT_MAX_UNCOMPRESSED_MB", 100),
+        # Exports: Export Users writes its records sheet in a process of its own (a fork)
+        # beside the users sheet (lmsweb/xlsx.py); 0 writes both here, one after the other.
+        "EXPORT_SHEET_PROCESSES": _bool("EXPORT_SHEET_PROCESSES", default=True),
         "WTF_CSRF_TIME_LIMIT": None,
         "WTF_CSRF_SSL_STRICT": False,
     }

@@ -5,16 +5,26 @@ first, labels spelled by the database)."""
 from __future__ import annotations
 
 import io
+import zipfile
 from datetime import date, timedelta
+from pathlib import Path
 
 import pytest
 from openpyxl import load_workbook
-from sqlalchemy import select
+from sqlalchemy import event, literal_column, select
 
 from lmsweb import licensing
 from lmsweb.extensions import db
 from lmsweb.models import AuditEvent, CourseAssignment, User
-from lmsweb.xlsx import BATCH_ROWS, SQLITE_MMAP_BYTES, Sheet, stream_rows, write_sheets
+from lmsweb.xlsx import (
+    BATCH_ROWS,
+    SQLITE_MMAP_BYTES,
+    QueryRows,
+    Sheet,
+    stream_rows,
+    stream_sheets,
+    write_sheets,
+)
 
 
 @pytest.mark.parametrize("rows", [0, 1, BATCH_ROWS - 1, BATCH_ROWS, BATCH_ROWS + 1, 2 * BATCH_ROWS])
@@ -121,3 +131,97 @@ def test_the_audit_export_spells_details_and_actors_as_the_log_does(app, admin, 
     assert rows["4"][1] == "SCIM token “HR <sync>”"
     assert rows["4"][5] == '{"scim_token": "HR <sync>"}'
     assert rows["5"][1] == "system" and rows["5"][5] == '{"a": "=1", "z": null}'
+
+
+# --- a sheet written by a process of its own (xlsx.QueryRows, _SheetProcess) -------------------
+
+
+def _children() -> set[int]:
+    """This process's child processes (zombies included until they are reaped)."""
+    found: set[int] = set()
+    for task in Path("/proc/self/task").iterdir():
+        found.update(int(pid) for pid in (task / "children").read_text().split())
+    return found
+
+
+def _two_sheets():
+    texts = [("plain",), ("a & <b>",), ("=1+2",), (" padded ",), (None,)]
+    query = select(User.last_name, User.email, User.approved_at).order_by(User.id)
+    return [
+        Sheet("Here", ["Text"], iter(texts), kinds="t"),
+        Sheet("There", ["Last name", "Email", "Approved"], QueryRows(query, batch=3), kinds="tts"),
+    ]
+
+
+@pytest.mark.parametrize("processes", [False, True])
+def test_a_query_sheet_reads_the_same_in_a_process_of_its_own(app, make, processes):
+    """The workbook is the same whether the query's sheet is written here or by a process
+    of its own (whose member is copied in: the zip's checks pass, every row is there), and
+    with processes this process never runs that query."""
+    for n in range(7):
+        make.user(last_name=f"O'Brien & {n}" if n % 2 else f"=Sum{n}")
+    app.config["EXPORT_SHEET_PROCESSES"] = processes
+    statements: list[str] = []
+
+    def seen(conn, cursor, statement, *args):
+        statements.append(statement)
+
+    with app.app_context():
+        event.listen(db.engine, "before_cursor_execute", seen)
+        try:
+            out = io.BytesIO()
+            written = write_sheets(out, _two_sheets())
+        finally:
+            event.remove(db.engine, "before_cursor_execute", seen)
+        expected = db.session.execute(
+            select(User.last_name, User.email, User.approved_at).order_by(User.id)
+        ).all()
+    assert written == [5, len(expected)] and len(expected) == 7
+    with zipfile.ZipFile(out) as archive:
+        assert archive.testzip() is None
+    book = load_workbook(out)
+    # (The last row, empty, has no cells to read back.)
+    assert list(book["Here"].iter_rows(values_only=True))[1:] == [
+        ("plain",),
+        ("a & <b>",),
+        ("=1+2",),
+        (" padded ",),
+    ]
+    there = list(book["There"].iter_rows(values_only=True))
+    assert there[0] == ("Last name", "Email", "Approved")
+    assert [(r[0], r[1]) for r in there[1:]] == [(r[0], r[1]) for r in expected]
+    assert all(abs((got[2] - want[2].replace(tzinfo=None)).total_seconds()) < 1
+               for got, want in zip(there[1:], expected, strict=True))  # fmt: skip
+    assert book["There"].auto_filter.ref == "A1:C8"
+    ran_here = any("users.email" in s and "users.approved_at" in s for s in statements)
+    assert ran_here is not processes
+
+
+def test_an_abandoned_export_stops_and_reaps_its_sheet_process(app, make):
+    make.user()
+    app.config["EXPORT_SHEET_PROCESSES"] = True
+    with app.app_context():
+        before = _children()
+        chunks = stream_sheets(_two_sheets())
+        assert next(chunks).startswith(b"PK")
+        assert len(_children() - before) == 1, "the second sheet's process runs"
+        chunks.close()
+        assert _children() == before
+
+
+def test_a_failing_sheet_process_fails_the_export(app, make, capfd):
+    """A process that cannot write its sheet makes the workbook fail (a truncated download),
+    never a workbook silently missing rows; the process is reaped and its error logged."""
+    make.user()
+    app.config["EXPORT_SHEET_PROCESSES"] = True
+    broken = select(User.email).where(literal_column("no_such_column") == 1)
+    sheets = [
+        Sheet("Here", ["Text"], iter([("a",)]), kinds="t"),
+        Sheet("There", ["Email"], QueryRows(broken), kinds="t"),
+    ]
+    with app.app_context():
+        before = _children()
+        with pytest.raises(RuntimeError, match="sheet's process failed"):
+            write_sheets(io.BytesIO(), sheets)
+        assert _children() == before
+    assert "no_such_column" in capfd.readouterr().err
