@@ -1,5 +1,6 @@
 """Every Excel export through its URL, at 100,000 users (and 1,000,000 with
-`BENCH_EXPORT_SIZES=100000,1000000`; seeding a million users takes ~4 minutes, once). SQLite.
+`BENCH_EXPORT_SIZES=100000,1000000`; seeding a million users takes a minute or more, once).
+SQLite, and PostgreSQL when TEST_DATABASE_URL names a server (BENCH_EXPORT_ENGINES picks).
 
 For each export: time to first byte (the first chunk of the streamed response), total time,
 CPU time, bytes, and the peak RSS during the request (each export runs in its own process,
@@ -24,7 +25,8 @@ import threading
 import time
 from pathlib import Path
 
-from bench.bulk_export import ADMIN_EMAIL, ADMIN_PASSWORD, _app, _database
+from bench import _support
+from bench.bulk_export import ADMIN_EMAIL, ADMIN_PASSWORD, _database
 
 EXPORTS = {
     "users": "/admin/users/export.xlsx?status=pending&status=active&status=archived",
@@ -40,7 +42,48 @@ def _sizes() -> list[int]:
     return [int(n) for n in raw.replace(",", " ").split()]
 
 
-def _prepare(path: Path) -> int:
+def _app(url: str):
+    from lmsweb import create_app
+
+    return create_app(
+        {
+            "SQLALCHEMY_DATABASE_URI": url,
+            "SECRET_KEY": "bench",
+            "PUBLIC_BASE_URL": "http://lms.bench",
+            "MAIL_SERVER": None,
+        }
+    )
+
+
+def _postgresql(users: int) -> str:
+    """The PostgreSQL database of `users` demo users on the TEST_DATABASE_URL server (built
+    once: migrated, seeded, the bench administrator added, statistics gathered)."""
+    import sqlalchemy as sa
+    from flask_migrate import upgrade
+
+    from lmsweb.extensions import db
+    from lmsweb.models import User
+    from lmsweb.seed import seed_demo
+
+    url = dict(_support.databases(f"users-{users}.sqlite3", f"lmsweb_bench_exports_{users}"))[
+        "postgresql"
+    ]
+    app = _app(url)
+    with app.app_context():
+        upgrade()
+        if db.session.scalar(sa.select(sa.func.count()).select_from(User)) < users:
+            db.session.close()
+            seed_demo(users)
+            _support.add_admin(ADMIN_EMAIL, ADMIN_PASSWORD)
+            db.session.commit()
+            with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                conn.exec_driver_sql("VACUUM ANALYZE")
+        db.session.remove()
+        db.engine.dispose()
+    return url
+
+
+def _prepare(url: str) -> int:
     """Audit events (one per user) and an all-errors import job, added once; the job id."""
     from sqlalchemy import func, insert, select
 
@@ -48,7 +91,7 @@ def _prepare(path: Path) -> int:
     from lmsweb.extensions import db
     from lmsweb.models import AuditEvent, ImportJob, User
 
-    app = _app(path)
+    app = _app(url)
     with app.app_context(), sqlite_write_transaction():
         job_id = db.session.scalar(
             select(ImportJob.id).where(ImportJob.filename == "bench-errors.xlsx")
@@ -134,9 +177,9 @@ class _AnonPeak:
         return max(self.peak, _status_mb("RssAnon"))
 
 
-def _child(path: str, url: str) -> None:
+def _child(database: str, url: str) -> None:
     """One export through the test client, read chunk by chunk as a client would."""
-    app = _app(Path(path))
+    app = _app(database)
     client = app.test_client()
     token = re.search(r'name="csrf-token" content="([^"]+)"', client.get("/login").text)[1]
     client.post(
@@ -182,9 +225,9 @@ def _helpers_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def _run_child(path: Path, url: str) -> dict:
+def _run_child(database: str, url: str) -> dict:
     output = subprocess.run(
-        [sys.executable, "-m", "bench.exports", "--child", str(path), url],
+        [sys.executable, "-m", "bench.exports", "--child", database, url],
         check=True,
         capture_output=True,
         text=True,
@@ -193,31 +236,50 @@ def _run_child(path: Path, url: str) -> dict:
     return json.loads(output.strip().splitlines()[-1])
 
 
+def _engines() -> list[str]:
+    """SQLite, and PostgreSQL when TEST_DATABASE_URL names a server; BENCH_EXPORT_ENGINES
+    (e.g. "postgresql") picks among them."""
+    found = ["sqlite"]
+    if os.environ.get("TEST_DATABASE_URL", "").startswith(("postgres://", "postgresql")):
+        found.append("postgresql")
+    wanted = os.environ.get("BENCH_EXPORT_ENGINES", "").replace(",", " ").split()
+    return [engine for engine in found if not wanted or engine in wanted]
+
+
 def main() -> None:
-    for users in _sizes():
-        started = time.perf_counter()
-        path = _database(users)
-        job = _prepare(path)
-        print(f"{users:,} users (database ready in {time.perf_counter() - started:.0f} s)")
-        for name, url in EXPORTS.items():
-            figures = _run_child(path, url.format(job=job))
-            print(
-                f"  {name:<13} HTTP {figures['status']}: first byte {figures['ttfb']:6.3f} s, "
-                f"total {figures['seconds']:6.1f} s (CPU {figures['cpu']:5.1f} s), "
-                f"{figures['bytes'] / 1e6:6.1f} MB, peak RSS {figures['rss_mb']:4.0f} MB "
-                f"(anonymous {figures['anon_mb']:4.0f} MB)"
-                + (
-                    f"; its sheet process: CPU {figures['helper_cpu']:.1f} s, "
-                    f"peak RSS {figures['helper_rss_mb']:.0f} MB"
-                    if figures["helper_cpu"]
-                    else ""
-                )
-                + (
-                    f" (RSS before the request {figures['baseline_mb']:.0f} MB)"
-                    if figures["baseline_mb"] is not None
-                    else ""
-                )
-            )
+    for engine in _engines():
+        for users in _sizes():
+            started = time.perf_counter()
+            database = _postgresql(users) if engine == "postgresql" else _sqlite(users)
+            job = _prepare(database)
+            ready = time.perf_counter() - started
+            print(f"{engine}, {users:,} users (database ready in {ready:.0f} s)")
+            for name, url in EXPORTS.items():
+                _print(name, _run_child(database, url.format(job=job)))
+
+
+def _sqlite(users: int) -> str:
+    return f"sqlite:///{_database(users)}"
+
+
+def _print(name: str, figures: dict) -> None:
+    print(
+        f"  {name:<13} HTTP {figures['status']}: first byte {figures['ttfb']:6.3f} s, "
+        f"total {figures['seconds']:6.1f} s (CPU {figures['cpu']:5.1f} s), "
+        f"{figures['bytes'] / 1e6:6.1f} MB, peak RSS {figures['rss_mb']:4.0f} MB "
+        f"(anonymous {figures['anon_mb']:4.0f} MB)"
+        + (
+            f"; its sheet process: CPU {figures['helper_cpu']:.1f} s, "
+            f"peak RSS {figures['helper_rss_mb']:.0f} MB"
+            if figures["helper_cpu"]
+            else ""
+        )
+        + (
+            f" (RSS before the request {figures['baseline_mb']:.0f} MB)"
+            if figures["baseline_mb"] is not None
+            else ""
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -560,7 +560,8 @@ class _SheetProcess:
             chunk = self.file.read(min(end, 1 << 20))
             end -= len(chunk)
             archive.fp.write(chunk)  # type: ignore[union-attr]
-            yield sink.take()
+            if data := sink.take():
+                yield data
         # The member is the archive's now: its central directory entry is written at close.
         archive.filelist.append(info)
         archive.NameToInfo[info.filename] = info
