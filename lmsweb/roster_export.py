@@ -68,14 +68,11 @@ _PACK = 1 << 20
 
 
 def _group_ids_column():
-    """The user's group ids, joined in SQL from the (user_id, group_id) index alone: one
-    correlated scalar subquery per row, no join to the groups table."""
-    dialect = db.session.get_bind().dialect.name
-    joined = (
-        func.string_agg(cast(user_groups.c.group_id, String), literal(","))
-        if dialect == "postgresql"
-        else func.group_concat(user_groups.c.group_id, ",")
-    )
+    """SQLite: the user's group ids, joined from the (user_id, group_id) index alone, one
+    correlated scalar subquery per row, no join to the groups table (SQLite walks the name
+    index and looks each user's groups and records up; PostgreSQL aggregates them once,
+    `_export_query_joined`)."""
+    joined = func.group_concat(user_groups.c.group_id, ",")
     return select(joined).where(user_groups.c.user_id == User.id).correlate(User).scalar_subquery()
 
 
@@ -99,6 +96,8 @@ def _label(column, labels: dict[str, str]):
 
 def export_query(users: Select[tuple[User]]) -> Select:
     """The export's columns over `users` (a filtered users query), in list order."""
+    if db.session.get_bind().dialect.name == "postgresql":
+        return _export_query_joined(users)
     a = CourseAssignment
     counts = (
         select(func.count(a.id) * _PACK + func.count(a.id).filter(a.state == "completed"))
@@ -106,6 +105,10 @@ def export_query(users: Select[tuple[User]]) -> Select:
         .correlate(User)
         .scalar_subquery()
     )
+    return _columns(users, _group_ids_column(), counts)
+
+
+def _columns(users: Select[tuple[User]], group_ids, counts) -> Select:
     return (
         users.with_only_columns(
             User.first_name,
@@ -113,7 +116,7 @@ def export_query(users: Select[tuple[User]]) -> Select:
             User.email,
             User.employee_id,
             Location.name,
-            _group_ids_column(),
+            group_ids,
             _label(User.role, ROLE_LABELS),
             _label(User.status, STATUS_LABELS),
             excel_day(User.approved_at),
@@ -124,6 +127,42 @@ def export_query(users: Select[tuple[User]]) -> Select:
         )
         .outerjoin(Location, Location.id == User.location_id)
         .order_by(User.last_name, User.first_name, User.id)
+    )
+
+
+def _export_query_joined(users: Select[tuple[User]]) -> Select:
+    """PostgreSQL: the groups and counts aggregated once for the exported users and joined
+    (merge joins in id order, then one sort by name), rather than two subqueries per user
+    along the name index: at a million users the query took 11.0 s of the server's time
+    that way, reading the users' rows at random in name order, and 3.5 s this way. A few
+    users (checked rows, a search) are still found by their indexes: the aggregates read
+    only the rows of `users`."""
+    a = CourseAssignment
+    exported = users.with_only_columns(User.id).order_by(None)
+    groups = (
+        select(
+            user_groups.c.user_id,
+            func.string_agg(cast(user_groups.c.group_id, String), literal(",")).label("ids"),
+        )
+        .where(user_groups.c.user_id.in_(exported))
+        .group_by(user_groups.c.user_id)
+        .subquery("export_groups")
+    )
+    counts = (
+        select(
+            a.user_id,
+            (func.count(a.id) * _PACK + func.count(a.id).filter(a.state == "completed")).label(
+                "packed"
+            ),
+        )
+        .where(a.archived_at.is_(None), a.user_id.in_(exported))
+        .group_by(a.user_id)
+        .subquery("export_counts")
+    )
+    return (
+        _columns(users, groups.c.ids, counts.c.packed)
+        .outerjoin(groups, groups.c.user_id == User.id)
+        .outerjoin(counts, counts.c.user_id == User.id)
     )
 
 
