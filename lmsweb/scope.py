@@ -209,8 +209,12 @@ NOT_ADMINS = "Only an organisation-wide administrator can change administrators.
 
 
 def in_scope_ids(rule: ScopeRule | None = None) -> Select:
-    """SQL: the ids of the users in scope (for narrowing rows that point at a user)."""
-    return select(User.id).where(user_condition(rule))
+    """SQL: the ids of the users in scope (for narrowing rows that point at a user): the
+    scope's range of `scope_members`, no user's row read."""
+    rule = rule if rule is not None else current_rule()
+    if rule is not None and rule.scope_id is not None:
+        return select(scope_members.c.user_id).where(scope_members.c.scope_id == rule.scope_id)
+    return select(User.id).where(user_condition(rule, current=False))
 
 
 def visible_location_ids(rule: ScopeRule) -> set[int]:
