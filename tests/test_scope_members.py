@@ -14,7 +14,7 @@ import sqlalchemy as sa
 
 from lmsweb.extensions import db
 from lmsweb.models import Scope, User, scope_groups, scope_locations, scope_members, user_groups
-from tests.conftest import IS_POSTGRES
+from tests.conftest import HX, IS_POSTGRES
 from tests.import_support import csv_bytes, job_id, upload
 from tests.scim_support import headers, make_scoped_token, make_token
 from tests.test_scim_scope import patch, user_body
@@ -348,3 +348,43 @@ def test_the_scoped_list_reads_scope_members(app, world, sam_client):
     listed = [s for s, _p in seen if "FROM users" in s and "scope_members" in s]
     assert listed
     assert not [s for s, _p in seen if "scope_locations" in s and "FROM users" in s]
+
+
+@pytest.mark.parametrize("sort", ["name", "-email"])
+def test_a_far_page_tests_the_scope_against_its_members_read_once(
+    app, world, make, sam_client, monkeypatch, sort
+):
+    """A page far down a scoped list past the count's cap is walked testing each row against
+    the scope's members read once (PostgreSQL: a hashed subquery, `IS true`): every page
+    holds the rows of the one ordering all the same."""
+    import re
+
+    from werkzeug.datastructures import MultiDict
+
+    from lmsweb.blueprints.users import listing
+    from lmsweb.user_queries import UserFilters, filtered_users, ordered
+    from tests.test_query_plans import captured
+    from tests.test_scopes import _crowd, _ids_in_scope
+
+    monkeypatch.setattr(listing, "COUNT_CAP", 5)
+    monkeypatch.setattr(listing, "FAR_WALK", 20)
+    _crowd(make, world)
+    with app.app_context():
+        filters = UserFilters.from_args(MultiDict([("sort", sort)]))
+        everyone = db.session.scalars(
+            ordered(filtered_users(filters).with_only_columns(User.id), sort)
+        ).all()
+        archived = set(db.session.scalars(sa.select(User.id).where(User.status == "archived")))
+    in_scope = _ids_in_scope(app, world)
+    expected = [i for i in everyone if i in in_scope and i not in archived]
+    assert len(expected) > 50
+    shown, statements = [], []
+    for page in range(1, len(expected) // 25 + 2):
+        url = f"/admin/users?sort={sort}&per_page=25&page={page}"
+        with app.app_context():
+            seen = captured(app, lambda url=url: shown.append(sam_client.get(url, headers=HX)))
+        statements += [s for s, _p in seen if "scope_members" in s and "ORDER BY" in s]
+    ids = [int(i) for r in shown for i in re.findall(r'<tr id="user-(\d+)"', r.text)]
+    assert ids == expected
+    hashed = [s for s in statements if "IS true" in s]
+    assert bool(hashed) == IS_POSTGRES, statements
