@@ -17,7 +17,7 @@ from flask.cli import with_appcontext
 from sqlalchemy import func, select
 from werkzeug.security import generate_password_hash
 
-from . import audit, licensing
+from . import audit, licensing, scope
 from .domain_error import DomainError
 from .extensions import db
 from .models import User, utcnow
@@ -117,14 +117,26 @@ def check(repair: bool):
             f"OVER {o.code}: {o.location} may use {o.seats}, holds {o.held} (someone moved "
             "there with their seats, or a seat was taken around licensing.py)"
         )
+    # Who each administrator scope reaches, kept by triggers (0013_scope_members).
+    members = scope.members_drift()
+    for line in members:
+        click.echo(line)
+    if repair and members:
+        scope.repair_members()
+        audit.record("scopes.repair", summary=f"Rewrote the members of {len(members)} scopes")
+        db.session.commit()
+        click.echo(f"Rewrote the members of {len(members)} scopes.")
     if repair and drifts:
         audit.record("pools.repair", summary=f"Repaired {len(drifts)} license counters")
         db.session.commit()
         click.echo(f"Repaired {len(drifts)} counters.")
         return
-    if drifts or overdrawn:
+    if repair and members:
+        return
+    if drifts or overdrawn or members:
         sys.exit(1)
     click.echo("License pools agree with the training records: no drift.")
+    click.echo("Scope members agree with the scopes' locations and groups.")
 
 
 @lms.command("figures")

@@ -65,6 +65,19 @@ scope_groups = Table(
 )
 
 
+# Who each scope reaches, kept by triggers (0013_scope_members): one row per scope and user
+# in it, with the user's status and role, so a scoped list is an index range. Never written
+# by the application; `flask lms check` compares it with `scope.defined_condition`.
+scope_members = Table(
+    "scope_members",
+    db.metadata,
+    Column("scope_id", ForeignKey("scopes.id", ondelete="CASCADE"), primary_key=True),
+    Column("user_id", ForeignKey("users.id", ondelete="CASCADE"), primary_key=True, index=True),
+    Column("status", String(16), nullable=False),
+    Column("role", String(16), nullable=False),
+    Index("ix_scope_members_status", "scope_id", "status", "role"),
+)
+
 # The dashboard's figures counted for one audience (0012_figures): the organisation (scope_id
 # NULL) or an administrator scope; lmsweb/figures.py counts and reads them.
 figure_snapshots = Table(

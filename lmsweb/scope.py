@@ -7,8 +7,11 @@ scope the same way.
 
 Everything that lists or loads users narrows through `user_condition` (the Users list and
 its count, "everyone matching", the export, the Dashboard) or `reaches` (one user by id),
-so scope is enforced in one place. `current_rule()` is the rule of the request: the SCIM
-token's when a SCIM client calls, else the signed-in administrator's.
+so scope is enforced in one place. `user_condition` reads the scope's members from
+`scope_members`, which the database keeps equal to the definition (`defined_condition`) by
+triggers (migration 0013_scope_members): one index range, where the definition is an OR of
+a location and a group membership asked of every user. `current_rule()` is the rule of the
+request: the SCIM token's when a SCIM client calls, else the signed-in administrator's.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from dataclasses import dataclass
 
 from flask import g, has_request_context
 from flask_login import current_user
-from sqlalchemy import ColumnElement, Select, and_, false, func, or_, select, true
+from sqlalchemy import ColumnElement, Select, false, func, literal, or_, select, true
 
 from .domain_error import DomainError
 from .extensions import db
@@ -29,6 +32,7 @@ from .models import (
     User,
     scope_groups,
     scope_locations,
+    scope_members,
     user_groups,
 )
 
@@ -40,6 +44,9 @@ class ScopeRule:
     location_ids: frozenset[int]
     group_ids: frozenset[int]
     label: str
+    # The scope's row: its members are in scope_members. None for a rule of no stored scope
+    # (tests), which is tested against its definition.
+    scope_id: int | None = None
 
     @property
     def empty(self) -> bool:
@@ -65,7 +72,9 @@ def rule_for(scope_id: int | None) -> ScopeRule | None:
     ).all()
     # A scope that is gone (cannot happen: RESTRICT) or empty reaches nobody; never widen.
     label = ", ".join(name for _id, name in [*locations, *groups]) or "nobody"
-    return ScopeRule(frozenset(i for i, _n in locations), frozenset(i for i, _n in groups), label)
+    return ScopeRule(
+        frozenset(i for i, _n in locations), frozenset(i for i, _n in groups), label, scope_id
+    )
 
 
 _UNSET = object()
@@ -103,41 +112,85 @@ def is_organisation_wide() -> bool:
 
 
 def user_condition(
-    rule: ScopeRule | None = None, *, current: bool = True, walk: bool = False
+    rule: ScopeRule | None = None,
+    *,
+    current: bool = True,
+    walk: bool = False,
+    hashed: bool = False,
 ) -> ColumnElement[bool]:
     """SQL: the user (the `users` row) is in scope. With no rule given, the request's.
 
-    `walk`: membership of the scope's groups tested row by row (EXISTS), for a page read
-    along a name-ordered index (see `user_queries.filtered_users`)."""
+    `walk`: membership tested row by row (one primary key probe of scope_members per row),
+    for a page read along a name-ordered index (see `user_queries.filtered_users`).
+    `hashed`: tested row by row against the scope's members read once (PostgreSQL hashes
+    the subquery: `IS TRUE` keeps it from becoming a join), for a walk far down the order,
+    where a probe per row costs more than reading the scope (page 1,000 of a million users,
+    400,000 rows walked: 250 ms probed, 90 ms hashed)."""
     if rule is None and current:
         rule = current_rule()
     if rule is None:
         return true()
+    if rule.scope_id is None:
+        return defined_condition(rule)
+    members = select(scope_members.c.user_id).where(scope_members.c.scope_id == rule.scope_id)
+    if hashed:
+        return User.id.in_(members).is_(true())
+    if walk:
+        return members.where(scope_members.c.user_id == User.id).exists()
+    return User.id.in_(members)
+
+
+def defined_condition(rule: ScopeRule) -> ColumnElement[bool]:
+    """SQL: the user is at one of the rule's locations or in one of its groups: the
+    definition `scope_members` is kept equal to (and is checked against)."""
     parts: list[ColumnElement[bool]] = []
     if rule.location_ids:
         parts.append(User.location_id.in_(sorted(rule.location_ids)))
     if rule.group_ids:
-        parts.append(_member_of(rule.group_ids, walk))
+        members = select(user_groups.c.user_id).where(
+            user_groups.c.group_id.in_(sorted(rule.group_ids))
+        )
+        parts.append(User.id.in_(members))
     return or_(*parts) if parts else false()
 
 
-def _member_of(group_ids: frozenset[int], walk: bool) -> ColumnElement[bool]:
-    members = select(user_groups.c.user_id).where(user_groups.c.group_id.in_(sorted(group_ids)))
-    if walk:
-        return members.where(user_groups.c.user_id == User.id).exists()
-    return User.id.in_(members)
+def members_drift() -> list[str]:
+    """How `scope_members` differs from the definition, one line per scope that differs
+    (missing and extra users, and users whose copied status or role is stale); empty when
+    they agree. For `flask lms check`."""
+    m = scope_members
+    problems = []
+    for scope_id in db.session.scalars(select(Scope.id).order_by(Scope.id)):
+        defined = select(User.id, User.status, User.role).where(
+            defined_condition(rule_for(scope_id))  # type: ignore[arg-type]
+        )
+        stored = select(m.c.user_id, m.c.status, m.c.role).where(m.c.scope_id == scope_id)
+        missing = db.session.execute(defined.except_(stored)).all()
+        extra = db.session.execute(stored.except_(defined)).all()
+        stale = {row[0] for row in missing} & {row[0] for row in extra}
+        missing_ids = sorted({row[0] for row in missing} - stale)
+        extra_ids = sorted({row[0] for row in extra} - stale)
+        if missing_ids or extra_ids or stale:
+            problems.append(
+                f"SCOPE {scope_id}: {len(missing_ids)} missing {missing_ids[:5]}, "
+                f"{len(extra_ids)} extra {extra_ids[:5]}, "
+                f"{len(stale)} with a stale status or role {sorted(stale)[:5]}"
+            )
+    return problems
 
 
-def disjoint_conditions(rule: ScopeRule) -> list[ColumnElement[bool]]:
-    """`user_condition(rule)` as conditions no user meets twice, whose union it is: the
-    scope's locations' users, then its groups' members elsewhere. Each is answered from an
-    index of its own (users by location; the groups' members, then each one's row), where
-    the OR of both walks every user of the organisation on PostgreSQL: a count adds them."""
-    if not (rule.location_ids and rule.group_ids):
-        return [user_condition(rule)]
-    at = User.location_id.in_(sorted(rule.location_ids))
-    elsewhere = or_(User.location_id.not_in(sorted(rule.location_ids)), User.location_id.is_(None))
-    return [at, and_(_member_of(rule.group_ids, False), elsewhere)]
+def repair_members() -> None:
+    """Rewrite `scope_members` from the definition (after `members_drift` found a scope
+    drifted: written around the triggers, or they were dropped)."""
+    m = scope_members
+    db.session.execute(m.delete())
+    for scope_id in db.session.scalars(select(Scope.id).order_by(Scope.id)):
+        reached = select(literal(scope_id), User.id, User.status, User.role).where(
+            defined_condition(rule_for(scope_id))
+        )  # type: ignore[arg-type]
+        db.session.execute(
+            m.insert().from_select(["scope_id", "user_id", "status", "role"], reached)
+        )
 
 
 def reaches(user: User, rule: ScopeRule | None = None, *, current: bool = True) -> bool:
@@ -166,8 +219,12 @@ NOT_ADMINS = "Only an organisation-wide administrator can change administrators.
 
 
 def in_scope_ids(rule: ScopeRule | None = None) -> Select:
-    """SQL: the ids of the users in scope (for narrowing rows that point at a user)."""
-    return select(User.id).where(user_condition(rule))
+    """SQL: the ids of the users in scope (for narrowing rows that point at a user): the
+    scope's range of `scope_members`, no user's row read."""
+    rule = rule if rule is not None else current_rule()
+    if rule is not None and rule.scope_id is not None:
+        return select(scope_members.c.user_id).where(scope_members.c.scope_id == rule.scope_id)
+    return select(User.id).where(user_condition(rule, current=False))
 
 
 def visible_location_ids(rule: ScopeRule) -> set[int]:

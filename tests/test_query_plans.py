@@ -152,8 +152,9 @@ def test_past_the_cap_location_order_is_walked_location_by_location(
 @sqlite_only
 def test_a_scoped_page_past_the_cap_walks_the_name_order(app, make, monkeypatch):
     """A scoped administrator's list past the count cap reads its page along the name index,
-    testing the scope row by row (EXISTS for its groups): not every person in scope found
-    by both indexes (MULTI-INDEX OR) and sorted, 12,000 rows for a page of 50 (#17)."""
+    testing the scope row by row (a primary key probe of scope_members): not every person
+    in scope found by both indexes (MULTI-INDEX OR) and sorted, 12,000 rows for a page of
+    50 (#17)."""
     from lmsweb.blueprints.users import listing
 
     from .conftest import HX, login
@@ -178,6 +179,73 @@ def test_a_scoped_page_past_the_cap_walks_the_name_order(app, make, monkeypatch)
             )
         )
     assert "TEMP B-TREE FOR ORDER BY" not in plan and "MULTI-INDEX OR" not in plan, plan
+    assert "SEARCH scope_members USING COVERING INDEX" in plan, plan
+    assert "(scope_id=? AND user_id=?)" in plan, plan
+
+
+def _scoped_world(app, make, monkeypatch):
+    """80 people, half at Here, a third in Team; Sam scoped to Here + Team; the count cap 5.
+    Sam's client, signed in."""
+    from lmsweb.blueprints.users import listing
+
+    from .conftest import login
+    from .test_scopes import scope_admin
+
+    monkeypatch.setattr(listing, "COUNT_CAP", 5)
+    here, there, team = make.location("Here"), make.location("There"), make.group("Team")
+    for n in range(80):
+        make.user(last_name=f"Scoped{n:02d}", location_id=(here if n % 2 else there).id,
+                  groups=[team] if n % 3 else [])  # fmt: skip
+    sam = make.admin(email="sam@example.com")
+    scope_admin(app, sam, [here], [team])
+    client = app.test_client()
+    login(client, sam.email)
+    return client, here, there
+
+
+def _plans(app, client, url: str, wanted) -> list[str]:
+    from .conftest import HX
+
+    prefix = "EXPLAIN" if IS_POSTGRES else "EXPLAIN QUERY PLAN"
+    with app.app_context():
+        seen = captured(app, lambda: client.get(url, headers=HX))
+        return [
+            " ".join(
+                str(row[-1]) for row in db.session.connection().exec_driver_sql(f"{prefix} {s}", p)
+            )
+            for s, p in seen
+            if wanted(s)
+        ]
+
+
+def test_the_scoped_count_is_a_range_of_scope_members(app, make, monkeypatch):
+    """The scoped list's count, narrowed by no more than status and role, reads
+    scope_members alone (status and role are copied there): no user's row, no OR of the
+    scope's locations and groups (#17)."""
+    client, _here, _there = _scoped_world(app, make, monkeypatch)
+    for url in ("/admin/users", "/admin/users?status=archived&role=learner&page=3"):
+        (plan,) = _plans(app, client, url, lambda s: "count(*)" in s)
+        assert "scope_members" in plan and "users" not in plan, plan
+        if not IS_POSTGRES:
+            assert "COVERING INDEX ix_scope_members_status (scope_id=?" in plan, plan
+
+
+@sqlite_only
+def test_a_scoped_list_filtered_by_a_location_starts_from_the_location(app, make, monkeypatch):
+    """Filtered by a location (a group, a search), the scoped count and page are driven by
+    the filter's index and probe scope_members per row: not every member of the scope read
+    first and each looked up (a location of 317 people in a scope of 12,338) (#17)."""
+    client, _here, there = _scoped_world(app, make, monkeypatch)
+    plans = _plans(
+        app,
+        client,
+        f"/admin/users?location={there.id}",
+        lambda s: "scope_members" in s and ("count(*)" in s or "ORDER BY users.last_name" in s),
+    )
+    assert len(plans) == 2  # the count, the page
+    for plan in plans:
+        assert "ix_users_location" in plan and "(scope_id=? AND user_id=?)" in plan, plan
+        assert "LIST SUBQUERY" not in plan, plan
 
 
 @sqlite_only

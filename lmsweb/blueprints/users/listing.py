@@ -56,9 +56,9 @@ from ...user_queries import (
     UNARCHIVED_TRAINING,
     TrainingCounts,
     UserFilters,
-    filtered_parts,
     filtered_users,
     matches_sorted,
+    matching_statuses,
     ordered,
     search_walks,
     searched_page,
@@ -79,6 +79,9 @@ FORM_TRIGGERS = {"users-filters", "users-q"}
 COUNT_CAP = 10_000
 # Orders an index of users keeps (0002_user_search, 0003_dashboard): by location is a join.
 WALKED_SORTS = {"name", "email", "status", "created"}
+# A walk for a page this many rows down the order or more tests the scope against its
+# members read once, not probed row by row (`user_queries.filtered_users`' `far`).
+FAR_WALK = 5_000
 
 
 class UserFilterForm(FlaskForm):
@@ -200,7 +203,7 @@ def list_context(filters: UserFilters) -> dict[str, Any]:
     # Counted per status in the same query: the export links say how many they hold.
     cap = max(COUNT_CAP, filters.per_page)
     limit = max(cap, filters.page * filters.per_page)
-    by_status = _count_by_status(filtered_parts(filters), limit)
+    by_status = _count_by_status(filters, limit)
     # The page's ids first (from an index alone where one covers the filters), then
     # those rows with what they show: a deep page never reads the rows it skips.
     capped = sum(by_status.values()) > limit
@@ -210,12 +213,15 @@ def list_context(filters: UserFilters) -> dict[str, Any]:
         filters.page = min(filters.page, pages)
     key = filters.sort.removeprefix("-")
     rule = scope.current_rule()
-    members = bool(filters.group) or bool(rule is not None and rule.group_ids)
-    # Many members of a group (the filter's or the scope's), in an order an index keeps:
-    # walk that index, testing each row.
+    members = bool(filters.group) or rule is not None
+    # Many members of a group or a scope, in an order an index keeps: walk that index,
+    # testing each row.
     many = total > cap
     walk = many and members and key in WALKED_SORTS
-    walked = filtered_users(filters, walk=True) if many and members else query
+    # How far down the order the page is read (a late page of a counted list from its end).
+    offset = (filters.page - 1) * filters.per_page
+    far = offset if capped else min(offset, max(total - offset - filters.per_page, 0))
+    walked = filtered_users(filters, walk=True, far=far >= FAR_WALK) if many and members else query
     if many and key == "location":
 
         def page_of_ids() -> list[int]:
@@ -243,7 +249,7 @@ def list_context(filters: UserFilters) -> dict[str, Any]:
     page_ids = page_of_ids()
     if capped and len(page_ids) <= filters.per_page:
         # Fewer rows than counted (users left meanwhile): this is the last page after all.
-        by_status = _count_by_status(filtered_parts(filters), filters.page * filters.per_page)
+        by_status = _count_by_status(filters, filters.page * filters.per_page)
         total = sum(by_status.values())
         capped = False
         pages = max(ceil(total / filters.per_page), 1)
@@ -430,18 +436,14 @@ def _chip_names(filters: UserFilters) -> dict[str, dict[int, str]]:
     return names
 
 
-def _count_by_status(parts: list, limit: int) -> dict[str, int]:
-    """Users matching the union of `parts` (queries no user matches twice) per status,
-    counting no further than `limit` + 1 rows: one statement, each part from its own index,
-    the next one read only while the count is short."""
-    return dict(db.session.execute(counted_by_status(parts, limit)).all())
+def _count_by_status(filters: UserFilters, limit: int) -> dict[str, int]:
+    """Users matching `filters` per status, counting no further than `limit` + 1 rows."""
+    return dict(db.session.execute(counted_by_status(filters, limit)).all())
 
 
-def counted_by_status(parts: list, limit: int):
+def counted_by_status(filters: UserFilters, limit: int):
     """The statement of `_count_by_status` (the bench prints its plan)."""
-    statuses = [part.with_only_columns(User.status).order_by(None) for part in parts]
-    matching = (statuses[0] if len(statuses) == 1 else union_all(*statuses)).limit(limit + 1)
-    matching = matching.subquery()
+    matching = matching_statuses(filters).limit(limit + 1).subquery()
     return select(matching.c.status, func.count()).group_by(matching.c.status)
 
 
