@@ -440,3 +440,25 @@ def test_a_far_page_tests_the_scope_against_its_members_read_once(
     assert ids == expected
     hashed = [s for s in statements if "IS true" in s]
     assert bool(hashed) == IS_POSTGRES, statements
+
+
+def test_the_demo_seed_keeps_it(app, make, monkeypatch):
+    """The seed's bulk path (SQLite: secondary indexes dropped and built again after the
+    rows) into an organisation that has a scope."""
+    from lmsweb import seed
+    from lmsweb.models import Group, Location
+
+    with app.app_context():
+        seed.seed_demo(120)
+        db.session.commit()
+        location = db.session.scalar(sa.select(Location).order_by(Location.id))
+        group = db.session.scalar(sa.select(Group).order_by(Group.id))
+    admin = make.admin(email="seeded.scope@example.com")
+    scope_admin(app, admin, [location], [group])
+    before = assert_kept(app, "scoped after a first seed")
+    monkeypatch.setattr(seed, "BULK_FROM", 1)
+    with app.app_context():
+        seed.seed_demo(300)
+        db.session.commit()
+    after = assert_kept(app, "a second seed, in bulk")
+    assert len(after) > len(before)
