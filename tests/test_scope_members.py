@@ -336,6 +336,58 @@ def test_concurrent_removals_of_a_users_last_two_ways_in_leave_no_stale_row(app,
     assert both.id not in {user for _s, user, _st, _r in kept}
 
 
+@pytest.mark.skipif(not IS_POSTGRES, reason="concurrent writers: PostgreSQL")
+def test_a_user_moving_into_a_location_as_a_scope_gains_it_is_not_missed(app, world, make):
+    """A scope gains a location while, at once, someone moves there: the scope's insert does
+    not see the move, the move does not see the scope's new location. The scope's change
+    locks users against writers until it commits, so the move's trigger sees it."""
+    import threading
+    import time
+
+    mover = make.learner(email="mover@example.com", location_id=world.madrid.id)
+    with app.app_context():
+        engine = db.engine
+        scope_id = db.session.scalar(sa.select(User.scope_id).where(User.id == world.sam.id))
+    started = threading.Barrier(2)
+    errors: list[BaseException] = []
+
+    def gain() -> None:
+        try:
+            with engine.connect() as conn:
+                conn.execute(
+                    sa.text("INSERT INTO scope_locations (scope_id, location_id) VALUES (:s, :l)"),
+                    {"s": scope_id, "l": world.madrid.id},
+                )
+                started.wait(timeout=10)
+                time.sleep(0.5)  # the move runs meanwhile
+                conn.commit()
+        except BaseException as error:  # noqa: BLE001 - reported below
+            errors.append(error)
+
+    def move() -> None:
+        try:
+            with engine.connect() as conn:
+                started.wait(timeout=10)
+                conn.execute(
+                    sa.text("UPDATE users SET location_id = :l WHERE id = :u"),
+                    {"l": world.madrid.id, "u": mover.id},
+                )
+                conn.commit()
+        except BaseException as error:  # noqa: BLE001 - reported below
+            errors.append(error)
+
+    # The mover starts in Madrid; moving "to Madrid" again would change nothing: first away.
+    sql(app, "UPDATE users SET location_id = :p WHERE id = :u", p=world.porto.id, u=mover.id)
+    threads = [threading.Thread(target=gain), threading.Thread(target=move)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert not errors, errors
+    kept = assert_kept(app, "moved in as the scope gained the location")
+    assert mover.id in {user for _s, user, _st, _r in kept}
+
+
 def test_the_scoped_list_reads_scope_members(app, world, sam_client):
     """The scoped list's count reads scope_members alone, and its page tests membership
     there (no OR of the scope's locations and groups)."""
@@ -388,3 +440,25 @@ def test_a_far_page_tests_the_scope_against_its_members_read_once(
     assert ids == expected
     hashed = [s for s in statements if "IS true" in s]
     assert bool(hashed) == IS_POSTGRES, statements
+
+
+def test_the_demo_seed_keeps_it(app, make, monkeypatch):
+    """The seed's bulk path (SQLite: secondary indexes dropped and built again after the
+    rows) into an organisation that has a scope."""
+    from lmsweb import seed
+    from lmsweb.models import Group, Location
+
+    with app.app_context():
+        seed.seed_demo(120)
+        db.session.commit()
+        location = db.session.scalar(sa.select(Location).order_by(Location.id))
+        group = db.session.scalar(sa.select(Group).order_by(Group.id))
+    admin = make.admin(email="seeded.scope@example.com")
+    scope_admin(app, admin, [location], [group])
+    before = assert_kept(app, "scoped after a first seed")
+    monkeypatch.setattr(seed, "BULK_FROM", 1)
+    with app.app_context():
+        seed.seed_demo(300)
+        db.session.commit()
+    after = assert_kept(app, "a second seed, in bulk")
+    assert len(after) > len(before)
