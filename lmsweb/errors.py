@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import Flask, render_template, request
 from flask_wtf.csrf import CSRFError
+from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException
 
 MESSAGES = {
@@ -15,6 +16,20 @@ MESSAGES = {
     429: "Too many attempts. Please wait a moment and try again.",
     500: "Something went wrong on our side. Nothing was changed; please try again.",
 }
+# PostgreSQL gave up one of two transactions that waited for each other (a deadlock) or
+# could not be serialised: the request's changes are rolled back whole, and the same request
+# again normally succeeds.
+RETRYABLE_SQLSTATES = {"40P01", "40001"}
+CONFLICT_MESSAGE = (
+    "Another change reached the same records at the same moment. Nothing was changed; "
+    "please try again."
+)
+
+
+def is_retryable(error: BaseException) -> bool:
+    """Whether `error` is a database conflict that trying again resolves."""
+    original = getattr(error, "orig", None)
+    return getattr(original, "sqlstate", None) in RETRYABLE_SQLSTATES
 
 
 def _render_error(code: int, message: str):
@@ -47,6 +62,17 @@ def init_app(app: Flask) -> None:
         else:
             message = MESSAGES.get(code, error.name)
         return _render_error(code, message)
+
+    @app.errorhandler(OperationalError)
+    def database_conflict(error: OperationalError):
+        from .extensions import db
+
+        db.session.rollback()
+        if not is_retryable(error):
+            app.logger.exception("Unhandled error on %s %s", request.method, request.path)
+            return _render_error(500, MESSAGES[500])
+        app.logger.warning("Database conflict on %s %s: %s", request.method, request.path, error)
+        return _render_error(409, CONFLICT_MESSAGE)
 
     @app.errorhandler(Exception)
     def unexpected_error(error: Exception):
