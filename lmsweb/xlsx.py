@@ -12,10 +12,13 @@ XML 1.0 cannot hold are removed.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import queue
 import re
 import signal
 import tempfile
+import threading
 import traceback
 import zipfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -105,13 +108,64 @@ def stream_rows(
     if connection.dialect.name == "sqlite":
         mapped = connection.exec_driver_sql("PRAGMA mmap_size").scalar()
         connection.exec_driver_sql(f"PRAGMA mmap_size = {SQLITE_MMAP_BYTES}")
+    result = None
     try:
-        yield from connection.execute(query.execution_options(stream_results=True, yield_per=batch))
+        result = connection.execute(query.execution_options(stream_results=True, yield_per=batch))
+        if connection.dialect.name == "postgresql":
+            for rows in _read_ahead(result.partitions()):
+                yield from rows
+        else:
+            yield from result
     finally:
+        if result is not None and not connection.closed:
+            result.close()  # a server-side cursor left open by an abandoned download
         # As it was, for the pooled connection's next user (unless the request's connection
         # is already gone: a download abandoned at teardown).
         if mapped is not None and not connection.closed:
             connection.exec_driver_sql(f"PRAGMA mmap_size = {int(mapped)}")
+
+
+_END = object()
+
+
+def _read_ahead(batches: Iterator[Any], ahead: int = 2) -> Iterator[Any]:
+    """PostgreSQL: the cursor's next batches fetched by a thread while this one writes the
+    rows it has. The server prepares a batch only when it is asked for it, so without this
+    the two took turns; the thread waits on the network with the GIL released. (On SQLite
+    a thread gains nothing: stepping gives the GIL back and takes it again for every row.)
+    The caller's connection is used by the thread alone until the last batch is handed
+    over, or until it stops (an abandoned download): this generator waits for it to end."""
+    handed: queue.Queue = queue.Queue(maxsize=ahead)
+    stop = threading.Event()
+
+    def fetch() -> None:
+        try:
+            for rows in batches:
+                while not stop.is_set():
+                    try:
+                        handed.put(rows, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            handed.put(_END)
+        except BaseException as error:  # noqa: BLE001 - raised again in the writer's thread
+            handed.put(error)
+
+    reader = threading.Thread(target=fetch, name="xlsx-read-ahead", daemon=True)
+    reader.start()
+    try:
+        while (item := handed.get()) is not _END:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        while reader.is_alive():  # make room, should the reader wait to hand over a batch
+            with contextlib.suppress(queue.Empty):
+                handed.get(timeout=0.1)
+        reader.join()
 
 
 class QueryRows:

@@ -5,13 +5,15 @@ first, labels spelled by the database)."""
 from __future__ import annotations
 
 import io
+import threading
 import zipfile
 from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
 from openpyxl import load_workbook
-from sqlalchemy import event, literal_column, select
+from sqlalchemy import event, func, literal_column, select
+from sqlalchemy.exc import DBAPIError
 
 from lmsweb import licensing
 from lmsweb.extensions import db
@@ -25,6 +27,7 @@ from lmsweb.xlsx import (
     stream_sheets,
     write_sheets,
 )
+from tests.conftest import IS_POSTGRES
 
 
 @pytest.mark.parametrize("rows", [0, 1, BATCH_ROWS - 1, BATCH_ROWS, BATCH_ROWS + 1, 2 * BATCH_ROWS])
@@ -225,3 +228,42 @@ def test_a_failing_sheet_process_fails_the_export(app, make, capfd):
             write_sheets(io.BytesIO(), sheets)
         assert _children() == before
     assert "no_such_column" in capfd.readouterr().err
+
+
+# --- PostgreSQL: the cursor read ahead by a thread (xlsx._read_ahead) ----------------------------
+
+
+def _readers() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "xlsx-read-ahead"]
+
+
+@pytest.mark.skipif(not IS_POSTGRES, reason="PostgreSQL's cursor is read ahead")
+def test_rows_read_ahead_arrive_in_order_and_an_abandoned_read_ends_its_thread(app, make):
+    for n in range(10):
+        make.user(last_name=f"Ahead{n:02d}")
+    query = select(User.last_name).where(User.last_name.like("Ahead%")).order_by(User.last_name)
+    with app.app_context():
+        assert [r[0] for r in stream_rows(query, batch=3)] == [f"Ahead{n:02d}" for n in range(10)]
+        abandoned = stream_rows(query, batch=3)
+        assert next(abandoned)[0] == "Ahead00"
+        assert len(_readers()) == 1
+        abandoned.close()
+        assert _readers() == []
+        # The connection is the request's again, usable at once.
+        assert db.session.scalar(select(func.count()).select_from(User)) >= 10
+
+
+@pytest.mark.skipif(not IS_POSTGRES, reason="PostgreSQL's cursor is read ahead")
+def test_an_error_met_while_reading_ahead_is_raised_to_the_writer(app, make):
+    for n in range(6):
+        make.user(last_name=f"Err{n}")
+    # Row by row the server divides by zero at the fourth user, in a later batch.
+    ids = select(User.id).where(User.last_name.like("Err%")).order_by(User.id)
+    with app.app_context():
+        fourth = list(db.session.scalars(ids))[3]
+        failing = ids.with_only_columns(literal_column("1") / (User.id - fourth))
+        rows = stream_rows(failing, batch=2)
+        assert next(rows) is not None
+        with pytest.raises(DBAPIError, match="division by zero"):
+            list(rows)
+        assert _readers() == []
