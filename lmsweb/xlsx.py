@@ -109,9 +109,13 @@ def stream_rows(
         mapped = connection.exec_driver_sql("PRAGMA mmap_size").scalar()
         connection.exec_driver_sql(f"PRAGMA mmap_size = {SQLITE_MMAP_BYTES}")
     result = None
+    ahead = connection.dialect.name == "postgresql"
+    if ahead:
+        # Half batches, one read ahead: at most a batch and a half in memory, as one batch was.
+        batch = max(batch // 2, 1)
     try:
         result = connection.execute(query.execution_options(stream_results=True, yield_per=batch))
-        if connection.dialect.name == "postgresql":
+        if ahead:
             for rows in _read_ahead(result.partitions()):
                 yield from rows
         else:
@@ -128,7 +132,7 @@ def stream_rows(
 _END = object()
 
 
-def _read_ahead(batches: Iterator[Any], ahead: int = 2) -> Iterator[Any]:
+def _read_ahead(batches: Iterator[Any], ahead: int = 1) -> Iterator[Any]:
     """PostgreSQL: the cursor's next batches fetched by a thread while this one writes the
     rows it has. The server prepares a batch only when it is asked for it, so without this
     the two took turns; the thread waits on the network with the GIL released. (On SQLite
