@@ -10,6 +10,9 @@ from axe_playwright_python.sync_playwright import Axe
 SERIOUS = ("serious", "critical")
 DIALOG_OPENER = '[data-hx-get][data-hx-target="#dialog-root"]'
 OPEN_DIALOG = "#dialog-root dialog[open]"
+# A dialog loses [open] when it closes; its "close" handler (app.js) then removes it and
+# returns focus, in a task of its own. Wait for that removal before asserting where focus is.
+ANY_DIALOG = "#dialog-root dialog"
 # Counts finished htmx requests, so a test can wait for the swap a click started.
 HTMX_PROBE = """
 window.__lmsDone = 0;
@@ -76,7 +79,12 @@ def open_dialog(page, opener) -> None:
 
 def close_dialog(page) -> None:
     page.keyboard.press("Escape")
-    page.wait_for_selector(OPEN_DIALOG, state="detached")
+    wait_closed(page)
+
+
+def wait_closed(page) -> None:
+    """Until the dialog is gone and focus has been returned (not just its [open] removed)."""
+    page.wait_for_selector(ANY_DIALOG, state="detached")
 
 
 def assert_no_serious_violations(page, where: str = "page") -> None:

@@ -12,7 +12,7 @@ from playwright.sync_api import expect
 
 from lmsweb.extensions import db
 from lmsweb.models import Course, CourseAssignment, User
-from tests.browser.a11y import HTMX_PROBE, OPEN_DIALOG, requests_done, wait_for_htmx
+from tests.browser.a11y import HTMX_PROBE, OPEN_DIALOG, requests_done, wait_closed, wait_for_htmx
 from tests.browser.conftest import screenshot, sign_in
 from tests.browser.keyboard import (
     assert_focus_visible,
@@ -317,7 +317,7 @@ def approve_assign_archive(page, app, base: str, actor, admin, make) -> None:
     before = requests_done(page)
     actor.press(dialog.get_by_role("button", name=named(r"^\s*assign")))
     wait_for_htmx(page, before)
-    page.wait_for_selector(OPEN_DIALOG, state="detached")
+    wait_closed(page)
     status, records, pool = _state(app, pat.id, course.id)
     assert [r[0] for r in records] == ["assigned"] and records[0][1] is None
     assert pool.seats_reserved == 1
@@ -368,5 +368,5 @@ def test_escape_closes_a_dialog_and_returns_focus(keyboard_page, live_server, ap
     Keyboard(page).press(row.get_by_role("link", name=named("course")))
     page.wait_for_selector(OPEN_DIALOG)
     escape(page)
-    page.wait_for_selector(OPEN_DIALOG, state="detached")
+    wait_closed(page)
     assert is_focused(opener), f"focus did not return to the opener: {focused(page)}"
