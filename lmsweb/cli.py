@@ -101,11 +101,16 @@ def seed_demo_command(users: int, seed: int):
 
 
 @lms.command("check")
-@click.option("--repair", is_flag=True, help="Set drifted counters to what the records imply.")
+@click.option(
+    "--repair",
+    is_flag=True,
+    help="Set drifted counters to what the records imply and rewrite drifted scope members.",
+)
 @with_appcontext
 def check(repair: bool):
-    """Recompute license counters from the training records; exit 1 on drift or on a
-    location holding more seats than its allocation."""
+    """Recompute license counters from the training records and compare each scope's
+    members with its definition; exit 1 on drift or on a location holding more seats than
+    its allocation."""
     drifts = licensing.repair_counters() if repair else licensing.pool_drift()
     for d in drifts:
         click.echo(f"DRIFT {d.code}: {d.field} stored {d.stored}, records imply {d.expected}")
