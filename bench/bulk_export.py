@@ -31,11 +31,16 @@ ADMIN_PASSWORD = "bench admin password"  # noqa: S105 - a throwaway local databa
 
 
 def _app(path: Path):
+    return app_for(f"sqlite:///{path}")
+
+
+def app_for(url: str):
+    """The benches' app on the database at `url` (no mail server: nothing is sent)."""
     from lmsweb import create_app
 
     return create_app(
         {
-            "SQLALCHEMY_DATABASE_URI": f"sqlite:///{path}",
+            "SQLALCHEMY_DATABASE_URI": url,
             "SECRET_KEY": "bench",
             "PUBLIC_BASE_URL": "http://lms.bench",
             "MAIL_SERVER": None,

@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 from bench import _support
-from bench.bulk_export import ADMIN_EMAIL, ADMIN_PASSWORD, _database
+from bench.bulk_export import ADMIN_EMAIL, ADMIN_PASSWORD, _database, app_for
 
 EXPORTS = {
     "users": "/admin/users/export.xlsx?status=pending&status=active&status=archived",
@@ -42,19 +42,6 @@ def _sizes() -> list[int]:
     return [int(n) for n in raw.replace(",", " ").split()]
 
 
-def _app(url: str):
-    from lmsweb import create_app
-
-    return create_app(
-        {
-            "SQLALCHEMY_DATABASE_URI": url,
-            "SECRET_KEY": "bench",
-            "PUBLIC_BASE_URL": "http://lms.bench",
-            "MAIL_SERVER": None,
-        }
-    )
-
-
 def _postgresql(users: int) -> str:
     """The PostgreSQL database of `users` demo users on the TEST_DATABASE_URL server (built
     once: migrated, seeded, the bench administrator added, statistics gathered)."""
@@ -68,7 +55,7 @@ def _postgresql(users: int) -> str:
     url = dict(_support.databases(f"users-{users}.sqlite3", f"lmsweb_bench_exports_{users}"))[
         "postgresql"
     ]
-    app = _app(url)
+    app = app_for(url)
     with app.app_context():
         upgrade()
         if db.session.scalar(sa.select(sa.func.count()).select_from(User)) < users:
@@ -91,7 +78,7 @@ def _prepare(url: str) -> int:
     from lmsweb.extensions import db
     from lmsweb.models import AuditEvent, ImportJob, User
 
-    app = _app(url)
+    app = app_for(url)
     with app.app_context(), sqlite_write_transaction():
         job_id = db.session.scalar(
             select(ImportJob.id).where(ImportJob.filename == "bench-errors.xlsx")
@@ -179,7 +166,7 @@ class _AnonPeak:
 
 def _child(database: str, url: str) -> None:
     """One export through the test client, read chunk by chunk as a client would."""
-    app = _app(database)
+    app = app_for(database)
     client = app.test_client()
     token = re.search(r'name="csrf-token" content="([^"]+)"', client.get("/login").text)[1]
     client.post(
