@@ -100,12 +100,18 @@ def export_query(users: Select[tuple[User]]) -> Select:
         return _export_query_joined(users)
     a = CourseAssignment
     counts = (
-        select(func.count(a.id) * _PACK + func.count(a.id).filter(a.state == "completed"))
+        select(_packed_counts())
         .where(a.user_id == User.id, a.archived_at.is_(None))
         .correlate(User)
         .scalar_subquery()
     )
     return _columns(users, _group_ids_column(), counts)
+
+
+def _packed_counts():
+    """A user's records and completed records, aggregated as assigned * _PACK + completed."""
+    a = CourseAssignment
+    return func.count(a.id) * _PACK + func.count(a.id).filter(a.state == "completed")
 
 
 def _columns(users: Select[tuple[User]], group_ids, counts) -> Select:
@@ -149,12 +155,7 @@ def _export_query_joined(users: Select[tuple[User]]) -> Select:
         .subquery("export_groups")
     )
     counts = (
-        select(
-            a.user_id,
-            (func.count(a.id) * _PACK + func.count(a.id).filter(a.state == "completed")).label(
-                "packed"
-            ),
-        )
+        select(a.user_id, _packed_counts().label("packed"))
         .where(a.archived_at.is_(None), a.user_id.in_(exported))
         .group_by(a.user_id)
         .subquery("export_counts")

@@ -132,12 +132,17 @@ def user_condition(
         return true()
     if rule.scope_id is None:
         return defined_condition(rule)
-    members = select(scope_members.c.user_id).where(scope_members.c.scope_id == rule.scope_id)
+    members = _members(rule.scope_id)
     if hashed:
         return User.id.in_(members).is_(true())
     if walk:
         return members.where(scope_members.c.user_id == User.id).exists()
     return User.id.in_(members)
+
+
+def _members(scope_id: int) -> Select:
+    """SQL: the ids of the scope's members, a range of `scope_members`."""
+    return select(scope_members.c.user_id).where(scope_members.c.scope_id == scope_id)
 
 
 def defined_condition(rule: ScopeRule) -> ColumnElement[bool]:
@@ -223,7 +228,7 @@ def in_scope_ids(rule: ScopeRule | None = None) -> Select:
     scope's range of `scope_members`, no user's row read."""
     rule = rule if rule is not None else current_rule()
     if rule is not None and rule.scope_id is not None:
-        return select(scope_members.c.user_id).where(scope_members.c.scope_id == rule.scope_id)
+        return _members(rule.scope_id)
     return select(User.id).where(user_condition(rule, current=False))
 
 

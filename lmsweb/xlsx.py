@@ -22,7 +22,7 @@ import threading
 import traceback
 import zipfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime
 from decimal import Decimal
 from typing import IO, Any
@@ -581,13 +581,7 @@ class _SheetProcess:
         db.engine.dispose(close=False)  # new connections here; the inherited stay the parent's
         written: list[int] = []
         with db.engine.connect() as connection, _new_archive(self.file) as archive:
-            mine = Sheet(
-                sheet.title,
-                sheet.headers,
-                stream_rows(rows.query, rows.batch, connection),
-                sheet.widths,
-                sheet.kinds,
-            )
+            mine = replace(sheet, rows=stream_rows(rows.query, rows.batch, connection))
             with archive.open(_member(index), "w", force_zip64=True) as part:
                 for xml in _sheet_xml(mine, _letters(sheet), written):
                     part.write(xml)
