@@ -63,17 +63,6 @@ def init_app(app: Flask) -> None:
             message = MESSAGES.get(code, error.name)
         return _render_error(code, message)
 
-    @app.errorhandler(OperationalError)
-    def database_conflict(error: OperationalError):
-        from .extensions import db
-
-        db.session.rollback()
-        if not is_retryable(error):
-            app.logger.exception("Unhandled error on %s %s", request.method, request.path)
-            return _render_error(500, MESSAGES[500])
-        app.logger.warning("Database conflict on %s %s: %s", request.method, request.path, error)
-        return _render_error(409, CONFLICT_MESSAGE)
-
     @app.errorhandler(Exception)
     def unexpected_error(error: Exception):
         app.logger.exception("Unhandled error on %s %s", request.method, request.path)
@@ -81,3 +70,13 @@ def init_app(app: Flask) -> None:
 
         db.session.rollback()
         return _render_error(500, MESSAGES[500])
+
+    @app.errorhandler(OperationalError)
+    def database_conflict(error: OperationalError):
+        if not is_retryable(error):
+            return unexpected_error(error)
+        from .extensions import db
+
+        db.session.rollback()
+        app.logger.warning("Database conflict on %s %s: %s", request.method, request.path, error)
+        return _render_error(409, CONFLICT_MESSAGE)
