@@ -68,6 +68,11 @@ def sign_in(page, base: str, email: str, password: str) -> None:
     page.get_by_label("Email").fill(email)
     page.get_by_label("Password").fill(password)
     page.get_by_role("button", name="Sign in").click()
+    # Signed in once the browser has left the sign-in page and the next page's scripts have
+    # run: a test acting at once otherwise met the sign-in page still, or a page whose
+    # app.js did not listen yet (the busy-bar test waited 30 s for a class never added).
+    page.wait_for_url(lambda url: "/login" not in url)
+    page.wait_for_load_state("domcontentloaded")
 
 
 def open_menu_item(page, user, name: str) -> None:
