@@ -499,8 +499,15 @@ def test_a_searched_page_is_the_same_whichever_way_it_is_found(
         make.user(first_name=f"Kim{n:02d}", last_name="Zmarsh")
     monkeypatch.setattr(user_queries, "SEARCH_WALK_MIN", 1)
     monkeypatch.setattr(user_queries, "SEARCH_WALK_LONG", 30)
-    for ratio, cap in ((50, 10_000), (1, 10_000), (1, 5), (50, 5)):
+    for ratio, cap, sort_max in (
+        (50, 10_000, 0),
+        (1, 10_000, 0),
+        (1, 5, 0),
+        (50, 5, 0),
+        (1, 10_000, 100),
+    ):
         monkeypatch.setattr(user_queries, "SEARCH_WALK_RATIO", ratio)
+        monkeypatch.setattr(user_queries, "SEARCH_SORT_MAX", sort_max)
         from lmsweb.blueprints.users import listing
 
         monkeypatch.setattr(listing, "COUNT_CAP", cap)
@@ -511,4 +518,4 @@ def test_a_searched_page_is_the_same_whichever_way_it_is_found(
             shown = []
             for page in (1, 2, 3, 4):
                 shown += listed(admin_client, f"{query}&page={page}")
-            assert shown == expected, (ratio, cap, sort)
+            assert shown == expected, (ratio, cap, sort_max, sort)

@@ -235,7 +235,7 @@ def list_context(filters: UserFilters) -> dict[str, Any]:
             offset = (filters.page - 1) * filters.per_page
             known = None if capped else total
             wanted = filters.per_page + 1
-            for walked in search_walks(offset, wanted, exact=known is not None):
+            for walked in search_walks(offset, wanted, known):
                 searched = searched_page(filters, offset, wanted, walked)
                 if searched is None:
                     break
@@ -243,8 +243,7 @@ def list_context(filters: UserFilters) -> dict[str, Any]:
                 # The page and the next one's first, or (the count exact) all that is left.
                 if len(ids) >= (wanted if known is None else min(wanted, known - offset)):
                     return ids
-            matching = ids_query if sorted_matches is None else sorted_matches
-            return _page_ids(matching, filters, known)
+            return _page_ids(ids_query, filters, known, sorted_matches)
 
     page_ids = page_of_ids()
     if capped and len(page_ids) <= filters.per_page:
@@ -447,22 +446,27 @@ def counted_by_status(filters: UserFilters, limit: int):
     return select(matching.c.status, func.count()).group_by(matching.c.status)
 
 
-def _page_ids(ids_query, filters: UserFilters, total: int | None = None) -> list[int]:
+def _page_ids(ids_query, filters: UserFilters, total: int | None = None, page=None) -> list[int]:
     """The page's ids, and the next one's first when there is one. A page in the second
     half of a list whose length (`total`) is known is read from the list's end, in the
     reverse order: a walk along an index then passes the rows after the page, not all
-    those before it (the last of 235 pages reads 30 rows, not 11,730)."""
+    those before it (the last of 235 pages reads 30 rows, not 11,730). `page(sort, limit,
+    offset)`: the statement of a slice, where `ids_query` in `sort` order is not it
+    (`matches_sorted`)."""
+    if page is None:
+
+        def page(sort: str, limit: int, offset: int):
+            return ordered(ids_query, sort).limit(limit).offset(offset)
+
     offset = (filters.page - 1) * filters.per_page
     key = filters.sort.removeprefix("-")
     # The location order puts users without one last both ways: it has no exact reverse.
     if total is not None and offset > total // 2 and key != "location":
         reverse = key if filters.sort.startswith("-") else f"-{key}"
         to_end = max(total - offset, 0)
-        rows = ordered(ids_query, reverse).limit(min(to_end, filters.per_page))
-        ids = list(db.session.scalars(rows.offset(max(to_end - filters.per_page, 0))))
-        return ids[::-1]
-    rows = ordered(ids_query, filters.sort).limit(filters.per_page + 1).offset(offset)
-    return list(db.session.scalars(rows))
+        rows = page(reverse, min(to_end, filters.per_page), max(to_end - filters.per_page, 0))
+        return list(db.session.scalars(rows))[::-1]
+    return list(db.session.scalars(page(filters.sort, filters.per_page + 1, offset)))
 
 
 def _page_ids_by_location(query, filters: UserFilters) -> list[int]:
