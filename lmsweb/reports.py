@@ -15,7 +15,7 @@ from sqlalchemy.orm import aliased, joinedload
 from . import compliance, scope
 from .extensions import db
 from .models import STATUSES, Course, CourseAssignment, Location, User, utcnow
-from .user_queries import UserFilters, filtered_users
+from .user_queries import UserFilters, filtered_users, search_condition
 from .xlsx import excel_day, excel_time, stream_rows
 
 RECORD_STATES = {
@@ -176,7 +176,13 @@ def records_query(filters: RecordFilters) -> Select[tuple[CourseAssignment]]:
         query = query.where(CourseAssignment.state == filters.state)
     elif filters.state == "overdue":
         query = query.where(_open(), CourseAssignment.due_date < today())
-    if filters.q or filters.location or filters.group:
+    if filters.q and not (filters.location or filters.group):
+        # The search's own ids (the FTS5 table's on SQLite): testing them against `users`
+        # first cost a lookup per match ("son": 80,000 at a million users, 45 → 10 ms).
+        searched = search_condition(filters.q, CourseAssignment.user_id)
+        if searched is not None:
+            query = query.where(searched)
+    elif filters.q or filters.location or filters.group:
         # Who the records belong to: the Users list's own filter function decides.
         people = filtered_users(
             UserFilters(

@@ -307,13 +307,14 @@ def _per_dialect_postgresql(element, compiler, **kw):
     return f"({compiler.process(element.clauses.clauses[1], **kw)})"
 
 
-def _containing(words: list[str]) -> ColumnElement[bool]:
-    """Users with every word inside one of the searched fields, from the trigram index."""
+def _containing(words: list[str], ident) -> ColumnElement[bool]:
+    """`ident` is a user with every word inside one of the searched fields, from the
+    trigram index."""
     # FTS5's trigram tokenizer folds case itself; one MATCH ANDs the phrases.
     found = text("SELECT rowid FROM users_search WHERE users_search MATCH :pattern").bindparams(
         pattern=" AND ".join(_fts5_phrase(word) for word in words)
     )
-    sqlite = User.id.in_(found.columns(column("rowid", Integer)))
+    sqlite = ident.in_(found.columns(column("rowid", Integer)))
     # Both spellings lower() may have stored, as for prefixes (one index either way).
     postgresql = and_(
         *(
@@ -321,14 +322,17 @@ def _containing(words: list[str]) -> ColumnElement[bool]:
             for word in words
         )
     )
+    if ident is not User.id:
+        postgresql = ident.in_(select(User.id).where(postgresql))
     return _per_dialect(sqlite, postgresql)
 
 
-def _starting(word: str) -> ColumnElement[bool]:
-    """Users with a field that starts with `word`: a union of index range scans that yields
-    ids, checked against the other filters in a narrow covering index, never the rows."""
+def _starting(word: str, ident) -> ColumnElement[bool]:
+    """`ident` is a user with a field that starts with `word`: a union of index range scans
+    that yields ids, checked against the other filters in a narrow covering index, never
+    the rows."""
     columns = (User.first_name, User.last_name, User.email, User.employee_id)
-    return User.id.in_(
+    return ident.in_(
         union_all(
             *(
                 select(User.id).where(_starts_with(column_, variant))
@@ -339,14 +343,16 @@ def _starting(word: str) -> ColumnElement[bool]:
     )
 
 
-def search_condition(q: str) -> ColumnElement[bool] | None:
+def search_condition(q: str, ident=User.id) -> ColumnElement[bool] | None:
     """Every word is inside (three characters or more) or at the start of (fewer) a first
-    name, last name, email or user ID."""
+    name, last name, email or user ID of the user `ident` names: the user of the row by
+    default, or a user id of another table's (`CourseAssignment.user_id`), which then is
+    tested against the indexes' ids without reading `users` where the engine can."""
     words = q.split()[:MAX_SEARCH_WORDS]
     long_words = [w for w in words if len(w) >= SUBSTRING_MIN]
-    conditions = [_starting(w) for w in words if len(w) < SUBSTRING_MIN]
+    conditions = [_starting(w, ident) for w in words if len(w) < SUBSTRING_MIN]
     if long_words:
-        conditions.append(_containing(long_words))
+        conditions.append(_containing(long_words, ident))
     return and_(*conditions) if conditions else None
 
 
