@@ -11,7 +11,7 @@ import secrets
 from flask import current_app, g
 from sqlalchemy import select
 
-from . import audit, throttle
+from . import audit, scope, throttle
 from .extensions import db
 from .licensing import DomainError
 from .models import Group, Location, ScimToken, Scope, User, utcnow
@@ -54,6 +54,8 @@ def create(
         row.scope = Scope(locations=list(locations or []), groups=list(groups or []))
     db.session.add(row)
     db.session.flush()
+    if row.scope is not None:
+        scope.members_counted()
     reach = row.scope.label if row.scope else "organisation-wide"
     audit.record(
         "scim_token.create",

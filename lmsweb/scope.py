@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from flask import g, has_request_context
 from flask_login import current_user
-from sqlalchemy import ColumnElement, Select, false, func, literal, or_, select, true
+from sqlalchemy import ColumnElement, Select, false, func, literal, or_, select, text, true
 
 from .domain_error import DomainError
 from .extensions import db
@@ -330,6 +330,17 @@ def landing_refusal(location_id: int | None, group_ids) -> str | None:
     )
 
 
+def members_counted() -> None:
+    """PostgreSQL: the planner's statistics of `scope_members` taken again after a new scope
+    filled it, in the same transaction (ANALYZE counts this transaction's own rows). Until
+    autovacuum's next pass they describe the table without the new scope's people: at a
+    million users a new scope's Dashboard took 245 ms a page (a hash join of its 120,000
+    members) instead of 35 ms. About 40 ms at 250,000 rows; an administrator's scope or a
+    SCIM token's changes rarely."""
+    if db.session.get_bind().dialect.name == "postgresql":
+        db.session.execute(text("ANALYZE scope_members"))
+
+
 def set_scope(admin: User, locations: list[Location], groups: list[Group]) -> Scope | None:
     """Make `admin` organisation-wide (no locations or groups) or scoped to them; the old
     scope row goes. The caller audits and ends the administrator's sessions."""
@@ -339,6 +350,8 @@ def set_scope(admin: User, locations: list[Location], groups: list[Group]) -> Sc
     else:
         admin.scope = Scope(locations=list(locations), groups=list(groups))
     db.session.flush()
+    if admin.scope is not None:
+        members_counted()
     if old is not None and old is not admin.scope:
         still_used = db.session.scalar(
             select(User.id).where(User.scope_id == old.id).limit(1)

