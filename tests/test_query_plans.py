@@ -345,3 +345,47 @@ def test_prefix_words_are_ored_ranges_where_postgresql_reads_their_matches(
     walks = [s for s, _ in seen if "AS hit" in s]
     assert walks and all("UNION ALL" in s for s in walks), walks
     assert set(listed(admin_client, "q=ma")) & set(ids) == expected["ma"]
+
+
+@sqlite_only
+def test_a_group_at_a_location_walks_the_location_testing_membership(
+    app, admin_client, make, monkeypatch
+):
+    """A group filter beside a location, with enough matches, walks the location's
+    name-ordered index testing membership row by row (EXISTS): SQLite otherwise looked up
+    every member of the group (84,000 at a million users, 75 ms for the page). Fewer
+    matches keep the members' lookup (a small group at a large site). Same rows either way."""
+    from lmsweb.blueprints.users import listing
+
+    from .conftest import HX
+    from .test_users_list import _forward, listed
+
+    here, there = make.location("Here"), make.location("There")
+    team, other = make.group("Team"), make.group("Other")
+    for n in range(40):
+        make.user(
+            last_name=f"Walk{(n * 7) % 40:02d}",
+            location_id=(here if n % 3 else there).id,
+            groups=[team] if n % 2 else [other],
+        )
+    query = f"location={here.id}&group={team.id}&per_page=25"
+    expected = _forward(app, query)
+    assert len(expected) == 13
+
+    def page_plan() -> str:
+        with app.app_context():
+            seen = captured(app, lambda: admin_client.get(f"/admin/users?{query}", headers=HX))
+            (page,) = [
+                (s, p) for s, p in seen if "ORDER BY users.last_name" in s and "count(" not in s
+            ]
+            rows = db.session.connection().exec_driver_sql(f"EXPLAIN QUERY PLAN {page[0]}", page[1])
+            return " ".join(row[-1] for row in rows)
+
+    monkeypatch.setattr(listing, "LOCAL_WALK_MIN", 10)
+    plan = page_plan()
+    assert "ix_users_location_name" in plan and "LIST SUBQUERY" not in plan, plan
+    assert "TEMP B-TREE" not in plan, plan
+    assert listed(admin_client, query) == expected
+    monkeypatch.setattr(listing, "LOCAL_WALK_MIN", 14)
+    assert "LIST SUBQUERY" in page_plan()
+    assert listed(admin_client, query) == expected

@@ -82,6 +82,8 @@ WALKED_SORTS = {"name", "email", "status", "created"}
 # A walk for a page this many rows down the order or more tests the scope against its
 # members read once, not probed row by row (`user_queries.filtered_users`' `far`).
 FAR_WALK = 5_000
+# A group at a location is walked along the location (SQLite) from this many matches up.
+LOCAL_WALK_MIN = 500
 
 
 class UserFilterForm(FlaskForm):
@@ -217,11 +219,25 @@ def list_context(filters: UserFilters) -> dict[str, Any]:
     # Many members of a group or a scope, in an order an index keeps: walk that index,
     # testing each row.
     many = total > cap
-    walk = many and members and key in WALKED_SORTS
+    # SQLite, a group at a location: the location's people in name order (its own index),
+    # each tested for the group, where SQLite looked up every member of the group instead
+    # (84,000 at a million users: 75 ms a page, against 0.5). With at least LOCAL_WALK_MIN
+    # matches a first page is found within a tenth of the location; fewer are looked up.
+    local = (
+        not many
+        and bool(filters.location and filters.group)
+        and total >= LOCAL_WALK_MIN
+        and db.session.get_bind().dialect.name == "sqlite"
+    )
+    walk = (many and members or local) and key in WALKED_SORTS
     # How far down the order the page is read (a late page of a counted list from its end).
     offset = (filters.page - 1) * filters.per_page
     far = offset if capped else min(offset, max(total - offset - filters.per_page, 0))
-    walked = filtered_users(filters, walk=True, far=far >= FAR_WALK) if many and members else query
+    walked = (
+        filtered_users(filters, walk=True, far=far >= FAR_WALK)
+        if many and members or local
+        else query
+    )
     if many and key == "location":
 
         def page_of_ids() -> list[int]:
