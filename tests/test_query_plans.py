@@ -389,3 +389,33 @@ def test_a_group_at_a_location_walks_the_location_testing_membership(
     monkeypatch.setattr(listing, "LOCAL_WALK_MIN", 14)
     assert "LIST SUBQUERY" in page_plan()
     assert listed(admin_client, query) == expected
+
+
+@pytest.mark.skipif(not IS_POSTGRES, reason="PostgreSQL's covering index (0014_search_walk)")
+def test_a_searched_walk_reads_the_name_index_alone(app, make, monkeypatch):
+    """A search walking the name order tests each row from ix_users_name_filters alone: it
+    carries the email and user ID the words are looked for in (0014_search_walk). It held
+    only the name, so every row walked was read from the table too (40,000 rows walked for
+    "rossi" at a million users: 100 → 29 ms)."""
+    from werkzeug.datastructures import MultiDict
+
+    from lmsweb.user_queries import UserFilters, searched_page
+
+    for n in range(30):
+        make.user(last_name=f"Walk{n:02d}", employee_id=f"E{n:03d}")
+    with app.app_context():
+        filters = UserFilters.from_args(MultiDict({"q": "e01"}))
+        statement = searched_page(filters, 0, 51, 5_000)
+        compiled = statement.compile(db.engine)
+        connection = db.session.connection()
+        # The planner's choice on a few rows would be a sort; ask it for the index.
+        connection.exec_driver_sql("SET LOCAL enable_seqscan = off")
+        connection.exec_driver_sql("SET LOCAL enable_sort = off")
+        connection.exec_driver_sql("SET LOCAL enable_bitmapscan = off")
+        plan = "\n".join(
+            row[0]
+            for row in connection.exec_driver_sql(f"EXPLAIN {compiled.string}", compiled.params)
+        )
+        assert "Index Only Scan using ix_users_name_filters" in plan, plan
+        found = list(db.session.scalars(statement))
+    assert len(found) == 10
