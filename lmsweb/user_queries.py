@@ -24,6 +24,7 @@ from sqlalchemy import (
     Integer,
     Select,
     String,
+    Table,
     and_,
     case,
     column,
@@ -427,7 +428,42 @@ def filtered_users(
     condition = search_condition(filters.q) if search else None
     if condition is not None:
         query = query.where(condition)
+    if not walk and _by_ids_only(filters):
+        # SQLite, users found as lists of ids (a search, a group): each looked up in the
+        # narrow index of the filtered and sorted columns. Given statistics its planner
+        # read each one's whole row instead ("son" at a million users: 80,000 rows, the
+        # page 78 → 43 ms).
+        query = query.with_hint(User, "INDEXED BY ix_users_id_cover", "sqlite")
     return query
+
+
+def _by_ids_only(filters: UserFilters) -> bool:
+    """Whether lists of ids (a search, groups) narrow the users most: beyond them only a
+    status that includes the active users (the archived alone are a range worth walking)
+    and a role, in an order of columns ix_users_id_cover holds (the name, the status)."""
+    return (
+        bool(filters.q or filters.group)
+        and "active" in filters.status
+        and not (
+            filters.location
+            or filters.manager
+            or filters.training
+            or filters.course
+            or filters.course_state
+            or filters.sort.removeprefix("-") not in ("name", "status")
+        )
+    )
+
+
+@compiles(Table, "sqlite")
+def _table_sqlite(element, compiler, **kw):
+    """A table in a FROM clause with its SQLite hint (`Select.with_hint(..., "sqlite")`,
+    e.g. "INDEXED BY ix"), which SQLAlchemy's SQLite compiler leaves out."""
+    text = compiler.visit_table(element, **kw)
+    hints = kw.get("fromhints")
+    if kw.get("asfrom") and hints and element in hints:
+        text += " " + hints[element]
+    return text
 
 
 def _by_status_and_role(query: Select, filters: UserFilters, status, role) -> Select:

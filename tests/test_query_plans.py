@@ -419,3 +419,39 @@ def test_a_searched_walk_reads_the_name_index_alone(app, make, monkeypatch):
         assert "Index Only Scan using ix_users_name_filters" in plan, plan
         found = list(db.session.scalars(statement))
     assert len(found) == 10
+
+
+@sqlite_only
+def test_users_found_as_lists_of_ids_are_looked_up_in_the_narrow_index(app, admin_client, make):
+    """SQLite: a list narrowed by a search or a group (and status and role) looks each
+    match up in ix_users_id_cover, the narrow index of the filtered and sorted columns:
+    given statistics its planner read each one's whole row instead ("son" at a million
+    users, 80,000 matches: the page 78 → 43 ms). Where another filter or order has an index
+    of its own (a location, the archived alone, the email order), the planner chooses."""
+    from .conftest import HX
+    from .test_users_list import _forward, listed
+
+    team = make.group("Team")
+    here = make.location("Here")
+    for n in range(30):
+        make.user(last_name=f"Marsh{(n * 7) % 30:02d}", groups=[team] if n % 2 else [])
+    with app.app_context():
+        db.session.execute(sa.text("ANALYZE"))
+        db.session.commit()
+
+    def statements(query: str) -> list[str]:
+        with app.app_context():
+            seen = captured(app, lambda: admin_client.get(f"/admin/users?{query}", headers=HX))
+        return [
+            s
+            for s, _ in seen
+            if s.startswith("SELECT anon_1.status, count(*)")
+            or (s.startswith("SELECT users.id \nFROM users") and "LIMIT" in s)
+        ]
+
+    for query in ("q=arsh", "q=ma", f"group={team.id}", "q=arsh&sort=-status&role=learner"):
+        seen = statements(query)
+        assert len(seen) == 2 and all("INDEXED BY ix_users_id_cover" in s for s in seen), seen
+        assert listed(admin_client, query) == _forward(app, query)[:50]
+    for query in (f"q=arsh&location={here.id}", "q=arsh&status=archived", "q=arsh&sort=email"):
+        assert not any("INDEXED BY" in s for s in statements(query)), query
