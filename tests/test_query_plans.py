@@ -455,3 +455,37 @@ def test_users_found_as_lists_of_ids_are_looked_up_in_the_narrow_index(app, admi
         assert listed(admin_client, query) == _forward(app, query)[:50]
     for query in (f"q=arsh&location={here.id}", "q=arsh&status=archived", "q=arsh&sort=email"):
         assert not any("INDEXED BY" in s for s in statements(query)), query
+
+
+@sqlite_only
+def test_a_location_and_a_group_are_read_from_the_smaller(app, admin_client, make):
+    """SQLite, a location and a group: the filter chips' statement counts both (from their
+    indexes), and the count and the page read the smaller first: the location's people
+    from ix_users_location_name, each tested against the group's members, or the group's
+    members looked up in ix_users_id_cover. Given statistics SQLite's planner read every
+    member's whole row (Berlin + Sales at a million users: the count 83 → 23 ms). The same
+    users either way, in the same number of statements."""
+    from .conftest import HX
+    from .test_users_list import _forward, listed
+
+    small, large = make.location("Small"), make.location("Large")
+    few, many = make.group("Few"), make.group("Many")
+    for n in range(40):
+        make.user(
+            last_name=f"Side{(n * 7) % 40:02d}",
+            location_id=(small if n % 4 == 0 else large).id,
+            groups=[many, few] if n % 5 == 0 else [many],
+        )
+    with app.app_context():
+        db.session.execute(sa.text("ANALYZE"))
+        db.session.commit()
+    for location, group, index in (
+        (small, many, "ix_users_location_name"),  # 10 people, 40 members
+        (large, few, "ix_users_id_cover"),  # 30 people, 8 members
+    ):
+        query = f"location={location.id}&group={group.id}"
+        with app.app_context():
+            seen = captured(app, lambda q=query: admin_client.get(f"/admin/users?{q}", headers=HX))
+        (count,) = [s for s, _ in seen if s.startswith("SELECT anon_1.status, count(*)")]
+        assert f"INDEXED BY {index}" in count, count
+        assert listed(admin_client, query) == _forward(app, query)

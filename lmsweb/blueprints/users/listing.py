@@ -196,6 +196,8 @@ def sort_links(filters: UserFilters) -> dict[str, dict[str, str]]:
 
 def list_context(filters: UserFilters) -> dict[str, Any]:
     """Everything the table partial shows; a fixed number of queries whatever per_page."""
+    # First: on SQLite it chooses how the count and the page read a location and a group.
+    names = _chip_names(filters)
     query = filtered_users(filters)
     # Counting stops past COUNT_CAP: an exact count of a million rows costs more than the
     # page itself. Past it the list says "more than 10,000", and whether a next page
@@ -275,7 +277,6 @@ def list_context(filters: UserFilters) -> dict[str, Any]:
         pages = filters.page + 1
     page_ids = page_ids[: filters.per_page]
     users = listed_users(page_ids)
-    names = _chip_names(filters)
     first = (filters.page - 1) * filters.per_page + 1 if users else 0
     return {
         "filters": filters,
@@ -412,42 +413,64 @@ def listed_users(page_ids: list[int]) -> list[ListedUser]:
     return [by_id[ident] for ident in page_ids if ident in by_id]
 
 
+# How far the chips' statement counts a location's people and a group's members.
+SIZE_CAP = 100_000
+
+
 def _chip_names(filters: UserFilters) -> dict[str, dict[int, str]]:
     """The names the filter chips show (the locations, groups and managers filtered on, as
-    far as the administrator may see them, and the course), in one statement."""
+    far as the administrator may see them, and the course), in one statement. On SQLite,
+    with a location and a group, the same statement counts their people (each up to
+    SIZE_CAP, from an index alone: every row of a kind carries its total) and sets
+    `filters.first` to the smaller."""
     names: dict[str, dict[int, str]] = {"location": {}, "group": {}, "manager": {}}
-    no_text = cast(null(), String)
+    no_text, no_size = cast(null(), String).label("more"), cast(null(), Integer).label("size")
+    sized = bool(filters.location and filters.group) and (
+        db.session.get_bind().dialect.name == "sqlite"
+    )
+
+    def size(members):
+        counted = select(func.count()).select_from(members.limit(SIZE_CAP).subquery())
+        return counted.scalar_subquery().label("size") if sized else no_size
+
     branches = []
     if filters.manager:
         branches.append(
-            select(literal("manager"), User.id, User.first_name, User.last_name).where(
+            select(literal("manager"), User.id, User.first_name, User.last_name, no_size).where(
                 User.id.in_(filters.manager), scope.user_condition()
             )
         )
     if filters.location:
+        people = select(User.id).where(User.location_id.in_(filters.location))
         branches.append(
-            select(literal("location"), Location.id, Location.name, no_text).where(
+            select(literal("location"), Location.id, Location.name, no_text, size(people)).where(
                 Location.id.in_(filters.location), scope.visible(Location)
             )
         )
     if filters.group:
+        members = select(user_groups.c.user_id).where(user_groups.c.group_id.in_(filters.group))
         branches.append(
-            select(literal("group"), Group.id, Group.name, no_text).where(
+            select(literal("group"), Group.id, Group.name, no_text, size(members)).where(
                 Group.id.in_(filters.group), scope.visible(Group)
             )
         )
     if filters.course:
         names["course"] = {filters.course: "a deleted course"}
         branches.append(
-            select(literal("course"), Course.id, Course.code, no_text).where(
+            select(literal("course"), Course.id, Course.code, no_text, no_size).where(
                 Course.id == filters.course
             )
         )
     if not branches:
         return names
     query = branches[0] if len(branches) == 1 else union_all(*branches)
-    for kind, ident, name, last_name in db.session.execute(query):
+    sizes = {"location": 0, "group": 0}
+    for kind, ident, name, last_name, count in db.session.execute(query):
         names[kind][ident] = f"{name} {last_name}".strip() if kind == "manager" else name
+        if count is not None:
+            sizes[kind] = count
+    if sized:
+        filters.first = "location" if sizes["location"] <= sizes["group"] else "group"
     return names
 
 
