@@ -337,13 +337,19 @@ def test_prefix_words_are_ored_ranges_where_postgresql_reads_their_matches(
         users, (count,) = found(q)
         assert users == want, q
         assert ("UNION ALL" in count) == (q == "m"), (q, count)
-    # A walk of the order past SEARCH_HASHED_WALK rows tests the ids hashed whole.
-    monkeypatch.setattr(user_queries, "SEARCH_HASHED_WALK", 0)
+    # A walk of the order tests the ranges row by row up to SEARCH_HASHED_WALK rows (the
+    # first page's longer walk, 40,000 rows, among them), past it the ids hashed whole.
     monkeypatch.setattr(user_queries, "SEARCH_SORT_MAX", 0)
-    with app.app_context():
-        seen = captured(app, lambda: admin_client.get("/admin/users?q=ma", headers=HX))
-    walks = [s for s, _ in seen if "AS hit" in s]
-    assert walks and all("UNION ALL" in s for s in walks), walks
+    monkeypatch.setattr(user_queries, "SEARCH_WALK_MIN", 40_000)
+
+    def walks() -> list[str]:
+        with app.app_context():
+            seen = captured(app, lambda: admin_client.get("/admin/users?q=ma", headers=HX))
+        return [s for s, _ in seen if "AS hit" in s]
+
+    assert walks() and not any("UNION ALL" in s for s in walks()), walks()
+    monkeypatch.setattr(user_queries, "SEARCH_HASHED_WALK", 0)
+    assert walks() and all("UNION ALL" in s for s in walks()), walks()
     assert set(listed(admin_client, "q=ma")) & set(ids) == expected["ma"]
 
 
