@@ -14,7 +14,7 @@ from sqlalchemy import select
 from . import audit, scope, throttle
 from .extensions import db
 from .licensing import DomainError
-from .models import Group, Location, ScimToken, Scope, User, utcnow
+from .models import Group, Location, ScimToken, User, utcnow
 
 # Recognisable in logs and secret scanners; the random part carries 256 bits.
 TOKEN_PREFIX = "lms_scim_"  # noqa: S105 - a label, not a secret
@@ -50,12 +50,9 @@ def create(
         created_by_id=created_by.id if created_by else None,
         created_at=utcnow(),
     )
-    if locations or groups:
-        row.scope = Scope(locations=list(locations or []), groups=list(groups or []))
+    row.scope = scope.new_scope(locations or [], groups or [])
     db.session.add(row)
     db.session.flush()
-    if row.scope is not None:
-        scope.members_counted()
     reach = row.scope.label if row.scope else "organisation-wide"
     audit.record(
         "scim_token.create",
