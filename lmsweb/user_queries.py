@@ -326,9 +326,13 @@ def _containing(words: list[str], ident) -> ColumnElement[bool]:
             for word in words
         )
     )
-    if ident is not User.id:
-        postgresql = ident.in_(select(User.id).where(postgresql))
-    return _per_dialect(sqlite, postgresql)
+    return _per_dialect(sqlite, _of(ident, postgresql))
+
+
+def _of(ident, condition: ColumnElement[bool]) -> ColumnElement[bool]:
+    """`condition` on the users' columns, said of the user `ident` names: the row's own
+    user as it is, another table's user id through the users it holds for."""
+    return condition if ident is User.id else ident.in_(select(User.id).where(condition))
 
 
 def _starting(word: str, ident, hashed: bool) -> ColumnElement[bool]:
@@ -343,9 +347,7 @@ def _starting(word: str, ident, hashed: bool) -> ColumnElement[bool]:
     union = ident.in_(
         union_all(*(select(User.id).where(_starts_with(c, variant)) for c, variant in ranges))
     )
-    ored = or_(*(_starts_with(c, variant) for c, variant in ranges))
-    if ident is not User.id:
-        ored = ident.in_(select(User.id).where(ored))
+    ored = _of(ident, or_(*(_starts_with(c, variant) for c, variant in ranges)))
     return _per_dialect(union, union if hashed else ored)
 
 

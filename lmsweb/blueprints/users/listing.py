@@ -196,8 +196,10 @@ def sort_links(filters: UserFilters) -> dict[str, dict[str, str]]:
 
 def list_context(filters: UserFilters) -> dict[str, Any]:
     """Everything the table partial shows; a fixed number of queries whatever per_page."""
-    # First: on SQLite it chooses how the count and the page read a location and a group.
-    names = _chip_names(filters)
+    names, sizes = _chip_names(filters)
+    if sizes:
+        # SQLite: the count and the page read the smaller of a location and a group first.
+        filters.first = "location" if sizes["location"] <= sizes["group"] else "group"
     query = filtered_users(filters)
     # Counting stops past COUNT_CAP: an exact count of a million rows costs more than the
     # page itself. Past it the list says "more than 10,000", and whether a next page
@@ -417,12 +419,12 @@ def listed_users(page_ids: list[int]) -> list[ListedUser]:
 SIZE_CAP = 100_000
 
 
-def _chip_names(filters: UserFilters) -> dict[str, dict[int, str]]:
+def _chip_names(filters: UserFilters) -> tuple[dict[str, dict[int, str]], dict[str, int]]:
     """The names the filter chips show (the locations, groups and managers filtered on, as
     far as the administrator may see them, and the course), in one statement. On SQLite,
     with a location and a group, the same statement counts their people (each up to
-    SIZE_CAP, from an index alone: every row of a kind carries its total) and sets
-    `filters.first` to the smaller."""
+    SIZE_CAP, from an index alone: every row of a kind carries its total), returned as the
+    second item ({} elsewhere)."""
     names: dict[str, dict[int, str]] = {"location": {}, "group": {}, "manager": {}}
     no_text, no_size = cast(null(), String).label("more"), cast(null(), Integer).label("size")
     sized = bool(filters.location and filters.group) and (
@@ -462,16 +464,14 @@ def _chip_names(filters: UserFilters) -> dict[str, dict[int, str]]:
             )
         )
     if not branches:
-        return names
+        return names, {}
     query = branches[0] if len(branches) == 1 else union_all(*branches)
     sizes = {"location": 0, "group": 0}
     for kind, ident, name, last_name, count in db.session.execute(query):
         names[kind][ident] = f"{name} {last_name}".strip() if kind == "manager" else name
         if count is not None:
             sizes[kind] = count
-    if sized:
-        filters.first = "location" if sizes["location"] <= sizes["group"] else "group"
-    return names
+    return names, sizes if sized else {}
 
 
 def _count_by_status(filters: UserFilters, limit: int) -> dict[str, int]:
