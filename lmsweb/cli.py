@@ -17,7 +17,7 @@ from flask.cli import with_appcontext
 from sqlalchemy import func, select
 from werkzeug.security import generate_password_hash
 
-from . import audit, licensing, scope
+from . import audit, licensing, scope, user_counts
 from .domain_error import DomainError
 from .extensions import db
 from .models import User, utcnow
@@ -104,7 +104,10 @@ def seed_demo_command(users: int, seed: int):
 @click.option(
     "--repair",
     is_flag=True,
-    help="Set drifted counters to what the records imply and rewrite drifted scope members.",
+    help=(
+        "Set drifted counters to what the records imply; rewrite drifted scope members and "
+        "kept user counts."
+    ),
 )
 @with_appcontext
 def check(repair: bool):
@@ -131,17 +134,27 @@ def check(repair: bool):
         audit.record("scopes.repair", summary=f"Rewrote the members of {len(members)} scopes")
         db.session.commit()
         click.echo(f"Rewrote the members of {len(members)} scopes.")
+    # The users counted per status and role, kept by triggers (0015_user_counts).
+    counts = user_counts.drift()
+    for line in counts:
+        click.echo(line)
+    if repair and counts:
+        user_counts.repair()
+        audit.record("counts.repair", summary=f"Rewrote {len(counts)} kept user counts")
+        db.session.commit()
+        click.echo(f"Rewrote the kept user counts ({len(counts)} differed).")
     if repair and drifts:
         audit.record("pools.repair", summary=f"Repaired {len(drifts)} license counters")
         db.session.commit()
         click.echo(f"Repaired {len(drifts)} counters.")
         return
-    if repair and members:
+    if repair and (members or counts):
         return
-    if drifts or overdrawn or members:
+    if drifts or overdrawn or members or counts:
         sys.exit(1)
     click.echo("License pools agree with the training records: no drift.")
     click.echo("Scope members agree with the scopes' locations and groups.")
+    click.echo("The kept user counts agree with the users.")
 
 
 @lms.command("figures")

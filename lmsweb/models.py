@@ -78,6 +78,21 @@ scope_members = Table(
     Index("ix_scope_members_status", "scope_id", "status", "role"),
 )
 
+# How many users of each status and role the organisation ("all", ref_id 0), each location
+# and each group holds, kept by triggers (0015_user_counts): a count is the sum of `n` over
+# its key (PostgreSQL appends a row per change until `user_counts.merge`). Never written by
+# the application but to merge; `flask lms check` compares it with the users.
+user_counts = Table(
+    "user_counts",
+    db.metadata,
+    Column("kind", String(8), nullable=False),
+    Column("ref_id", Integer, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("role", String(16), nullable=False),
+    Column("n", Integer, nullable=False),
+    Index("ix_user_counts_key", "kind", "ref_id", "status", "role"),
+)
+
 # The dashboard's figures counted for one audience (0012_figures): the organisation (scope_id
 # NULL) or an administrator scope; lmsweb/figures.py counts and reads them.
 figure_snapshots = Table(

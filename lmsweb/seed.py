@@ -11,7 +11,7 @@ from datetime import timedelta
 from sqlalchemy import bindparam, func, select, text
 from werkzeug.security import generate_password_hash
 
-from . import figures
+from . import figures, user_counts
 from .extensions import db
 from .licensing import repair_counters
 from .models import Course, Group, Location, User, utcnow
@@ -228,6 +228,12 @@ BULK_FROM = 20_000
 BULK_TABLES = ("users", "user_groups", "course_assignments")
 # Migration 0009_substring_search: the insert trigger that keeps users_search (trigrams).
 SEARCH_INSERT_TRIGGER = "users_search_insert"
+# Migration 0015_user_counts: the insert triggers that keep user_counts, a row at a time.
+COUNTS_INSERT_TRIGGERS = ("user_counts_user_insert", "user_counts_link_insert")
+PG_COUNTS_INSERT_TRIGGERS = (
+    ("users", "user_counts_users_added"),
+    ("user_groups", "user_counts_links_added"),
+)
 
 
 @contextmanager
@@ -262,24 +268,31 @@ def _bulk_load_postgresql(connection):
     ).all()
     for name, _sql in saved:
         connection.exec_driver_sql(f'DROP INDEX "{name}"')
+    # The kept user counts: counted once after the rows, not appended per batch.
+    for table, trigger in PG_COUNTS_INSERT_TRIGGERS:
+        connection.exec_driver_sql(f"ALTER TABLE {table} DISABLE TRIGGER {trigger}")
     yield
     connection.exec_driver_sql("SET LOCAL maintenance_work_mem = '256MB'")
     for _name, sql in saved:
         connection.exec_driver_sql(sql)
+    user_counts.repair()
+    for table, trigger in PG_COUNTS_INSERT_TRIGGERS:
+        connection.exec_driver_sql(f"ALTER TABLE {table} ENABLE TRIGGER {trigger}")
     for table in BULK_TABLES:
         connection.exec_driver_sql(f"ANALYZE {table}")
 
 
 @contextmanager
 def _bulk_load_sqlite(connection):
-    """The secondary indexes, and the search table's insert trigger (its table is rebuilt
-    once instead). A large page cache and in-memory sorting meanwhile."""
+    """The secondary indexes, and the insert triggers of the search table and of the kept
+    user counts (both are rebuilt once instead). A large page cache and in-memory sorting
+    meanwhile."""
     saved = connection.execute(
         text(
             "SELECT type, name, sql FROM sqlite_master WHERE sql IS NOT NULL AND "
-            "((type = 'index' AND tbl_name IN :tables) OR (type = 'trigger' AND name = :trigger))"
-        ).bindparams(bindparam("tables", expanding=True)),
-        {"tables": list(BULK_TABLES), "trigger": SEARCH_INSERT_TRIGGER},
+            "((type = 'index' AND tbl_name IN :tables) OR (type = 'trigger' AND name IN :triggers))"
+        ).bindparams(bindparam("tables", expanding=True), bindparam("triggers", expanding=True)),
+        {"tables": list(BULK_TABLES), "triggers": [SEARCH_INSERT_TRIGGER, *COUNTS_INSERT_TRIGGERS]},
     ).all()
     cache = connection.exec_driver_sql("PRAGMA cache_size").scalar()
     connection.exec_driver_sql("PRAGMA cache_size = -262144")
@@ -294,11 +307,13 @@ def _bulk_load_sqlite(connection):
     for kind, _name, sql in saved:
         if kind == "index":
             connection.exec_driver_sql(sql)
-    if any(kind == "trigger" for kind, _name, _sql in saved):
+    triggers = {name: sql for kind, name, sql in saved if kind == "trigger"}
+    if SEARCH_INSERT_TRIGGER in triggers:
         connection.exec_driver_sql("INSERT INTO users_search(users_search) VALUES ('rebuild')")
-        for kind, _name, sql in saved:
-            if kind == "trigger":
-                connection.exec_driver_sql(sql)
+    if triggers.keys() & set(COUNTS_INSERT_TRIGGERS):
+        user_counts.repair()
+    for sql in triggers.values():
+        connection.exec_driver_sql(sql)
     # Statistics from a sample of each index (a second at a million users): without them
     # SQLite's planner guesses, and some of its guesses scan a million rows.
     connection.exec_driver_sql("PRAGMA analysis_limit = 1000")
@@ -465,6 +480,8 @@ def seed_demo(users: int, seed: int = 7, batch: int = 5000) -> dict[str, int]:
 
     # Pools: counters from the records, plus some spare seats (one course nearly full).
     repair_counters()
+    # PostgreSQL appended the kept user counts of each batch as rows of their own.
+    user_counts.merge()
     # The dashboard's snapshots predate these rows: gone, so none is shown as current.
     figures.forget()
     for index, course in enumerate(courses):

@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 
-from . import figures
+from . import figures, user_counts
 from .extensions import db
 from .import_jobs import run_pending
 from .mailer import BatchResult, drain
@@ -33,14 +33,21 @@ class WorkerResult:
 def run_once(now: datetime | None = None) -> WorkerResult:
     """One pass of everything due at `now` (the schedule's clock), then drain the outbox."""
     schedule = run_pass(now)
+    merge_counts()
     imports = run_pending()
     mail = drain()
     return WorkerResult(schedule, imports, mail, figures.refresh_due(now))
 
 
+def merge_counts() -> None:
+    """The kept user counts' rows summed into one per key (PostgreSQL appends one per write)."""
+    user_counts.merge()
+    db.session.commit()
+
+
 def run_forever(app, stop: threading.Event, interval: float = 2.0) -> None:
-    """Drain the outbox every `interval` seconds; run the schedule (and recount the dashboard
-    snapshots due) every minute."""
+    """Drain the outbox every `interval` seconds; run the schedule (and merge the kept user
+    counts, and recount the dashboard snapshots due) every minute."""
     last_pass = float("-inf")
     with app.app_context():
         while not stop.is_set():
@@ -49,6 +56,7 @@ def run_forever(app, stop: threading.Event, interval: float = 2.0) -> None:
                     result = run_pass()
                     last_pass = time.monotonic()
                     log.info("%s", result.summary())
+                    merge_counts()
                     # After the schedule: a large organisation's dashboard snapshots.
                     if recounted := figures.refresh_due():
                         log.info("Dashboard figures recounted for %d audiences", recounted)

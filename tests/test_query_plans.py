@@ -457,7 +457,9 @@ def test_users_found_as_lists_of_ids_are_looked_up_in_the_narrow_index(app, admi
 
     for query in ("q=arsh", "q=ma", f"group={team.id}", "q=arsh&sort=-status&role=learner"):
         seen = statements(query)
-        assert len(seen) == 2 and all("INDEXED BY ix_users_id_cover" in s for s in seen), seen
+        # A group alone is counted already (user_counts): its page alone reads users.
+        counted = 1 if query.startswith("group") else 2
+        assert len(seen) == counted and all("INDEXED BY ix_users_id_cover" in s for s in seen)
         assert listed(admin_client, query) == _forward(app, query)[:50]
     for query in (f"q=arsh&location={here.id}", "q=arsh&status=archived", "q=arsh&sort=email"):
         assert not any("INDEXED BY" in s for s in statements(query)), query

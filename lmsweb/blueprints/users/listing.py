@@ -31,7 +31,7 @@ from werkzeug.datastructures import MultiDict
 from wtforms import SearchField, SelectField
 from wtforms.fields.choices import SelectChoice
 
-from ... import scope
+from ... import scope, user_counts
 from ...compliance import TRAINING_LABELS
 from ...extensions import db
 from ...models import (
@@ -207,12 +207,15 @@ def list_context(filters: UserFilters) -> dict[str, Any]:
     # counted as far as itself: when the list ends before it, that count is exact (and the
     # page is corrected to the last one) without first reading a page of nothing.
     # Counted per status in the same query: the export links say how many they hold.
+    # Filtered by no more than status, role and one location or group, the list is counted
+    # already, exactly (`user_counts`).
     cap = max(COUNT_CAP, filters.per_page)
     limit = max(cap, filters.page * filters.per_page)
-    by_status = _count_by_status(filters, limit)
+    kept = user_counts.kept(filters)
+    by_status = _count_by_status(filters, limit) if kept is None else kept
     # The page's ids first (from an index alone where one covers the filters), then
     # those rows with what they show: a deep page never reads the rows it skips.
-    capped = sum(by_status.values()) > limit
+    capped = kept is None and sum(by_status.values()) > limit
     total = sum(by_status.values())  # a lower bound when capped: only compared, never shown
     if not capped:
         pages = max(ceil(total / filters.per_page), 1)
