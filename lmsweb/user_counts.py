@@ -45,6 +45,11 @@ def kept(filters: UserFilters) -> dict[str, int] | None:
     return {status: int(n) for status, n in db.session.execute(counted)}
 
 
+def everyone() -> int:
+    """How many users there are, of every status and role."""
+    return int(db.session.scalar(select(func.sum(c.n)).where(c.kind == "all")) or 0)
+
+
 def _defined():
     """Everyone counted, by key, from the users themselves."""
     u = User

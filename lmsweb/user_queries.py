@@ -14,6 +14,7 @@ triggers on SQLite), so no code that writes users has to know about either.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
@@ -568,16 +569,22 @@ SEARCH_WALK_LONG = 20_000
 SEARCH_SORT_MAX = 5_000
 
 
-def search_walks(offset: int, rows: int, total: int | None) -> list[int]:
+def search_walks(
+    offset: int, rows: int, total: int | None, everyone: Callable[[], int] | None = None
+) -> list[int]:
     """How far `searched_page` looks, one try after another: none when the matches are
     counted and few (`total` ≤ SEARCH_SORT_MAX: sorting them, their keys carried, costs a
-    few milliseconds, and a walk that misses them costs more); else SEARCH_WALK_RATIO rows
-    per row wanted and at least 5,000; then, where the matches are too many to sort cheaply
-    (the count is past its cap), eight times that and at least 20,000 (matches cluster: in
-    the demo data one first and last name pair is a block of 400 users at a million),
-    about what sorting the matches of one common surname costs."""
+    few milliseconds, and a walk that misses them costs more), unless they are dense
+    enough among `everyone()` users (the walk passes them all) that SEARCH_WALK_MIN rows
+    should hold the page twice over ("mar" at 100,000 users, 3,807 matches: the page's
+    statement 12.5 → 6.6 ms; "rossi", 1,900 of them in one block of the order, is sorted);
+    else SEARCH_WALK_RATIO rows per row wanted and at least 5,000; then, where the matches
+    are too many to sort cheaply (the count is past its cap), eight times that and at least
+    20,000 (matches cluster: in the demo data one first and last name pair is a block of 400
+    users at a million), about what sorting the matches of one common surname costs."""
     if total is not None and total <= SEARCH_SORT_MAX:
-        return []
+        dense = everyone is not None and total * SEARCH_WALK_MIN >= 2 * (offset + rows) * everyone()
+        return [SEARCH_WALK_MIN] if dense else []
     first = max(SEARCH_WALK_RATIO * (offset + rows), SEARCH_WALK_MIN)
     return [first] if total is not None else [first, max(first * 8, SEARCH_WALK_LONG)]
 

@@ -272,14 +272,21 @@ def test_the_email_order_walks_its_covering_index(app, admin_client, make):
 @pytest.mark.skipif(not IS_POSTGRES, reason="PostgreSQL's search paging (SQLite drives from FTS5)")
 @pytest.mark.parametrize("sort", ["name", "-name", "email", "location", "-created"])
 def test_a_few_counted_matches_are_sorted_with_their_keys_without_a_walk(
-    app, admin_client, make, sort
+    app, admin_client, make, monkeypatch, sort
 ):
     """A search whose matches are counted and few (≤ SEARCH_SORT_MAX) is sorted at once, no
     walk of the order first, and the matches carry their sort keys: the page's statement
     reads the users once (it joined every match back to `users` to sort it: 19,188 lookups
-    for "rossi" at a million users). The page is the usual ordering's slice."""
+    for "rossi" at a million users). Unless they are dense among the users: a walk of
+    SEARCH_WALK_MIN rows should find the page then, and is tried first. The page is the
+    usual ordering's slice either way."""
+    from lmsweb import user_queries
+
     from .conftest import HX
     from .test_users_list import _forward, listed
+
+    # 60 matches of 121 users: a walk of 50 rows would hold too few of them.
+    monkeypatch.setattr(user_queries, "SEARCH_WALK_MIN", 50)
 
     here, there = make.location("Here"), make.location("There")
     for n in range(60):
@@ -293,6 +300,15 @@ def test_a_few_counted_matches_are_sorted_with_their_keys_without_a_walk(
     pages = [s for s, _ in seen if re.search(r"\bLIMIT\b", s) and "count(*)" not in s]
     (page,) = pages  # no walk first
     assert "matches" in page and len(re.findall(r"\bFROM users\b", page)) == 1, page
+    assert listed(admin_client, f"{query}&page=2") == expected[25:50]
+    assert listed(admin_client, f"{query}&page=3") == expected[50:]
+    # One of 5,000 rows would hold them twice over: walked first (the location order, a
+    # join, is sorted whatever the density).
+    monkeypatch.setattr(user_queries, "SEARCH_WALK_MIN", 5_000)
+    with app.app_context():
+        seen = captured(app, lambda: admin_client.get(f"/admin/users?{query}&page=2", headers=HX))
+    (page,) = [s for s, _ in seen if re.search(r"\bLIMIT\b", s) and "count(*)" not in s]
+    assert ("matches" in page) == (sort == "location"), page
     assert listed(admin_client, f"{query}&page=2") == expected[25:50]
     assert listed(admin_client, f"{query}&page=3") == expected[50:]
 

@@ -258,7 +258,9 @@ def list_context(filters: UserFilters) -> dict[str, Any]:
             offset = (filters.page - 1) * filters.per_page
             known = None if capped else total
             wanted = filters.per_page + 1
-            for walked in search_walks(offset, wanted, known):
+            # PostgreSQL, a search: how many users a walk of the order passes (kept).
+            everyone = user_counts.everyone if sorted_matches is not None else None
+            for walked in search_walks(offset, wanted, known, everyone):
                 searched = searched_page(filters, offset, wanted, walked)
                 if searched is None:
                     break
