@@ -126,23 +126,23 @@ def check(repair: bool):
             "there with their seats, or a seat was taken around licensing.py)"
         )
     # Who each administrator scope reaches, kept by triggers (0013_scope_members).
-    members = scope.members_drift()
-    for line in members:
-        click.echo(line)
-    if repair and members:
-        scope.repair_members()
-        audit.record("scopes.repair", summary=f"Rewrote the members of {len(members)} scopes")
-        db.session.commit()
-        click.echo(f"Rewrote the members of {len(members)} scopes.")
+    members = _compare_kept(
+        repair,
+        scope.members_drift,
+        scope.repair_members,
+        "scopes.repair",
+        "Rewrote the members of {n} scopes",
+        "Rewrote the members of {n} scopes.",
+    )
     # The users counted per status and role, kept by triggers (0015_user_counts).
-    counts = user_counts.drift()
-    for line in counts:
-        click.echo(line)
-    if repair and counts:
-        user_counts.repair()
-        audit.record("counts.repair", summary=f"Rewrote {len(counts)} kept user counts")
-        db.session.commit()
-        click.echo(f"Rewrote the kept user counts ({len(counts)} differed).")
+    counts = _compare_kept(
+        repair,
+        user_counts.drift,
+        user_counts.repair,
+        "counts.repair",
+        "Rewrote {n} kept user counts",
+        "Rewrote the kept user counts ({n} differed).",
+    )
     if repair and drifts:
         audit.record("pools.repair", summary=f"Repaired {len(drifts)} license counters")
         db.session.commit()
@@ -155,6 +155,20 @@ def check(repair: bool):
     click.echo("License pools agree with the training records: no drift.")
     click.echo("Scope members agree with the scopes' locations and groups.")
     click.echo("The kept user counts agree with the users.")
+
+
+def _compare_kept(repair: bool, drift, rewrite, action: str, summary: str, done: str) -> list[str]:
+    """A table the triggers keep: print how it differs from what it is kept from (`drift`);
+    with `repair`, `rewrite` it, audited as `action`. Returns the differences found."""
+    lines = drift()
+    for line in lines:
+        click.echo(line)
+    if repair and lines:
+        rewrite()
+        audit.record(action, summary=summary.format(n=len(lines)))
+        db.session.commit()
+        click.echo(done.format(n=len(lines)))
+    return lines
 
 
 @lms.command("figures")
