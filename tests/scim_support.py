@@ -28,6 +28,18 @@ def headers(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}", "Content-Type": SCIM, "Accept": SCIM}
 
 
+def scim_caller(client, token: str):
+    """`scim(method, path, body=None)`: a request of the test `client` with `token`, which
+    must succeed."""
+
+    def scim(method, path, body=None):
+        response = client.open(f"/scim/v2{path}", method=method, json=body, headers=headers(token))
+        assert response.status_code < 300, response.text
+        return response
+
+    return scim
+
+
 @contextmanager
 def serving(app):
     """The app on a free loopback port in a thread, for clients that speak real HTTP."""

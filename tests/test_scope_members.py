@@ -24,7 +24,7 @@ from lmsweb.models import (
 )
 from tests.conftest import HX, IS_POSTGRES
 from tests.import_support import csv_bytes, job_id, upload
-from tests.scim_support import headers, make_scoped_token, make_token
+from tests.scim_support import make_scoped_token, make_token, scim_caller
 from tests.test_scim_scope import patch, user_body
 
 # The scope tests' organisation (Lisbon + Warehouse scoped) and its clients, as fixtures.
@@ -100,8 +100,9 @@ def test_the_migration_fills_the_table_for_existing_data(app, world):
     assert world.otto.id in people and world.lena.id not in people
 
 
-def test_the_forms_keep_it(app, world, ada_client):
-    """Add a user, change their location, groups and status through the pages."""
+def add_nina(app, ada_client, world) -> tuple[int, dict]:
+    """Nina, a learner at Lisbon, added through the form: her id, and her details as the
+    edit form posts them."""
     response = ada_client.post(
         "/admin/users/new",
         data={
@@ -113,10 +114,8 @@ def test_the_forms_keep_it(app, world, ada_client):
         },
     )
     assert response.status_code in (200, 303), response.text
-    assert_kept(app, "added at Lisbon")
     with app.app_context():
         nina = db.session.scalar(sa.select(User).where(User.email == "nina@example.com"))
-        nina_id = nina.id
         details = {
             "first_name": nina.first_name,
             "last_name": nina.last_name,
@@ -124,6 +123,13 @@ def test_the_forms_keep_it(app, world, ada_client):
             "user_id": "",
             "role": "learner",
         }
+        return nina.id, details
+
+
+def test_the_forms_keep_it(app, world, ada_client):
+    """Add a user, change their location, groups and status through the pages."""
+    nina_id, details = add_nina(app, ada_client, world)
+    assert_kept(app, "added at Lisbon")
     assert any(user == nina_id for _s, user, _st, _r in stored(app))
     ada_client.post(f"/admin/users/{nina_id}", data={**details, "location": world.madrid.id})
     assert_kept(app, "moved to Madrid")
@@ -238,11 +244,7 @@ def test_scim_keeps_it(app, world, client):
     token = make_token(app)
     scoped_token = make_scoped_token(app, "Porto directory", ["Porto"], [])
     assert_kept(app, "a scoped token's scope")
-
-    def scim(method, path, body=None):
-        response = client.open(f"/scim/v2{path}", method=method, json=body, headers=headers(token))
-        assert response.status_code < 300, response.text
-        return response
+    scim = scim_caller(client, token)
 
     created = scim("POST", "/Users", user_body("dir@example.com", "Porto")).get_json()
     assert_kept(app, "created at Porto")

@@ -18,8 +18,9 @@ from lmsweb.extensions import db
 from lmsweb.models import User, user_counts, user_groups
 from tests.conftest import HX, IS_POSTGRES
 from tests.import_support import csv_bytes, job_id, upload
-from tests.scim_support import headers, make_token
+from tests.scim_support import make_token, scim_caller
 from tests.test_scim_scope import patch, user_body
+from tests.test_scope_members import add_nina, sql
 from tests.test_scopes import ada_client, world  # noqa: F401
 
 Key = tuple[str, int, str, str]
@@ -63,13 +64,6 @@ def assert_kept(app, step: str = "") -> dict[Key, int]:
     return expected
 
 
-def sql(app, *statements: str, **params) -> None:
-    with app.app_context():
-        for statement in statements:
-            db.session.execute(sa.text(statement), params)
-        db.session.commit()
-
-
 def test_the_migration_fills_the_table_for_existing_data(app, world):
     """Upgraded onto an organisation that already has users, the table counts them (and a
     downgrade takes it and its triggers away)."""
@@ -100,27 +94,8 @@ def test_the_migration_fills_the_table_for_existing_data(app, world):
 
 def test_the_forms_keep_them(app, world, ada_client):
     """Add a user, move them, change their groups, role and status through the pages."""
-    response = ada_client.post(
-        "/admin/users/new",
-        data={
-            "first_name": "Nina",
-            "last_name": "New",
-            "email": "nina@example.com",
-            "location": world.lisbon.id,
-            "role": "learner",
-        },
-    )
-    assert response.status_code in (200, 303), response.text
+    nina_id, details = add_nina(app, ada_client, world)
     assert_kept(app, "added at Lisbon")
-    with app.app_context():
-        nina = db.session.scalar(sa.select(User).where(User.email == "nina@example.com"))
-        nina_id = nina.id
-        details = {
-            "first_name": nina.first_name,
-            "last_name": nina.last_name,
-            "email": nina.email,
-            "user_id": "",
-        }
     ada_client.post(f"/admin/users/{nina_id}/groups", data={"group": [world.warehouse.id]})
     assert_kept(app, "joined Warehouse")
     ada_client.post(
@@ -200,11 +175,7 @@ def test_the_import_keeps_them(app, world, ada_client):
 def test_scim_keeps_them(app, world, client):
     """A directory creates users, moves them, changes group membership, deactivates."""
     token = make_token(app)
-
-    def scim(method, path, body=None):
-        response = client.open(f"/scim/v2{path}", method=method, json=body, headers=headers(token))
-        assert response.status_code < 300, response.text
-        return response
+    scim = scim_caller(client, token)
 
     created = scim("POST", "/Users", user_body("dir@example.com", "Porto")).get_json()
     assert_kept(app, "created at Porto")
