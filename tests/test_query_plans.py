@@ -482,6 +482,53 @@ def test_users_found_as_lists_of_ids_are_looked_up_in_the_narrow_index(app, admi
 
 
 @sqlite_only
+def test_a_searchs_trigram_matches_drive_its_count_and_page(app, admin_client, make):
+    """SQLite, a search of a word of three letters or more (and status and role): the count
+    and the page read the FTS5 table's matches and look each up in ix_users_id_cover once,
+    where the planner first listed them whole and then looked each up ("son" at a million
+    users: the capped count 13.6 → 5.8 ms, the page 40.5 → 34.7). With a group the members
+    drive as before. The same users either way."""
+    from .test_users_list import _forward, listed
+
+    team = make.group("Team")
+    for n in range(30):
+        make.user(
+            last_name=f"Marsh{(n * 7) % 30:02d}",
+            email=f"marsh{n}@{'acme' if n % 3 else 'other'}.example",
+            groups=[team] if n % 2 else [],
+        )
+    with app.app_context():
+        db.session.execute(sa.text("ANALYZE"))
+        db.session.commit()
+
+    def wanted(statement: str) -> bool:
+        return statement.startswith("SELECT anon_1.status, count(*)") or (
+            statement.startswith("SELECT users.id") and "LIMIT" in statement
+        )
+
+    for query in ("q=arsh", "q=acme+arsh&role=learner", "q=m+acme&sort=-name"):
+        plans = _plans(app, admin_client, f"/admin/users?{query}", wanted)
+        assert len(plans) == 2, plans  # the count, the page
+        for plan in plans:
+            # The matches first, each user looked up by id; the table read once.
+            steps = _steps(plan)
+            assert steps[0] == "users_search" and steps.count("users_search") == 1, plan
+            assert "SEARCH users USING COVERING INDEX ix_users_id_cover (id=?)" in plan, plan
+        assert listed(admin_client, query) == _forward(app, query)[:50]
+    plans = _plans(app, admin_client, f"/admin/users?q=arsh&group={team.id}", wanted)
+    assert plans and all(_steps(plan)[0] != "users_search" for plan in plans), plans
+    assert (
+        listed(admin_client, f"q=arsh&group={team.id}")
+        == _forward(app, f"q=arsh&group={team.id}")[:50]
+    )
+
+
+def _steps(plan: str) -> list[str]:
+    """The tables an SQLite plan reads, in its order."""
+    return re.findall(r"(?:SCAN|SEARCH) (\w+)", plan)
+
+
+@sqlite_only
 def test_a_location_and_a_group_are_read_from_the_smaller(app, admin_client, make):
     """SQLite, a location and a group: the filter chips' statement counts both (from their
     indexes), and the count and the page read the smaller first: the location's people
