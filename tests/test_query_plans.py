@@ -464,10 +464,11 @@ def test_users_found_as_lists_of_ids_are_looked_up_in_the_narrow_index(app, admi
     def statements(query: str) -> list[str]:
         with app.app_context():
             seen = captured(app, lambda: admin_client.get(f"/admin/users?{query}", headers=HX))
+        # (A prefix's count first tries its emails alone: see the walk's test below.)
         return [
             s
             for s, _ in seen
-            if s.startswith("SELECT anon_1.status, count(*)")
+            if (s.startswith("SELECT anon_1.status, count(*)") and "ix_users_search_email" not in s)
             or (s.startswith("SELECT users.id \nFROM users") and "LIMIT" in s)
         ]
 
@@ -521,6 +522,57 @@ def test_a_searchs_trigram_matches_drive_its_count_and_page(app, admin_client, m
         listed(admin_client, f"q=arsh&group={team.id}")
         == _forward(app, f"q=arsh&group={team.id}")[:50]
     )
+
+
+@sqlite_only
+@pytest.mark.parametrize("sort", ["name", "-name"])
+def test_a_one_word_search_past_the_cap_is_looked_for_in_a_walk_first(
+    app, admin_client, make, monkeypatch, sort
+):
+    """SQLite, one word counted past the cap, its index holding many matches: the page is
+    looked for in the first rows of the name order's walk (ix_users_name_filters), ended at
+    the key of its last row; a walk holding too few (a word of one surname, far down the
+    order) falls back to sorting the matches. A prefix's count stops in the emails' index
+    once past the cap. The pages are the one ordering's slices either way."""
+    from lmsweb import user_queries
+    from lmsweb.blueprints.users import listing
+
+    from .test_users_list import _forward, listed
+
+    monkeypatch.setattr(listing, "COUNT_CAP", 5)
+    monkeypatch.setattr(user_queries, "SQLITE_WALK_MATCHES", 10)
+    monkeypatch.setattr(user_queries, "search_walks", lambda offset, rows, total, _=None: [60])
+    for n in range(70):
+        dense = n % 7 != 0  # "ma" and "ark": 60 of 70, through the whole order
+        make.user(
+            first_name="Mark" if dense else "Zed",
+            last_name=f"Zrossi{n % 10}" if n >= 40 else f"Name{(n * 11) % 40:02d}",
+            email=f"{'ma' if dense else 'zz'}{n}@example.com",
+        )
+
+    def seen(query: str) -> list[str]:
+        with app.app_context():
+            return [s for s, _ in captured(app, lambda: listed(admin_client, query))]
+
+    # "zrossi": 30 matches at the end of the name order (the start of its reverse), past
+    # the cap on page 1 only (page 2 is counted to its end).
+    far = ("zrossi", sort == "-name", (1,))
+    for word, walks, pages in (("ma", True, (1, 2)), ("ark", True, (1, 2)), far):
+        for page in pages:
+            query = f"q={word}&sort={sort}&per_page=25&page={page}"
+            statements = seen(query)
+            walk = [s for s in statements if "INDEXED BY ix_users_name_filters" in s]
+            assert len(walk) == 2, statements  # the walk's last key, the page
+            pages = [s for s in statements if s.startswith("SELECT users.id") and "LIMIT" in s]
+            sorted_after = [s for s in pages if s not in walk]
+            assert bool(sorted_after) != walks, (query, statements)
+            assert listed(admin_client, query) == _forward(app, query)[(page - 1) * 25 :][:25]
+    counts = [s for s in seen(f"q=ma&sort={sort}") if "count(*)" in s and "GROUP BY" in s]
+    assert len(counts) == 1 and "INDEXED BY ix_users_search_email" in counts[0], counts
+    # Few matches (under SQLITE_WALK_MATCHES): sorted at once, no walk.
+    monkeypatch.setattr(user_queries, "SQLITE_WALK_MATCHES", 1_000)
+    assert not [s for s in seen("q=ark") if "ix_users_name_filters" in s]
+    assert listed(admin_client, "q=ark") == _forward(app, "q=ark")[:50]
 
 
 def _steps(plan: str) -> list[str]:

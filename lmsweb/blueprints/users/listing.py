@@ -62,6 +62,8 @@ from ...user_queries import (
     ordered,
     search_walks,
     searched_page,
+    sqlite_capped_by_email,
+    sqlite_walked_page,
     training_counts,
     training_sums,
 )
@@ -212,7 +214,11 @@ def list_context(filters: UserFilters) -> dict[str, Any]:
     cap = max(COUNT_CAP, filters.per_page)
     limit = max(cap, filters.page * filters.per_page)
     kept = user_counts.kept(filters)
-    by_status = _count_by_status(filters, limit) if kept is None else kept
+    by_status = (
+        kept
+        if kept is not None
+        else sqlite_capped_by_email(filters, limit) or _count_by_status(filters, limit)
+    )
     # The page's ids first (from an index alone where one covers the filters), then
     # those rows with what they show: a deep page never reads the rows it skips.
     capped = kept is None and sum(by_status.values()) > limit
@@ -258,6 +264,8 @@ def list_context(filters: UserFilters) -> dict[str, Any]:
             offset = (filters.page - 1) * filters.per_page
             known = None if capped else total
             wanted = filters.per_page + 1
+            if known is None and (ids := sqlite_walked_page(filters, offset, wanted)):
+                return ids
             # PostgreSQL, a search: how many users a walk of the order passes (kept).
             everyone = user_counts.everyone if sorted_matches is not None else None
             for walked in search_walks(offset, wanted, known, everyone):
