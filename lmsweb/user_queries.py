@@ -440,7 +440,10 @@ def filtered_users(
     if filters.group:
         # IN (subquery) rather than EXISTS: the planners turn it into an index lookup.
         members = select(user_groups.c.user_id).where(user_groups.c.group_id.in_(filters.group))
-        if walk:
+        # SQLite, a search at a location read first: only the location's people the search
+        # finds are looked up in the group, where listing its members cost more ("mar" at
+        # Berlin in Sales, at a million users: the count 24.6 → 16 ms).
+        if walk or (filters.q and filters.first == "location"):
             members = members.where(user_groups.c.user_id == User.id)
             query = query.where(members.exists())
         else:

@@ -612,3 +612,15 @@ def test_a_location_and_a_group_are_read_from_the_smaller(app, admin_client, mak
         (count,) = [s for s, _ in seen if s.startswith("SELECT anon_1.status, count(*)")]
         assert f"INDEXED BY {index}" in count, count
         assert listed(admin_client, query) == _forward(app, query)
+    # With a search, the location read first: only the people the search finds are looked
+    # up in the group (its key, per row), not every member listed first.
+    query = f"location={small.id}&group={many.id}&q=side"
+    wanted = lambda s: "count(*)" in s or (s.startswith("SELECT users.id") and "LIMIT" in s)  # noqa: E731
+    plans = _plans(app, admin_client, f"/admin/users?{query}", wanted)
+    counted = [p for p in plans if "ix_users_location_name" in p]
+    assert len(counted) == 2, plans  # the count, the page
+    for plan in counted:
+        assert "CORRELATED SCALAR SUBQUERY" in plan, plan
+        assert "SEARCH user_groups USING COVERING INDEX" in plan, plan
+        assert "(user_id=? AND group_id=?)" in plan and "(group_id=?" not in plan, plan
+    assert listed(admin_client, query) == _forward(app, query)
