@@ -691,6 +691,9 @@ def searched_page(filters: UserFilters, offset: int, rows: int, walked: int) -> 
 # `search_walks`' longer try and at most SQLITE_WALK_MAX rows.
 SQLITE_WALK_MATCHES = 50_000
 SQLITE_WALK_MAX = 100_000
+# How many of a word's first matches (FTS5 order) are read to tell whether the walk holds
+# its page (`_walk_holds`): as many as the count reads.
+SQLITE_WALK_SAMPLE = 10_001
 
 
 def _sqlite_one_word(filters: UserFilters) -> str | None:
@@ -775,12 +778,41 @@ def sqlite_walked_page(filters: UserFilters, offset: int, rows: int) -> list[int
     page = filtered_users(filters, walk=True).with_only_columns(User.id)
     if bound is not None:
         descending = filters.sort.startswith("-")
-        page = page.where(
-            tuple_(*keys) >= tuple_(*bound) if descending else tuple_(*keys) <= tuple_(*bound)
-        )
+
+        def within(*columns):
+            walked_keys, end = tuple_(*columns), tuple_(*bound)
+            return walked_keys >= end if descending else walked_keys <= end
+
+        if len(word) >= SUBSTRING_MIN and not _walk_holds(filters, word, within, offset + rows):
+            return None
+        page = page.where(within(*keys))
     page = page.with_hint(User, hint, "sqlite").order_by(*order).limit(rows).offset(offset)
     ids = list(db.session.scalars(page))
     return ids if len(ids) >= rows or bound is None else None
+
+
+def _walk_holds(filters: UserFilters, word: str, within, rows: int) -> bool:
+    """SQLite: whether the first SQLITE_WALK_SAMPLE matches of `word` in the FTS5 table's
+    order hold `rows` users `within(last name, first name, id)` the walk's end: then the walk
+    holds its page.
+    Where they hold fewer the walk would most likely miss (the matches cluster elsewhere in
+    the order: "son" by name descending at a million users, 20.7 ms walked for nothing)."""
+    drives = User.id == literal_column("+users_search.rowid")
+    sample = (
+        _by_status_and_role(
+            select(User.last_name, User.first_name, User.id)
+            .select_from(_users_search.join(User, drives))
+            .where(_matching([word])),
+            filters,
+            User.status,
+            User.role,
+        )
+        .with_hint(User, "INDEXED BY ix_users_id_cover", "sqlite")
+        .limit(SQLITE_WALK_SAMPLE)
+        .subquery()
+    )
+    found = sample.select().where(within(*sample.c)).limit(rows).subquery()
+    return db.session.scalar(select(func.count()).select_from(found)) >= rows
 
 
 def _descending(column) -> bool:
