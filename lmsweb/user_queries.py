@@ -459,20 +459,19 @@ def filtered_users(
     # looked up once, where the planner first listed them whole (an IN list) and then
     # looked each up ("son" at a million users: the capped count 13.6 → 5.8 ms, the page
     # 40.5 → 34.7). A group's members would drive too (`_sqlite_index`): left to the planner.
+    long_words = _long_words(filters.q)
     joined = (
         search
         and index == "ix_users_id_cover"
         and not filters.group
-        and bool(_long_words(filters.q))
+        and bool(long_words)
         and db.session.get_bind().dialect.name == "sqlite"
     )
     if joined:
         # The unary + keeps the FTS5 table from being probed by id per user: the matches
         # drive, whatever the statistics say (on a small table SQLite scanned the users).
         drives = User.id == literal_column("+users_search.rowid")
-        query = query.select_from(_users_search.join(User, drives)).where(
-            _matching(_long_words(filters.q))
-        )
+        query = query.select_from(_users_search.join(User, drives)).where(_matching(long_words))
     condition = search_condition(filters.q, joined=joined) if search else None
     if condition is not None:
         query = query.where(condition)
@@ -783,7 +782,7 @@ def sqlite_walked_page(filters: UserFilters, offset: int, rows: int) -> list[int
             walked_keys, end = tuple_(*columns), tuple_(*bound)
             return walked_keys >= end if descending else walked_keys <= end
 
-        if len(word) >= SUBSTRING_MIN and not _walk_holds(filters, word, within, offset + rows):
+        if len(word) >= SUBSTRING_MIN and not _walk_holds(filters, within, offset + rows):
             return None
         page = page.where(within(*keys))
     page = page.with_hint(User, hint, "sqlite").order_by(*order).limit(rows).offset(offset)
@@ -791,23 +790,16 @@ def sqlite_walked_page(filters: UserFilters, offset: int, rows: int) -> list[int
     return ids if len(ids) >= rows or bound is None else None
 
 
-def _walk_holds(filters: UserFilters, word: str, within, rows: int) -> bool:
-    """SQLite: whether the first SQLITE_WALK_SAMPLE matches of `word` in the FTS5 table's
-    order hold `rows` users `within(last name, first name, id)` the walk's end: then the walk
-    holds its page.
-    Where they hold fewer the walk would most likely miss (the matches cluster elsewhere in
-    the order: "son" by name descending at a million users, 20.7 ms walked for nothing)."""
-    drives = User.id == literal_column("+users_search.rowid")
+def _walk_holds(filters: UserFilters, within, rows: int) -> bool:
+    """SQLite: whether the first SQLITE_WALK_SAMPLE matches of the search's word, in the FTS5
+    table's order, hold `rows` users `within(last name, first name, id)` the walk's end:
+    then the walk holds its page. Where they hold fewer the walk would most likely miss (the
+    matches cluster elsewhere in the order: "son" by name descending at a million users,
+    20.7 ms walked for nothing)."""
+    # The list's own statement (`filtered_users`: the FTS5 matches drive), as the count reads.
     sample = (
-        _by_status_and_role(
-            select(User.last_name, User.first_name, User.id)
-            .select_from(_users_search.join(User, drives))
-            .where(_matching([word])),
-            filters,
-            User.status,
-            User.role,
-        )
-        .with_hint(User, "INDEXED BY ix_users_id_cover", "sqlite")
+        filtered_users(filters)
+        .with_only_columns(User.last_name, User.first_name, User.id)
         .limit(SQLITE_WALK_SAMPLE)
         .subquery()
     )
