@@ -502,13 +502,8 @@ def test_a_searchs_trigram_matches_drive_its_count_and_page(app, admin_client, m
         db.session.execute(sa.text("ANALYZE"))
         db.session.commit()
 
-    def wanted(statement: str) -> bool:
-        return statement.startswith("SELECT anon_1.status, count(*)") or (
-            statement.startswith("SELECT users.id") and "LIMIT" in statement
-        )
-
     for query in ("q=arsh", "q=acme+arsh&role=learner", "q=m+acme&sort=-name"):
-        plans = _plans(app, admin_client, f"/admin/users?{query}", wanted)
+        plans = _plans(app, admin_client, f"/admin/users?{query}", _count_or_page)
         assert len(plans) == 2, plans  # the count, the page
         for plan in plans:
             # The matches first, each user looked up by id; the table read once.
@@ -516,7 +511,7 @@ def test_a_searchs_trigram_matches_drive_its_count_and_page(app, admin_client, m
             assert steps[0] == "users_search" and steps.count("users_search") == 1, plan
             assert "SEARCH users USING COVERING INDEX ix_users_id_cover (id=?)" in plan, plan
         assert listed(admin_client, query) == _forward(app, query)[:50]
-    plans = _plans(app, admin_client, f"/admin/users?q=arsh&group={team.id}", wanted)
+    plans = _plans(app, admin_client, f"/admin/users?q=arsh&group={team.id}", _count_or_page)
     assert plans and all(_steps(plan)[0] != "users_search" for plan in plans), plans
     assert (
         listed(admin_client, f"q=arsh&group={team.id}")
@@ -567,8 +562,8 @@ def test_a_one_word_search_past_the_cap_is_looked_for_in_a_walk_first(
             walk = [s for s in statements if "INDEXED BY ix_users_name_filters" in s]
             # The walk's last key, then the page (unless the matches said it would miss).
             assert len(walk) == (1 if not walks and len(word) >= 3 else 2), statements
-            pages = [s for s in statements if s.startswith("SELECT users.id") and "LIMIT" in s]
-            sorted_after = [s for s in pages if s not in walk]
+            ids = [s for s in statements if s.startswith("SELECT users.id") and "LIMIT" in s]
+            sorted_after = [s for s in ids if s not in walk]
             assert bool(sorted_after) != walks, (query, statements)
             assert listed(admin_client, query) == _forward(app, query)[(page - 1) * 25 :][:25]
     counts = [s for s in seen(f"q=ma&sort={sort}") if "count(*)" in s and "GROUP BY" in s]
@@ -577,6 +572,13 @@ def test_a_one_word_search_past_the_cap_is_looked_for_in_a_walk_first(
     monkeypatch.setattr(user_queries, "SQLITE_WALK_MATCHES", 1_000)
     assert not [s for s in seen("q=ark") if "ix_users_name_filters" in s]
     assert listed(admin_client, "q=ark") == _forward(app, "q=ark")[:50]
+
+
+def _count_or_page(statement: str) -> bool:
+    """The list's count (by status) or its page of ids."""
+    return statement.startswith("SELECT anon_1.status, count(*)") or (
+        statement.startswith("SELECT users.id") and "LIMIT" in statement
+    )
 
 
 def _steps(plan: str) -> list[str]:
@@ -619,8 +621,7 @@ def test_a_location_and_a_group_are_read_from_the_smaller(app, admin_client, mak
     # With a search, the location read first: only the people the search finds are looked
     # up in the group (its key, per row), not every member listed first.
     query = f"location={small.id}&group={many.id}&q=side"
-    wanted = lambda s: "count(*)" in s or (s.startswith("SELECT users.id") and "LIMIT" in s)  # noqa: E731
-    plans = _plans(app, admin_client, f"/admin/users?{query}", wanted)
+    plans = _plans(app, admin_client, f"/admin/users?{query}", _count_or_page)
     counted = [p for p in plans if "ix_users_location_name" in p]
     assert len(counted) == 2, plans  # the count, the page
     for plan in counted:
