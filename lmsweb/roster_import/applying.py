@@ -14,7 +14,7 @@ from ..domain_error import DomainError
 from ..extensions import db
 from ..licensing import NoSeatsAvailable, lock_users, take_seats
 from ..models import Course, CourseAssignment, Group, ImportJob, Location, User, user_groups, utcnow
-from .bulk import insert_rows, new_ids, update_rows
+from .bulk import gc_paused, insert_rows, new_ids, update_rows
 from .planning import Plan, _chunks, managers_by_email, member_of, plan_import, replan
 
 
@@ -31,6 +31,7 @@ def _ensure_named(model, wanted: dict[str, str]) -> dict[str, int]:
     return existing
 
 
+@gc_paused()
 def apply(job: ImportJob, actor: User | None) -> dict[str, Any]:
     """Apply the valid rows of `job` in the caller's transaction: as previewed when nothing
     they rest on has changed since, else as planned again now.

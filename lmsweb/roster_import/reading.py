@@ -19,6 +19,7 @@ from typing import Any
 from flask import current_app, has_app_context
 
 from .. import sheet_reader
+from .bulk import gc_paused
 
 EXTENSIONS = (".xlsx", ".xls", ".ods", ".csv")
 # Zip containers (.xlsx, .ods) are checked before any parsing.
@@ -212,6 +213,7 @@ class Table:
         }
 
 
+@gc_paused()
 def read_table(filename: str, data: bytes, max_rows: int) -> Table:
     """Read an upload into a Table, or raise ImportFileError with a clear reason."""
     extension = "." + filename.rsplit(".", 1)[-1].lower() if "." in filename else ""
