@@ -44,7 +44,8 @@ user_groups = Table(
     "user_groups",
     db.metadata,
     Column("user_id", ForeignKey("users.id", ondelete="RESTRICT"), primary_key=True),
-    Column("group_id", ForeignKey("groups.id", ondelete="RESTRICT"), primary_key=True, index=True),
+    # Its group's members: ix_user_groups_group_user (0002_user_search).
+    Column("group_id", ForeignKey("groups.id", ondelete="RESTRICT"), primary_key=True),
 )
 
 
@@ -168,7 +169,6 @@ class User(UserMixin, db.Model):
         CheckConstraint("status IN ('pending', 'active', 'archived')", name="status"),
         Index("ix_users_status_role_name", "status", "role", "last_name", "first_name", "id"),
         Index("ix_users_name", "last_name", "first_name", "id"),
-        Index("ix_users_status", "status"),  # the dashboard's counts (0002_user_search)
         # SCIM's `userName eq ...`, the directory's matching key (0008_identity). Not
         # unique in the database: the email (unique) is the identity lmsweb relies on, and
         # the users form would meet a userName clash as an error it cannot explain.

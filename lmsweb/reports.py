@@ -12,7 +12,7 @@ from datetime import date, timedelta
 from sqlalchemy import Select, and_, case, func, select
 from sqlalchemy.orm import aliased, joinedload
 
-from . import compliance, scope
+from . import compliance, scope, user_counts
 from .extensions import db
 from .models import STATUSES, Course, CourseAssignment, Location, User, utcnow
 from .user_queries import UserFilters, filtered_users, search_condition
@@ -48,11 +48,19 @@ def _in_scope(a=CourseAssignment, rule=compliance.REQUEST) -> tuple:
 
 
 def users_by_status(rule=compliance.REQUEST) -> dict[str, int]:
-    rows = db.session.execute(
-        select(User.status, func.count()).where(compliance._in_scope(rule)).group_by(User.status)
-    )
+    """Everyone's from the kept counts (user_counts); a scope's counted."""
     counts = dict.fromkeys(STATUSES, 0)
-    counts.update({row[0]: row[1] for row in rows})
+    unscoped = (scope.current_rule() if rule is compliance.REQUEST else rule) is None
+    kept = user_counts.kept(UserFilters(status=list(STATUSES))) if unscoped else None
+    if kept is None:
+        kept = dict(
+            db.session.execute(
+                select(User.status, func.count())
+                .where(compliance._in_scope(rule))
+                .group_by(User.status)
+            ).all()
+        )
+    counts.update(kept)
     return counts
 
 
