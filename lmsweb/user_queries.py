@@ -609,7 +609,11 @@ SEARCH_SORT_MAX = 5_000
 
 
 def search_walks(
-    offset: int, rows: int, total: int | None, everyone: Callable[[], int] | None = None
+    offset: int,
+    rows: int,
+    total: int | None,
+    everyone: Callable[[], int] | None = None,
+    at_least: int = 0,
 ) -> list[int]:
     """How far `searched_page` looks, one try after another: none when the matches are
     counted and few (`total` ≤ SEARCH_SORT_MAX: sorting them, their keys carried, costs a
@@ -620,12 +624,20 @@ def search_walks(
     else SEARCH_WALK_RATIO rows per row wanted and at least 5,000; then, where the matches
     are too many to sort cheaply (the count is past its cap), eight times that and at least
     20,000 (matches cluster: in the demo data one first and last name pair is a block of 400
-    users at a million), about what sorting the matches of one common surname costs."""
+    users at a million), about what sorting the matches of one common surname costs. Past
+    the cap, the first try is left out where `at_least` matches (the count so far) among
+    `everyone()` users would not hold the page twice over in it: at a million users none of
+    "ma", "mar", "son" and "rossi" had a match in the first 5,000 rows."""
     if total is not None and total <= SEARCH_SORT_MAX:
         dense = everyone is not None and total * SEARCH_WALK_MIN >= 2 * (offset + rows) * everyone()
         return [SEARCH_WALK_MIN] if dense else []
     first = max(SEARCH_WALK_RATIO * (offset + rows), SEARCH_WALK_MIN)
-    return [first] if total is not None else [first, max(first * 8, SEARCH_WALK_LONG)]
+    if total is not None:
+        return [first]
+    longer = max(first * 8, SEARCH_WALK_LONG)
+    if everyone is not None and at_least * first < 2 * (offset + rows) * everyone():
+        return [longer]
+    return [first, longer]
 
 
 def _keyed(query: Select, sort: str) -> tuple[Select, list[tuple[str, bool]]]:

@@ -268,7 +268,7 @@ def list_context(filters: UserFilters) -> dict[str, Any]:
                 return ids
             # PostgreSQL, a search: how many users a walk of the order passes (kept).
             everyone = user_counts.everyone if sorted_matches is not None else None
-            for walked in search_walks(offset, wanted, known, everyone):
+            for walked in search_walks(offset, wanted, known, everyone, total):
                 searched = searched_page(filters, offset, wanted, walked)
                 if searched is None:
                     break
