@@ -627,3 +627,25 @@ def test_the_cycle_collector_is_back_after_a_refused_file_and_stays_off_if_it_wa
             assert not gc.isenabled()
         finally:
             gc.enable()
+
+
+def test_the_worker_keeps_the_cycle_collector_off_loading_previewing_and_applying_a_job(app, admin):
+    from lmsweb import import_jobs
+
+    data = csv_bytes([(f"w{n}@example.org", "Wes", f"Lee{n}", "", "", "") for n in range(3000)])
+    with app.app_context():
+        table = roster_import.read_table("people.csv", data, 10_000)
+        job_id = roster_import.new_job(table, "people.csv", admin.id).id
+        db.session.commit()
+        db.session.remove()
+        _, previewed = _collections_during(lambda: import_jobs.run_job(job_id))
+        job = db.session.get(ImportJob, job_id)
+        assert job.status == "ready", job.error
+        job.status = "applying"
+        db.session.commit()
+        db.session.remove()
+        _, applied = _collections_during(lambda: import_jobs.run_job(job_id))
+        assert db.session.get(ImportJob, job_id).status == "done"
+    # Before: 15 passes while previewing (loading the rows, storing the verdicts), 18 applying.
+    assert max(len(previewed), len(applied)) <= 1, (previewed, applied)
+    assert count(app, User) == 3001 and gc.isenabled()

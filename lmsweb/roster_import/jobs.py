@@ -12,6 +12,7 @@ from sqlalchemy import Text, cast, select
 
 from ..extensions import db
 from ..models import ImportJob, utcnow
+from .bulk import gc_paused
 from .planning import plan_import
 from .reading import Table
 
@@ -40,11 +41,15 @@ def new_job(
     return job
 
 
+@gc_paused()
 def preview_job(job: ImportJob, progress=None) -> None:
+    # Read before planning: `progress` commits, which expires the job, and reading any of
+    # its columns afterwards would load (and decode) all its rows again.
+    total_rows = job.total_rows
     plan = plan_import(job.data, job.create_missing, job.created_by_id, progress=progress)
     job.preview = plan.preview()
     job.status = "ready"
-    job.processed_rows = job.total_rows
+    job.processed_rows = total_rows
     job.updated_at = utcnow()
 
 
