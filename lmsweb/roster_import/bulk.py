@@ -45,7 +45,10 @@ def gc_paused() -> Iterator[None]:
     (a decorator too). A file of 100,000 rows is a million or so lists, dicts and strings
     held at once: each full collection walked all of them again, 2.3 of the 12.3 seconds of
     such an import on PostgreSQL. Reference counting still frees everything these build;
-    the collector is switched back on by the caller that switched it off, error or not."""
+    the collector is switched back on by the caller that switched it off, error or not.
+    The switch is the process's. Gunicorn's sync workers and the worker run one request or
+    job at a time; in the demo server (`flask lms serve`: threaded, the worker a thread)
+    the other threads' cyclic garbage waits until the collector is back, seconds at most."""
     if not gc.isenabled():
         yield
         return
