@@ -41,17 +41,21 @@ def _open():
     )
 
 
+def _rule(rule) -> scope.ScopeRule | None:
+    """The scope given, or the request's for compliance.REQUEST (None: everyone)."""
+    return scope.current_rule() if rule is compliance.REQUEST else rule
+
+
 def _in_scope(a=CourseAssignment, rule=compliance.REQUEST) -> tuple:
     """The records of the scoped administrator's people (#17); no condition otherwise."""
-    rule = scope.current_rule() if rule is compliance.REQUEST else rule
+    rule = _rule(rule)
     return () if rule is None else (a.user_id.in_(scope.in_scope_ids(rule)),)
 
 
 def users_by_status(rule=compliance.REQUEST) -> dict[str, int]:
     """Everyone's from the kept counts (user_counts); a scope's counted."""
     counts = dict.fromkeys(STATUSES, 0)
-    unscoped = (scope.current_rule() if rule is compliance.REQUEST else rule) is None
-    kept = user_counts.kept(UserFilters(status=list(STATUSES))) if unscoped else None
+    kept = user_counts.kept(UserFilters(status=list(STATUSES))) if _rule(rule) is None else None
     if kept is None:
         kept = dict(
             db.session.execute(
