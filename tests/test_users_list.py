@@ -12,7 +12,7 @@ from werkzeug.datastructures import MultiDict
 from lmsweb.extensions import db
 from lmsweb.models import User
 from lmsweb.user_queries import UserFilters, _after, filtered_users
-from tests.conftest import HX, IS_POSTGRES
+from tests.conftest import HX
 
 
 def rows(html: str) -> list[int]:
@@ -489,10 +489,9 @@ def test_the_later_pages_are_read_from_the_end_and_hold_the_same_rows(
 def test_a_searched_page_is_the_same_whichever_way_it_is_found(
     app, admin_client, make, monkeypatch
 ):
-    """PostgreSQL reads a counted search's page with its count (`counted_with_page`), and
-    past the cap looks for it in bounded walks of the order first, then sorts the matches
-    (`searched_page`): a page found any way is the slice of the one ordering. (SQLite
-    keeps its own plan: the same check.)"""
+    """PostgreSQL looks for a searched page in a bounded walk of the order first, then
+    sorts the matches (user_queries.searched_page): a page found either way, or by the
+    fallback, is the slice of the one ordering. (SQLite keeps its own plan: the same check.)"""
     from lmsweb import user_queries
 
     for n in range(120):
@@ -502,8 +501,15 @@ def test_a_searched_page_is_the_same_whichever_way_it_is_found(
         make.user(first_name=f"Kim{n:02d}", last_name="Zmarsh")
     monkeypatch.setattr(user_queries, "SEARCH_WALK_MIN", 1)
     monkeypatch.setattr(user_queries, "SEARCH_WALK_LONG", 30)
-    for ratio, cap in ((50, 10_000), (1, 5), (50, 5)):
+    for ratio, cap, sort_max in (
+        (50, 10_000, 0),
+        (1, 10_000, 0),
+        (1, 5, 0),
+        (50, 5, 0),
+        (1, 10_000, 100),
+    ):
         monkeypatch.setattr(user_queries, "SEARCH_WALK_RATIO", ratio)
+        monkeypatch.setattr(user_queries, "SEARCH_SORT_MAX", sort_max)
         from lmsweb.blueprints.users import listing
 
         monkeypatch.setattr(listing, "COUNT_CAP", cap)
@@ -514,35 +520,4 @@ def test_a_searched_page_is_the_same_whichever_way_it_is_found(
             shown = []
             for page in (1, 2, 3, 4):
                 shown += listed(admin_client, f"{query}&page={page}")
-            assert shown == expected, (ratio, cap, sort)
-
-
-@pytest.mark.skipif(not IS_POSTGRES, reason="PostgreSQL's page read with the count")
-def test_a_search_counted_whole_reads_its_page_with_the_count(app, admin_client, make):
-    """PostgreSQL: a search with no more matches than the count's cap reads them once, from
-    the trigram index, counting them by status and taking the page from them in the same
-    statement, where a second statement walked the order or sorted them again. Past the
-    cap the page is looked for as before; a page past the end is still the last one."""
-    from tests.test_query_plans import captured
-
-    for n in range(60):
-        make.user(
-            first_name="Mara" if n % 3 else "Kim",
-            last_name=f"Page{(n * 7) % 60:02d}",
-            status=("active", "pending")[n % 2],
-        )
-
-    def searching(query: str) -> list[str]:
-        with app.app_context():
-            seen = captured(app, lambda: admin_client.get(f"/admin/users?{query}", headers=HX))
-        return [s for s, _ in seen if "search_text" in s]
-
-    for sort in ("name", "-email", "location", "status"):
-        query = f"q=mar&sort={sort}&per_page=25"
-        expected = _forward(app, query)
-        assert len(expected) == 40
-        assert len(searching(f"{query}&page=2")) == 1
-        assert sum((listed(admin_client, f"{query}&page={p}") for p in (1, 2)), []) == expected
-        assert listed(admin_client, f"{query}&page=7") == expected[25:]
-    html = admin_client.get("/admin/users?q=mar", headers=HX).text
-    assert "40" in html and "more than" not in html
+            assert shown == expected, (ratio, cap, sort_max, sort)

@@ -56,7 +56,6 @@ from ...user_queries import (
     UNARCHIVED_TRAINING,
     TrainingCounts,
     UserFilters,
-    counted_with_page,
     filtered_users,
     matches_sorted,
     matching_statuses,
@@ -215,14 +214,11 @@ def list_context(filters: UserFilters) -> dict[str, Any]:
     cap = max(COUNT_CAP, filters.per_page)
     limit = max(cap, filters.page * filters.per_page)
     kept = user_counts.kept(filters)
-    asked = (filters.page - 1) * filters.per_page
-    counted_page = None  # PostgreSQL, a search: the page, read with the count
-    if kept is not None:
-        by_status = kept
-    elif filters.q and db.session.get_bind().dialect.name == "postgresql":
-        by_status, counted_page = _count_with_page(filters, limit, asked)
-    else:
-        by_status = sqlite_capped_by_email(filters, limit) or _count_by_status(filters, limit)
+    by_status = (
+        kept
+        if kept is not None
+        else sqlite_capped_by_email(filters, limit) or _count_by_status(filters, limit)
+    )
     # The page's ids first (from an index alone where one covers the filters), then
     # those rows with what they show: a deep page never reads the rows it skips.
     capped = kept is None and sum(by_status.values()) > limit
@@ -266,20 +262,19 @@ def list_context(filters: UserFilters) -> dict[str, Any]:
 
         def page_of_ids() -> list[int]:
             offset = (filters.page - 1) * filters.per_page
-            if counted_page is not None and offset == counted_page[0]:
-                return counted_page[1]
             known = None if capped else total
             wanted = filters.per_page + 1
             if known is None and (ids := sqlite_walked_page(filters, offset, wanted)):
                 return ids
-            # PostgreSQL, a search past the cap: walks of the order, then its matches sorted.
+            # PostgreSQL, a search: how many users a walk of the order passes (kept).
             everyone = user_counts.everyone if sorted_matches is not None else None
-            for walked in search_walks(offset, wanted, everyone, total) if capped else ():
+            for walked in search_walks(offset, wanted, known, everyone, total):
                 searched = searched_page(filters, offset, wanted, walked)
                 if searched is None:
                     break
                 ids = list(db.session.scalars(searched))
-                if len(ids) >= wanted:  # the page and the next one's first
+                # The page and the next one's first, or (the count exact) all that is left.
+                if len(ids) >= (wanted if known is None else min(wanted, known - offset)):
                     return ids
             return _page_ids(ids_query, filters, known, sorted_matches)
 
@@ -490,24 +485,6 @@ def _chip_names(filters: UserFilters) -> tuple[dict[str, dict[int, str]], dict[s
         if count is not None:
             sizes[kind] = count
     return names, sizes if sized else {}
-
-
-def _count_with_page(
-    filters: UserFilters, limit: int, offset: int
-) -> tuple[dict[str, int], tuple[int, list[int]] | None]:
-    """The users matching a search per status (as `_count_by_status`), and where they are
-    no more than `limit`, the page at `offset` with the next one's first: (offset, ids)."""
-    by_status: dict[str, int] = {}
-    page: list[tuple[int, int]] = []
-    statement = counted_with_page(filters, limit, offset, filters.per_page + 1)
-    for status, n, found in db.session.execute(statement):
-        if status is None:
-            page.append((n, found))
-        else:
-            by_status[status] = n
-    if sum(by_status.values()) > limit:
-        return by_status, None
-    return by_status, (offset, [found for _, found in sorted(page)])
 
 
 def _count_by_status(filters: UserFilters, limit: int) -> dict[str, int]:
