@@ -12,7 +12,7 @@ from werkzeug.datastructures import MultiDict
 from lmsweb.extensions import db
 from lmsweb.models import User
 from lmsweb.user_queries import UserFilters, _after, filtered_users
-from tests.conftest import HX
+from tests.conftest import HX, IS_POSTGRES
 
 
 def rows(html: str) -> list[int]:
@@ -521,3 +521,42 @@ def test_a_searched_page_is_the_same_whichever_way_it_is_found(
             for page in (1, 2, 3, 4):
                 shown += listed(admin_client, f"{query}&page={page}")
             assert shown == expected, (ratio, cap, sort_max, sort)
+
+
+@pytest.mark.skipif(not IS_POSTGRES, reason="PostgreSQL's page read with the count")
+def test_a_narrow_search_reads_its_page_with_the_count(app, admin_client, make, org, monkeypatch):
+    """PostgreSQL: a search whose matches are counted and sparse among the users (a search
+    with filters: "everything" at a million users) reads them once, with their sort keys,
+    counting them by status and sorting the page from them in the same statement, where the
+    count, the users there are and the sorted page were three statements and two reads."""
+    from lmsweb import user_queries
+    from tests.test_query_plans import captured
+
+    # 40 matches of 446 users: too few for a walk of 50 rows to hold a page twice over.
+    monkeypatch.setattr(user_queries, "SEARCH_WALK_MIN", 50)
+    site = make.location("Far Site")
+    site_id = site.id
+    for n in range(40):
+        make.user(
+            first_name="Mara",
+            last_name=f"Page{(n * 7) % 40:02d}",
+            location=site,
+            status=("active", "pending")[n % 2],
+        )
+    for n in range(400):
+        make.user(first_name=f"Lee{n:03d}", last_name="Other")
+
+    for sort in ("name", "-email", "location", "status"):
+        query = f"q=mar&location={site_id}&sort={sort}&per_page=25"
+        expected = _forward(app, query)
+        assert len(expected) == 40
+        with app.app_context():
+            seen = captured(
+                app, lambda q=query: admin_client.get(f"/admin/users?{q}&page=2", headers=HX)
+            )
+        assert len([s for s, _ in seen if "search_text" in s]) == 1, seen
+        assert len([s for s, _ in seen if "user_counts" in s]) <= 1, seen
+        assert sum((listed(admin_client, f"{query}&page={p}") for p in (1, 2)), []) == expected
+        assert listed(admin_client, f"{query}&page=7") == expected[25:]
+    html = admin_client.get(f"/admin/users?q=mar&location={site_id}", headers=HX).text
+    assert "40" in html and "more than" not in html
