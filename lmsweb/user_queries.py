@@ -17,7 +17,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
-from math import ceil
 from typing import Any
 
 from flask import abort
@@ -606,12 +605,6 @@ SEARCH_WALK_LONG = 20_000
 SEARCH_SORT_MAX = 5_000
 
 
-def search_dense_from(offset: int, rows: int, everyone: int) -> int:
-    """How many matches among `everyone` users would put `rows` rows from `offset` twice
-    over in a walk of SEARCH_WALK_MIN rows of the order."""
-    return ceil(2 * (offset + rows) * everyone / SEARCH_WALK_MIN)
-
-
 def search_walks(
     offset: int,
     rows: int,
@@ -633,7 +626,7 @@ def search_walks(
     `everyone()` users would not hold the page twice over in it: at a million users none of
     "ma", "mar", "son" and "rossi" had a match in the first 5,000 rows."""
     if total is not None and total <= SEARCH_SORT_MAX:
-        dense = everyone is not None and total >= search_dense_from(offset, rows, everyone())
+        dense = everyone is not None and total * SEARCH_WALK_MIN >= 2 * (offset + rows) * everyone()
         return [SEARCH_WALK_MIN] if dense else []
     first = max(SEARCH_WALK_RATIO * (offset + rows), SEARCH_WALK_MIN)
     if total is not None:
@@ -662,42 +655,26 @@ def _by_keys(subquery, keys: list[tuple[str, bool]]) -> list:
     return [subquery.c[name].desc() if desc else subquery.c[name] for name, desc in keys]
 
 
-def walks_searched(filters: UserFilters) -> bool:
-    """Whether a searched page may be looked for in a walk of the order (`searched_page`):
-    PostgreSQL, an organisation-wide administrator, any order but the location's."""
-    return (
-        bool(filters.q)
-        and filters.sort.removeprefix("-") != "location"
-        and scope.current_rule() is None
-        and db.session.get_bind().dialect.name == "postgresql"
-    )
-
-
-def counted_with_page(
-    filters: UserFilters, limit: int, offset: int, rows: int, dense_from: int | None
-) -> Select:
+def counted_with_page(filters: UserFilters, limit: int, offset: int, rows: int) -> Select:
     """PostgreSQL, a search: its matches counted by status as far as `limit` + 1 (rows of
     status, count, None), read once from the trigram or prefix index with their sort keys;
-    and in the same statement, where they are no more than `limit` and fewer than
-    `dense_from` (from there a walk of the order finds the page sooner: `search_walks`),
-    the page of their ids (`rows` from `offset`) sorted from them (rows of None, position,
-    id). A one-time filter skips that sort otherwise. One statement and one read of the
-    matches where there were three statements and two reads: the count, the users there
-    are, the page ("everything" at a million users, 101 matches: 68.7 / 50.2 → 37.7 / 34.0
-    ms p50). Carrying the keys costs a capped count of "ma" at a million users 27-31 →
-    29-33 ms (psql)."""
+    and in the same statement, where they are no more than `limit`, the page of their ids
+    (`rows` from `offset`) sorted from them (rows of None, position, id). A one-time filter
+    skips that sort past the cap. One statement and one read of the matches where a
+    search counted within the cap took two or three statements and two reads: the count,
+    the users there are (for the walk's choice), then a walk of the order or the matches
+    read again and sorted ("everything" at a million users, 101 matches: 53.4 / 47.7 →
+    36.0 / 37.5 ms p50). Carrying the keys costs a capped count ("ma" at a million users,
+    psql: 27-31 → 29-33 ms)."""
     inner, keys = _keyed(filtered_users(filters).order_by(None), filters.sort)
     matches = inner.add_columns(User.status.label("status")).limit(limit + 1).cte("matches")
     counts = select(matches.c.status, func.count(), literal_column("NULL::integer")).group_by(
         matches.c.status
     )
     counted = select(func.count()).select_from(matches).scalar_subquery()
-    wanted = (
-        counted <= limit if dense_from is None else and_(counted <= limit, counted < dense_from)
-    )
     page = (
         select(matches.c.found, *(matches.c[name] for name, _ in keys))
-        .where(wanted)
+        .where(counted <= limit)
         .order_by(*_by_keys(matches, keys))
         .limit(rows)
         .offset(offset)
@@ -722,7 +699,11 @@ def searched_page(filters: UserFilters, offset: int, rows: int, walked: int) -> 
     location order (a join); and for a scoped administrator, whose people are a fraction of
     the order walked (Lisbon + Warehouse: 5,000 of them are 43,000 rows down 100,000, 30 ms),
     where their matches, sorted, are the trigram index's intersected with `scope_members`."""
-    if not walks_searched(filters):
+    if not filters.q or filters.sort.removeprefix("-") == "location":
+        return None
+    if scope.current_rule() is not None:
+        return None
+    if db.session.get_bind().dialect.name != "postgresql":
         return None
     hit = search_condition(filters.q, walked=walked)
     if hit is None:

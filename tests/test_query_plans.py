@@ -271,23 +271,16 @@ def test_the_email_order_walks_its_covering_index(app, admin_client, make):
 
 @pytest.mark.skipif(not IS_POSTGRES, reason="PostgreSQL's search paging (SQLite drives from FTS5)")
 @pytest.mark.parametrize("sort", ["name", "-name", "email", "location", "-created"])
-def test_a_few_counted_matches_are_sorted_with_their_keys_without_a_walk(
-    app, admin_client, make, monkeypatch, sort
+def test_counted_matches_are_sorted_with_their_keys_in_the_counts_statement(
+    app, admin_client, make, sort
 ):
-    """A search whose matches are counted and few (≤ SEARCH_SORT_MAX) is sorted at once, no
-    walk of the order first, and in the count's own statement (`counted_with_page`): the
-    matches are read once, with their sort keys (the page's statement joined every match
-    back to `users` to sort it: 19,188 lookups for "rossi" at a million users; then read
-    them all a second time). Unless they are dense among the users: a walk of
-    SEARCH_WALK_MIN rows should find the page then, and is tried first. The page is the
-    usual ordering's slice either way."""
-    from lmsweb import user_queries
-
+    """A search whose matches are counted (no more than the cap) is sorted in the count's
+    own statement (`counted_with_page`): the matches are read once, with their sort keys,
+    no walk of the order first (the page's statement joined every match back to `users` to
+    sort it: 19,188 lookups for "rossi" at a million users; then it read them all a second
+    time). The page is the usual ordering's slice."""
     from .conftest import HX
     from .test_users_list import _forward, listed
-
-    # 60 matches of 121 users: a walk of 50 rows would hold too few of them.
-    monkeypatch.setattr(user_queries, "SEARCH_WALK_MIN", 50)
 
     here, there = make.location("Here"), make.location("There")
     for n in range(60):
@@ -296,29 +289,14 @@ def test_a_few_counted_matches_are_sorted_with_their_keys_without_a_walk(
     query = f"q=mars&sort={sort}&per_page=25"
     expected = _forward(app, query)
     assert len(expected) == 60
-
-    def statements(page: int) -> tuple[list[str], list[str]]:
-        with app.app_context():
-            seen = captured(
-                app, lambda: admin_client.get(f"/admin/users?{query}&page={page}", headers=HX)
-            )
-        reads = [s for s, _ in seen if "search_text" in s]
-        return reads, [s for s in reads if "AS hit" in s]
-
-    reads, walks = statements(2)
-    (read,) = reads  # the count, and the page with it
-    assert "count(*)" in read and "row_number()" in read and not walks, reads
+    with app.app_context():
+        seen = captured(app, lambda: admin_client.get(f"/admin/users?{query}&page=2", headers=HX))
+    (read,) = [s for s, _ in seen if "search_text" in s]  # the count, and the page with it
+    assert "count(*)" in read and "row_number()" in read and "AS hit" not in read, read
     assert len(re.findall(r"\bFROM users\b", read)) == 1, read
     assert listed(admin_client, f"{query}&page=2") == expected[25:50]
     assert listed(admin_client, f"{query}&page=3") == expected[50:]
-    # One of 5,000 rows would hold them twice over: walked first (the location order, a
-    # join, is sorted with the count whatever the density).
-    monkeypatch.setattr(user_queries, "SEARCH_WALK_MIN", 5_000)
-    reads, walks = statements(2)
-    assert len(walks) == (sort != "location") and len(reads) == 1 + len(walks), reads
-    assert listed(admin_client, f"{query}&page=2") == expected[25:50]
-    assert listed(admin_client, f"{query}&page=3") == expected[50:]
-    # A page past the end is the last one, whichever way.
+    # A page past the end is the last one.
     assert listed(admin_client, f"{query}&page=9") == expected[50:]
 
 
@@ -344,9 +322,7 @@ def test_a_search_counted_past_the_cap_walks_briefly_first_only_where_its_matche
 
 
 @pytest.mark.skipif(not IS_POSTGRES, reason="PostgreSQL's forms of a prefix search")
-def test_prefix_words_are_ored_ranges_where_postgresql_reads_their_matches(
-    app, admin_client, make, monkeypatch
-):
+def test_prefix_words_are_ored_ranges_where_postgresql_reads_their_matches(app, admin_client, make):
     """A word of two letters (or one, beside a longer word) is its four prefix ranges ORed,
     which PostgreSQL reads as one bitmap, stopping the capped count early: the union of
     their ids, hashed whole first, took "ma" at a million users 53 ms and "m son" 845 ms. A
@@ -386,17 +362,21 @@ def test_prefix_words_are_ored_ranges_where_postgresql_reads_their_matches(
         assert bool(hashed) == (q == "m"), (q, count)
     # A walk of the order tests the ranges row by row up to SEARCH_HASHED_WALK rows (the
     # first page's longer walk, 40,000 rows, among them), past it the ids hashed whole.
-    monkeypatch.setattr(user_queries, "SEARCH_SORT_MAX", 0)
-    monkeypatch.setattr(user_queries, "SEARCH_WALK_MIN", 40_000)
+    from werkzeug.datastructures import MultiDict
 
-    def walks() -> list[str]:
+    from lmsweb.user_queries import UserFilters
+
+    def walk(walked: int) -> tuple[str, set[int]]:
         with app.app_context():
-            seen = captured(app, lambda: admin_client.get("/admin/users?q=ma", headers=HX))
-        return [s for s, _ in seen if "AS hit" in s]
+            filters = UserFilters.from_args(MultiDict({"q": "ma"}))
+            statement = user_queries.searched_page(filters, 0, 51, walked)
+            sql = str(statement.compile(db.engine))
+            return sql, set(db.session.scalars(statement)) & set(ids)
 
-    assert walks() and not any("UNION ALL" in s for s in walks()), walks()
-    monkeypatch.setattr(user_queries, "SEARCH_HASHED_WALK", 0)
-    assert walks() and all("UNION ALL" in s for s in walks()), walks()
+    sql, found = walk(40_000)
+    assert "AS hit" in sql and "UNION ALL" not in sql and found == expected["ma"], sql
+    sql, found = walk(user_queries.SEARCH_HASHED_WALK + 1)
+    assert "AS hit" in sql and "UNION ALL" in sql and found == expected["ma"], sql
     assert set(listed(admin_client, "q=ma")) & set(ids) == expected["ma"]
 
 

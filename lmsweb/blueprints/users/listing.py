@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from functools import cache
 from math import ceil
 from typing import Any, NamedTuple
 from urllib.parse import parse_qsl, urlsplit
@@ -62,14 +61,12 @@ from ...user_queries import (
     matches_sorted,
     matching_statuses,
     ordered,
-    search_dense_from,
     search_walks,
     searched_page,
     sqlite_capped_by_email,
     sqlite_walked_page,
     training_counts,
     training_sums,
-    walks_searched,
 )
 from . import bp
 
@@ -220,14 +217,10 @@ def list_context(filters: UserFilters) -> dict[str, Any]:
     kept = user_counts.kept(filters)
     asked = (filters.page - 1) * filters.per_page
     counted_page = None  # PostgreSQL, a search: its page, read with the count
-    everyone = cache(user_counts.everyone)  # how many users a walk of the order passes
     if kept is not None:
         by_status = kept
     elif filters.q and db.session.get_bind().dialect.name == "postgresql":
-        dense_from = None
-        if walks_searched(filters):
-            dense_from = search_dense_from(asked, filters.per_page + 1, everyone())
-        by_status, counted_page = _count_with_page(filters, limit, asked, dense_from)
+        by_status, counted_page = _count_with_page(filters, limit, asked)
     else:
         by_status = sqlite_capped_by_email(filters, limit) or _count_by_status(filters, limit)
     # The page's ids first (from an index alone where one covers the filters), then
@@ -279,8 +272,9 @@ def list_context(filters: UserFilters) -> dict[str, Any]:
             wanted = filters.per_page + 1
             if known is None and (ids := sqlite_walked_page(filters, offset, wanted)):
                 return ids
-            passed = everyone if sorted_matches is not None else None  # PostgreSQL, a search
-            for walked in search_walks(offset, wanted, known, passed, total):
+            # PostgreSQL, a search: how many users a walk of the order passes (kept).
+            everyone = user_counts.everyone if sorted_matches is not None else None
+            for walked in search_walks(offset, wanted, known, everyone, total):
                 searched = searched_page(filters, offset, wanted, walked)
                 if searched is None:
                     break
@@ -500,20 +494,19 @@ def _chip_names(filters: UserFilters) -> tuple[dict[str, dict[int, str]], dict[s
 
 
 def _count_with_page(
-    filters: UserFilters, limit: int, offset: int, dense_from: int | None
+    filters: UserFilters, limit: int, offset: int
 ) -> tuple[dict[str, int], tuple[int, list[int]] | None]:
     """The users matching a search per status (as `_count_by_status`), and the page at
     `offset` with the next one's first, (offset, ids), where `counted_with_page` read it."""
     by_status: dict[str, int] = {}
     page: list[tuple[int, int]] = []
-    statement = counted_with_page(filters, limit, offset, filters.per_page + 1, dense_from)
+    statement = counted_with_page(filters, limit, offset, filters.per_page + 1)
     for status, n, found in db.session.execute(statement):
         if status is None:
             page.append((n, found))
         else:
             by_status[status] = n
-    total = sum(by_status.values())
-    if total > limit or (dense_from is not None and total >= dense_from):
+    if sum(by_status.values()) > limit:
         return by_status, None
     return by_status, (offset, [found for _, found in sorted(page)])
 
