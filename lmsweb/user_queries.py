@@ -596,41 +596,27 @@ def ordered(query: Select, sort: str) -> Select:
     return query.order_by(*_order_columns(sort))
 
 
-# A searched page is first looked for in this many rows of the sort order per row it needs
-# (at least SEARCH_WALK_MIN), then in at least SEARCH_WALK_LONG (see `search_walks`); as
-# few matches as SEARCH_SORT_MAX are sorted at once.
+# Past the count's cap, a searched page is first looked for in this many rows of the sort
+# order per row it needs (at least SEARCH_WALK_MIN), then in at least SEARCH_WALK_LONG (see
+# `search_walks`).
 SEARCH_WALK_RATIO = 50
 SEARCH_WALK_MIN = 5_000
 SEARCH_WALK_LONG = 20_000
-SEARCH_SORT_MAX = 5_000
 
 
 def search_walks(
-    offset: int,
-    rows: int,
-    total: int | None,
-    everyone: Callable[[], int] | None = None,
-    at_least: int = 0,
+    offset: int, rows: int, everyone: Callable[[], int] | None = None, at_least: int = 0
 ) -> list[int]:
-    """How far `searched_page` looks, one try after another: none when the matches are
-    counted and few (`total` ≤ SEARCH_SORT_MAX: sorting them, their keys carried, costs a
-    few milliseconds, and a walk that misses them costs more), unless they are dense
-    enough among `everyone()` users (the walk passes them all) that SEARCH_WALK_MIN rows
-    should hold the page twice over ("mar" at 100,000 users, 3,807 matches: the page's
-    statement 12.5 → 6.6 ms; "rossi", 1,900 of them in one block of the order, is sorted);
-    else SEARCH_WALK_RATIO rows per row wanted and at least 5,000; then, where the matches
-    are too many to sort cheaply (the count is past its cap), eight times that and at least
+    """How far `searched_page` looks for the page of a search counted past its cap, one try
+    after another (a search counted within the cap has its page sorted by the count's own
+    statement: `counted_with_page`): SEARCH_WALK_RATIO rows per row wanted and at least
+    5,000; then, the matches being too many to sort cheaply, eight times that and at least
     20,000 (matches cluster: in the demo data one first and last name pair is a block of 400
-    users at a million), about what sorting the matches of one common surname costs. Past
-    the cap, the first try is left out where `at_least` matches (the count so far) among
-    `everyone()` users would not hold the page twice over in it: at a million users none of
-    "ma", "mar", "son" and "rossi" had a match in the first 5,000 rows."""
-    if total is not None and total <= SEARCH_SORT_MAX:
-        dense = everyone is not None and total * SEARCH_WALK_MIN >= 2 * (offset + rows) * everyone()
-        return [SEARCH_WALK_MIN] if dense else []
+    users at a million), about what sorting the matches of one common surname costs. The
+    first try is left out where `at_least` matches (the count so far) among `everyone()`
+    users would not hold the page twice over in it: at a million users none of "ma",
+    "mar", "son" and "rossi" had a match in the first 5,000 rows."""
     first = max(SEARCH_WALK_RATIO * (offset + rows), SEARCH_WALK_MIN)
-    if total is not None:
-        return [first]
     longer = max(first * 8, SEARCH_WALK_LONG)
     if everyone is not None and at_least * first < 2 * (offset + rows) * everyone():
         return [longer]
@@ -801,7 +787,7 @@ def sqlite_walked_page(filters: UserFilters, offset: int, rows: int) -> list[int
     held too few: then the matches are sorted. "son" at a million users: 34.4 → 17.0 ms
     (the matches' count that decides, 2.3; the walk's last key, 1.8; the page, 12.9)."""
     word = _sqlite_one_word(filters)
-    walked = search_walks(offset, rows, None)[-1]
+    walked = search_walks(offset, rows)[-1]
     if (
         word is None
         or filters.sort.removeprefix("-") != "name"

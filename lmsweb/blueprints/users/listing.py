@@ -272,15 +272,14 @@ def list_context(filters: UserFilters) -> dict[str, Any]:
             wanted = filters.per_page + 1
             if known is None and (ids := sqlite_walked_page(filters, offset, wanted)):
                 return ids
-            # PostgreSQL, a search: how many users a walk of the order passes (kept).
+            # PostgreSQL, a search past the cap: walks of the order, then its matches sorted.
             everyone = user_counts.everyone if sorted_matches is not None else None
-            for walked in search_walks(offset, wanted, known, everyone, total):
+            for walked in search_walks(offset, wanted, everyone, total) if capped else ():
                 searched = searched_page(filters, offset, wanted, walked)
                 if searched is None:
                     break
                 ids = list(db.session.scalars(searched))
-                # The page and the next one's first, or (the count exact) all that is left.
-                if len(ids) >= (wanted if known is None else min(wanted, known - offset)):
+                if len(ids) >= wanted:  # the page and the next one's first
                     return ids
             return _page_ids(ids_query, filters, known, sorted_matches)
 
