@@ -103,3 +103,48 @@ def test_at_360px_the_first_user_shows_without_scrolling(page, live_server, admi
     expect(
         page.get_by_role("navigation", name="Main").get_by_role("link", name="Dashboard")
     ).to_be_visible()
+
+
+GROUPS_CELL = """row => {
+  const cell = row.querySelector('td.col-groups').getBoundingClientRect();
+  return [...row.querySelectorAll('td.col-groups .chip')].map(chip => {
+    const b = chip.getBoundingClientRect();
+    return {text: chip.textContent, left: b.left, right: b.right, width: b.width,
+            cellLeft: cell.left, cellRight: cell.right};
+  });
+}"""
+
+
+def test_a_user_in_many_groups_shows_how_many_more_whole_and_inside_the_cell(
+    page, live_server, admin, make
+):
+    """A row shows two groups and "+N" for the rest. However long the names, "+N" shows
+    whole inside the cell (it was cut by the cell's edge), the row stays one line, and a
+    lone long name is shortened inside its chip, not hidden."""
+    long_name = "Health and Safety Committee of the Northern Region"
+    groups = [
+        make.group(long_name),
+        make.group("Contractors"),
+        make.group("Warehouse"),
+        make.group("Night shift"),
+    ]
+    many = make.user(first_name="Gina", last_name="Groups", groups=groups)
+    one = make.user(first_name="Gina", last_name="Single", groups=groups[:1])
+    page.set_viewport_size({"width": 1280, "height": 800})
+    sign_in(page, live_server, admin.email, PASSWORD)
+    page.goto(f"{live_server}/admin/users?q=gina")
+    row = page.locator(f"#user-{many.id}")
+    expect(row).to_be_visible()
+    more = row.locator(".chip--more")
+    expect(more).to_have_attribute("title", "Night shift, Warehouse")
+    chips = row.evaluate(GROUPS_CELL)
+    plus = [c for c in chips if c["text"].startswith("+2")]
+    assert len(plus) == 1, chips
+    assert plus[0]["width"] > 0, chips
+    assert plus[0]["cellLeft"] <= plus[0]["left"] and plus[0]["right"] <= plus[0]["cellRight"], (
+        chips
+    )
+    assert row.evaluate("r => r.getBoundingClientRect().height") < 45
+    (single,) = page.locator(f"#user-{one.id}").evaluate(GROUPS_CELL)
+    assert single["width"] > 20 and single["right"] <= single["cellRight"] + 0.5, single
+    expect(page.locator(f"#user-{one.id} .chip")).to_have_attribute("title", long_name)
