@@ -97,6 +97,12 @@ def test_at_360px_the_first_user_shows_without_scrolling(page, live_server, admi
     box = first.bounding_box()
     assert box["y"] >= 0 and box["y"] + box["height"] <= 740, box
     assert box["height"] <= 160, box
+    # Nothing reaches past the screen's right edge: the export links wrap (the second one
+    # was cut at the edge, the page scrolling sideways).
+    for link in page.locator(".export-links a").all():
+        edge = link.bounding_box()
+        assert edge["x"] >= 0 and edge["x"] + edge["width"] <= 360, edge
+    assert page.evaluate("document.documentElement.scrollWidth") <= 360
     screenshot(page, "users-360px")
     # The navigation is one Menu button here; it opens and reaches every page.
     page.get_by_role("button", name="Menu").click()
@@ -148,3 +154,37 @@ def test_a_user_in_many_groups_shows_how_many_more_whole_and_inside_the_cell(
     (single,) = page.locator(f"#user-{one.id}").evaluate(GROUPS_CELL)
     assert single["width"] > 20 and single["right"] <= single["cellRight"] + 0.5, single
     expect(page.locator(f"#user-{one.id} .chip")).to_have_attribute("title", long_name)
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/admin/users",
+        "/admin/users/import",
+        "/admin/courses",
+        "/admin/rules",
+        "/admin/groups",
+        "/admin/locations",
+        "/admin/dashboard",
+        "/admin/outbox",
+        "/admin/audit",
+        "/admin/settings/scim",
+        "/my/training",
+    ],
+)
+def test_no_page_scrolls_sideways_at_360px(page, live_server, admin, demo, path):
+    """At 360 px every page fits the screen's width: a wide table scrolls inside its own
+    frame. The courses page and the dashboard scrolled sideways: the screen-reader texts in
+    their tables (absolutely positioned) escaped the table's frame and widened the page."""
+    page.set_viewport_size({"width": 360, "height": 740})
+    sign_in(page, live_server, admin.email, PASSWORD)
+    page.goto(f"{live_server}{path}")
+    page.wait_for_load_state("domcontentloaded")
+    width = page.evaluate("document.documentElement.scrollWidth")
+    # For the message: what reaches past the edge (a wide table's own cells scroll inside it).
+    past = page.evaluate(
+        "() => [...document.querySelectorAll('body *')]"
+        ".filter(e => e.getBoundingClientRect().right > 361)"
+        ".slice(0, 5).map(e => e.tagName + '.' + e.className)"
+    )
+    assert width <= 360, (path, width, past)
