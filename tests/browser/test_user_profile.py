@@ -11,7 +11,7 @@ from playwright.sync_api import expect
 
 from lmsweb.extensions import db
 from lmsweb.models import Course, CourseAssignment, User
-from tests.browser.conftest import sign_in
+from tests.browser.conftest import open_menu_item, sign_in
 from tests.conftest import PASSWORD
 
 pytestmark = pytest.mark.browser
@@ -69,3 +69,27 @@ def test_profile_of_an_activated_user_offers_a_password_reset(page, live_server,
     expect(page.locator("#toasts")).to_contain_text("Pat Waiting is approved")
     with app.app_context():
         assert db.session.get(User, pending.id).status == "active"
+
+
+def test_opening_a_profile_shows_its_top_not_the_assign_courses_form(
+    page, live_server, admin, make
+):
+    """The profile's training editor is the Course assignments dialog's body, whose first
+    free course takes the focus in the dialog. On the profile it took the focus too, so the
+    page opened scrolled down to "Assign courses", the name and details out of sight."""
+    user = make.user(first_name="Tom", last_name="Top")
+    for n in range(8):
+        make.course(f"TOP-{n}", seats=3)
+    page.set_viewport_size({"width": 1280, "height": 800})
+    sign_in(page, live_server, admin.email, PASSWORD)
+    page.goto(f"{live_server}/admin/users/{user.id}")
+    expect(page.get_by_role("heading", level=1)).to_have_text("Tom Top")
+    page.wait_for_load_state("load")
+    assert page.evaluate("window.scrollY") == 0
+    expect(page.get_by_role("heading", level=1)).to_be_in_viewport()
+    assert page.evaluate("document.activeElement.name") != "course"
+    # In the dialog, the first free course still takes the focus.
+    page.goto(f"{live_server}/admin/users?q=tom")
+    open_menu_item(page, user, "Course assignments")
+    dialog = page.get_by_role("dialog", name="Course assignments: Tom Top")
+    expect(dialog.locator("input[name=course]").first).to_be_focused()
