@@ -130,3 +130,16 @@ def test_export_neutralises_formulas(app, admin_client, admin):
 def test_learners_may_not_see_it(learner_client):
     assert learner_client.get("/admin/audit").status_code == 403
     assert learner_client.get("/admin/audit/export.xlsx").status_code == 403
+
+
+def test_an_empty_log_says_so_and_only_filters_matching_nothing_ask_to_change_them(
+    admin_client, make
+):
+    """With no event at all and no filter, the page said "No events match — change or clear
+    the filters", pointing at filters nobody had set."""
+    page = admin_client.get("/admin/audit")
+    assert page.status_code == 200
+    assert "No events yet" in page.text and "No events match" not in page.text
+    filtered = admin_client.get("/admin/audit?actor=nobody-by-this-name", headers=HX)
+    assert filtered.status_code == 200
+    assert "No events match" in filtered.text and "No events yet" not in filtered.text

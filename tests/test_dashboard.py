@@ -359,3 +359,18 @@ def test_a_scoped_records_page_tests_each_record_and_walks_the_newest_first(app,
             )
             assert "CORRELATED" in plan and "TEMP B-TREE" not in plan, plan
             assert "LIST SUBQUERY" not in plan, plan
+
+
+def test_no_records_at_all_says_so_and_only_filters_matching_nothing_blame_the_filters(
+    admin_client, make
+):
+    """With no training record and no filter, the records said "No training records match
+    these filters", blaming filters nobody had set."""
+    page = admin_client.get("/admin/dashboard")
+    assert page.status_code == 200
+    assert "No training records yet" in page.text
+    assert "match these filters" not in page.text
+    make.course("SAFE-1", seats=1)
+    filtered = admin_client.get("/admin/dashboard?state=overdue", headers=HX)
+    assert filtered.status_code == 200
+    assert "No training records match these filters" in filtered.text
