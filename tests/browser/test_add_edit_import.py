@@ -31,8 +31,10 @@ def test_add_a_user_then_edit_their_name(page, live_server, admin, app):
     dialog.get_by_role("button", name="Add user").click()
     dialog = page.get_by_role("dialog", name="Add a user")
     expect(dialog.locator(".field__error")).to_contain_text("email")
+    # The refused field takes the focus (it was First name, the form's first field).
+    expect(dialog.get_by_label("Email")).to_be_focused()
+    screenshot(page, "add-user")  # the refusal, beside the value it refuses
     dialog.get_by_label("Email").fill("Grace.Hopper@Example.com")
-    screenshot(page, "add-user")
     # Let every static request finish before the page navigates away (no dropped responses).
     page.wait_for_load_state("networkidle")
     dialog.get_by_role("button", name="Add user").click()

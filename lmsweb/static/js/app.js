@@ -198,7 +198,9 @@
       }, { once: true });
       dialog.showModal();
       // Never a button that acts (a row's Archive or Unassign): one Enter must not change data.
-      var first = dialog.querySelector("[autofocus]") ||
+      // A form sent back with errors: its first refused field, where the fix is typed.
+      var first = dialog.querySelector("[aria-invalid=true]") ||
+        dialog.querySelector("[autofocus]") ||
         dialog.querySelector("input:not([type=hidden]):not([disabled]), select, textarea") ||
         dialog.querySelector("[data-close-dialog]");
       if (first) first.focus();
