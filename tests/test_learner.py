@@ -65,3 +65,11 @@ def test_archived_record_cannot_be_started(app, learner_client, learner, make):
         db.session.commit()
     response = learner_client.post(f"/my/training/{a.id}/start", headers=HX)
     assert response.status_code == 409 and "archived" in response.text
+
+
+def test_a_learner_is_not_told_this_is_the_training_admin(learner_client, admin_client):
+    """The header's brand said "Training admin" to learners on their own training page."""
+    mine = learner_client.get("/my/training")
+    assert mine.status_code == 200
+    assert "Training admin" not in mine.text
+    assert "Training admin" in admin_client.get("/admin/users").text
