@@ -88,6 +88,15 @@ def test_opening_a_profile_shows_its_top_not_the_assign_courses_form(
     assert page.evaluate("window.scrollY") == 0
     expect(page.get_by_role("heading", level=1)).to_be_in_viewport()
     assert page.evaluate("document.activeElement.name") != "course"
+    # The Emails heading stands apart from the invitation form above it (it touched it).
+    gap = page.evaluate(
+        """() => {
+          const h = [...document.querySelectorAll('h3')].find(e => e.textContent === 'Emails');
+          const above = h.previousElementSibling.getBoundingClientRect();
+          return h.getBoundingClientRect().top - above.bottom;
+        }"""
+    )
+    assert gap >= 16, gap
     # In the dialog, the first free course still takes the focus.
     page.goto(f"{live_server}/admin/users?q=tom")
     open_menu_item(page, user, "Course assignments")
