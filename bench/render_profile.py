@@ -3,7 +3,7 @@ after 30 warm-ups) and a cProfile of 100 renders summed by kind of work (the com
 templates, Jinja's runtime, escaping, URL building, ...). The page's rows are read once,
 so the figures are the render's, not the database's.
 
-On `users_list`'s 100,000-user SQLite database (prepared when missing); PROFILE_ENGINE=postgresql
+On `users_list`'s 100,000-user SQLite database (`users_list.prepare`); PROFILE_ENGINE=postgresql
 with TEST_DATABASE_URL set reads its PostgreSQL one. PROFILE_ROOT=/path/to/checkout profiles
 another checkout's lmsweb against the same database, for a before and after:
 
@@ -61,14 +61,8 @@ def main() -> None:
     if engine not in urls:
         print(f"{engine}: not available (set TEST_DATABASE_URL for PostgreSQL)")
         return
+    users_list.prepare(urls[engine])  # as `peers` does: migrated, seeded once, analysed
     app = users_list.make_app(urls[engine])
-    with app.app_context():
-        have = db.inspect(db.engine).has_table("users") and db.session.scalar(
-            sa.select(User.id).where(User.email == users_list.ADMIN_EMAIL)
-        )
-        db.session.remove()
-    if not have:
-        users_list.prepare(urls[engine])
     with app.test_request_context("/admin/users", headers={"HX-Request": "true"}):
         admin = db.session.scalar(sa.select(User).where(User.email == users_list.ADMIN_EMAIL))
         login_user(admin)
