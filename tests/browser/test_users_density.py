@@ -172,6 +172,9 @@ def test_a_user_in_many_groups_shows_how_many_more_whole_and_inside_the_cell(
         "/my/training",
     ],
 )
+# The organisation's name as a new installation has it: its two lines in the header pushed
+# Sign out 7 px past a 360 px screen (the tests' own "Test Org" fitted).
+@pytest.mark.parametrize("app_config", [{"ORG_NAME": "Example Organisation"}])
 def test_no_page_scrolls_sideways_at_360px(page, live_server, admin, demo, path):
     """At 360 px every page fits the screen's width: a wide table scrolls inside its own
     frame. The courses page and the dashboard scrolled sideways: the screen-reader texts in
@@ -188,3 +191,22 @@ def test_no_page_scrolls_sideways_at_360px(page, live_server, admin, demo, path)
         ".slice(0, 5).map(e => e.tagName + '.' + e.className)"
     )
     assert width <= 360, (path, width, past)
+
+
+@pytest.mark.parametrize("path", ["/admin/groups", "/admin/locations"])
+def test_groups_and_locations_are_cards_at_360px(page, live_server, admin, demo, path):
+    """At 360 px a group or location is a card: its rename field, Rename and Remove all on
+    the screen. The table kept its three columns and scrolled inside its frame, the field
+    cut off at the screen's edge and Remove out of sight."""
+    page.set_viewport_size({"width": 360, "height": 740})
+    sign_in(page, live_server, admin.email, PASSWORD)
+    page.goto(f"{live_server}{path}")
+    first = page.locator("tbody tr").first
+    for control in (
+        first.locator("input[name=name]"),
+        first.get_by_role("button", name="Rename"),
+        first.get_by_role("button", name=re.compile("^Remove")),
+    ):
+        box = control.bounding_box()
+        assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 360, (path, box)
+    assert_no_serious_violations(page)
