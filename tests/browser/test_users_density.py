@@ -210,3 +210,20 @@ def test_groups_and_locations_are_cards_at_360px(page, live_server, admin, demo,
         box = control.bounding_box()
         assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 360, (path, box)
     assert_no_serious_violations(page)
+
+
+def test_courses_are_cards_at_360px(page, live_server, admin, demo):
+    """At 360 px a course is a card: its counts, pool and the licenses form on screen. The
+    table kept its seven columns: the name a word a line, the rest out of sight."""
+    page.set_viewport_size({"width": 360, "height": 740})
+    sign_in(page, live_server, admin.email, PASSWORD)
+    page.goto(f"{live_server}/admin/courses")
+    first = page.locator("#courses-table tbody tr").first
+    for control in (
+        first.locator("[data-pool=available]"),
+        first.locator("input[name=add]"),
+        first.get_by_role("button", name="Change"),
+    ):
+        box = control.bounding_box()
+        assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 360, box
+    assert_no_serious_violations(page)
