@@ -124,9 +124,10 @@ GROUPS_CELL = """row => {
 def test_a_user_in_many_groups_shows_how_many_more_whole_and_inside_the_cell(
     page, live_server, admin, make
 ):
-    """A row shows two groups and "+N" for the rest. However long the names, "+N" shows
-    whole inside the cell (it was cut by the cell's edge), the row stays one line, and a
-    lone long name is shortened inside its chip, not hidden."""
+    """A row shows the groups that fit (at most two) and "+N" for the rest. However long
+    the names, every chip shows inside the cell: "+N" was cut by the cell's edge, and a
+    second name too long to fit was cut to a lone "…". The row stays one line, and a lone
+    long name is shortened inside its chip, not hidden."""
     long_name = "Health and Safety Committee of the Northern Region"
     groups = [
         make.group(long_name),
@@ -142,14 +143,23 @@ def test_a_user_in_many_groups_shows_how_many_more_whole_and_inside_the_cell(
     row = page.locator(f"#user-{many.id}")
     expect(row).to_be_visible()
     more = row.locator(".chip--more")
-    expect(more).to_have_attribute("title", "Night shift, Warehouse")
+    expect(more).to_have_attribute("title", f"{long_name}, Night shift, Warehouse")
     chips = row.evaluate(GROUPS_CELL)
-    plus = [c for c in chips if c["text"].startswith("+2")]
-    assert len(plus) == 1, chips
-    assert plus[0]["width"] > 0, chips
-    assert plus[0]["cellLeft"] <= plus[0]["left"] and plus[0]["right"] <= plus[0]["cellRight"], (
-        chips
+    assert [c["text"].split(" more")[0] for c in chips] == ["Contractors", "+3"], chips
+    for chip in chips:
+        assert chip["width"] > 0, chips
+        assert chip["cellLeft"] <= chip["left"] and chip["right"] <= chip["cellRight"], chips
+    # Two short names fit beside each other, and beside "+N".
+    short = make.user(
+        first_name="Gina",
+        last_name="Short",
+        groups=[make.group("IT"), make.group("Legal"), groups[2]],
     )
+    page.reload()
+    chips = page.locator(f"#user-{short.id}").evaluate(GROUPS_CELL)
+    assert [c["text"].split(" more")[0] for c in chips] == ["IT", "Legal", "+1"], chips
+    for chip in chips:
+        assert chip["cellLeft"] <= chip["left"] and chip["right"] <= chip["cellRight"], chips
     assert row.evaluate("r => r.getBoundingClientRect().height") < 45
     (single,) = page.locator(f"#user-{one.id}").evaluate(GROUPS_CELL)
     assert single["width"] > 20 and single["right"] <= single["cellRight"] + 0.5, single
