@@ -24,6 +24,10 @@ def test_a_scoped_token_is_created_by_keyboard_and_shown_with_its_scope(page, li
     page.goto(f"{live_server}/admin/settings/scim")
     assert axe_violations(page, "SCIM settings") == []
 
+    # A token for everyone has nothing more to choose: the lists appear with the other
+    # choice (the form was a long column of every location and group either way).
+    expect(page.get_by_role("checkbox", name="Lisbon")).to_be_hidden()
+    expect(page.get_by_role("group", name="Groups")).to_be_hidden()
     page.get_by_label("Token name").fill("Lisbon directory")
     page.get_by_label("Token name").press("Tab")
     # The radios are one tab stop; the arrow keys choose.
@@ -32,6 +36,7 @@ def test_a_scoped_token_is_created_by_keyboard_and_shown_with_its_scope(page, li
     expect(
         page.get_by_label("Only the people at these locations or in these groups")
     ).to_be_checked()
+    expect(page.get_by_role("group", name="Groups")).to_be_visible()
     page.keyboard.press("Tab")
     expect(page.get_by_role("checkbox", name="Lisbon")).to_be_focused()
     page.keyboard.press("Space")
