@@ -203,37 +203,46 @@ def test_no_page_scrolls_sideways_at_360px(page, live_server, admin, demo, path)
     assert width <= 360, (path, width, past)
 
 
+def _first_row_on_screen_at_360px(page, url: str, table: str, controls) -> None:
+    """Open `url` at 360 px: each of `controls(first row)` lies within the screen's width."""
+    page.set_viewport_size({"width": 360, "height": 740})
+    page.goto(url)
+    first = page.locator(f"{table} tbody tr").first
+    for control in controls(first):
+        box = control.bounding_box()
+        assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 360, (url, box)
+    assert_no_serious_violations(page)
+
+
 @pytest.mark.parametrize("path", ["/admin/groups", "/admin/locations"])
 def test_groups_and_locations_are_cards_at_360px(page, live_server, admin, demo, path):
     """At 360 px a group or location is a card: its rename field, Rename and Remove all on
     the screen. The table kept its three columns and scrolled inside its frame, the field
     cut off at the screen's edge and Remove out of sight."""
-    page.set_viewport_size({"width": 360, "height": 740})
     sign_in(page, live_server, admin.email, PASSWORD)
-    page.goto(f"{live_server}{path}")
-    first = page.locator("tbody tr").first
-    for control in (
-        first.locator("input[name=name]"),
-        first.get_by_role("button", name="Rename"),
-        first.get_by_role("button", name=re.compile("^Remove")),
-    ):
-        box = control.bounding_box()
-        assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 360, (path, box)
-    assert_no_serious_violations(page)
+    _first_row_on_screen_at_360px(
+        page,
+        f"{live_server}{path}",
+        ".org .table",
+        lambda row: (
+            row.locator("input[name=name]"),
+            row.get_by_role("button", name="Rename"),
+            row.get_by_role("button", name=re.compile("^Remove")),
+        ),
+    )
 
 
 def test_courses_are_cards_at_360px(page, live_server, admin, demo):
     """At 360 px a course is a card: its counts, pool and the licenses form on screen. The
     table kept its seven columns: the name a word a line, the rest out of sight."""
-    page.set_viewport_size({"width": 360, "height": 740})
     sign_in(page, live_server, admin.email, PASSWORD)
-    page.goto(f"{live_server}/admin/courses")
-    first = page.locator("#courses-table tbody tr").first
-    for control in (
-        first.locator("[data-pool=available]"),
-        first.locator("input[name=add]"),
-        first.get_by_role("button", name="Change"),
-    ):
-        box = control.bounding_box()
-        assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 360, box
-    assert_no_serious_violations(page)
+    _first_row_on_screen_at_360px(
+        page,
+        f"{live_server}/admin/courses",
+        "#courses-table",
+        lambda row: (
+            row.locator("[data-pool=available]"),
+            row.locator("input[name=add]"),
+            row.get_by_role("button", name="Change"),
+        ),
+    )
