@@ -160,6 +160,17 @@ def test_a_user_in_many_groups_shows_how_many_more_whole_and_inside_the_cell(
     assert [c["text"].split(" more")[0] for c in chips] == ["IT", "Legal", "+1"], chips
     for chip in chips:
         assert chip["cellLeft"] <= chip["left"] and chip["right"] <= chip["cellRight"], chips
+    # Two names too long to stand side by side: the second is counted, not cut to "…".
+    pair = make.user(
+        first_name="Gina",
+        last_name="Pair",
+        groups=[make.group("Engineering"), make.group("Finance")],
+    )
+    page.reload()
+    chips = page.locator(f"#user-{pair.id}").evaluate(GROUPS_CELL)
+    assert [c["text"].split(" more")[0] for c in chips] == ["Engineering", "+1"], chips
+    for chip in chips:
+        assert chip["cellLeft"] <= chip["left"] and chip["right"] <= chip["cellRight"], chips
     assert row.evaluate("r => r.getBoundingClientRect().height") < 45
     (single,) = page.locator(f"#user-{one.id}").evaluate(GROUPS_CELL)
     assert single["width"] > 20 and single["right"] <= single["cellRight"] + 0.5, single
