@@ -206,7 +206,12 @@ USER_COLUMNS = (
     "activated_at",
     "last_login_at",
     "archived_at",
+    "manager_id",
 )
+# The demo's organisation chart: teams of TEAM users, each led by its first, who reports
+# to the first of their TEAM leads (the Users list's Manager filter, the compliance
+# cycle's escalations).
+TEAM = 12
 ASSIGNMENT_COLUMNS = (
     "user_id",
     "course_id",
@@ -323,6 +328,15 @@ def _bulk_load_sqlite(connection):
         connection.exec_driver_sql("PRAGMA temp_store = DEFAULT")
 
 
+def _manager(n: int, start_id: int) -> int | None:
+    """The manager of the `n`th demo user of a seed whose first user is `start_id`."""
+    lead = n - n % TEAM
+    if lead != n:
+        return start_id + lead
+    head = n - n % (TEAM * TEAM)
+    return start_id + head if head != n else None
+
+
 def seed_demo(users: int, seed: int = 7, batch: int = 5000) -> dict[str, int]:
     """Insert `users` demo users with groups and training records; returns counts."""
     rng = random.Random(seed)
@@ -437,6 +451,7 @@ def seed_demo(users: int, seed: int = 7, batch: int = 5000) -> dict[str, int]:
                         stamp(created + DAY) if activated else None,
                         stamp(created + DAYS_2) if activated else None,
                         archived_at,
+                        _manager(n, start_id),
                     )
                 )
                 for group_id in rng.sample(group_ids, choice(group_counts)):

@@ -21,7 +21,7 @@ def kept(filters: UserFilters) -> dict[str, int] | None:
     scope narrows the list."""
     if (
         filters.q
-        or filters.manager
+        or filters.by_manager
         or filters.training
         or filters.course
         or filters.course_state

@@ -39,7 +39,7 @@ from sqlalchemy import (
     union_all,
 )
 from sqlalchemy.ext.compiler import compiles
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import aliased, selectinload
 from sqlalchemy.sql import operators
 from sqlalchemy.sql.functions import FunctionElement
 from werkzeug.datastructures import MultiDict
@@ -90,6 +90,18 @@ def _ids(values: list[str]) -> list[int]:
     return list(dict.fromkeys(ids))
 
 
+def _emails(values: list[str]) -> list[str]:
+    """The values that are not ids, as the (lower-cased) emails they are looked up by: a
+    manager chosen by email. Anything else typed there is looked up too, and found by no
+    one, which the filter's chip says."""
+    emails = []
+    for value in values:
+        value = " ".join(value.split()).lower()[:254]
+        if value and not (value.isascii() and value.isdigit()):
+            emails.append(value)
+    return list(dict.fromkeys(emails))
+
+
 def _positive(value: str | None, default: int, maximum: int = MAX_ID) -> int:
     value = (value or "").strip()
     if value.isascii() and value.isdigit() and 0 < int(value) <= maximum:
@@ -111,6 +123,8 @@ class UserFilters:
     page: int = 1
     per_page: int = DEFAULT_PER_PAGE
     manager: list[int] = field(default_factory=list)
+    # Managers given by email (the filter panel's field; `manager` holds the ids of links).
+    manager_email: list[str] = field(default_factory=list)
     training: str = ""
     course: int | None = None
     course_state: str = ""
@@ -130,7 +144,7 @@ class UserFilters:
             or self.location
             or self.group
             or self.role
-            or self.manager
+            or self.by_manager
             or self.training
             or self.course
             or self.course_state
@@ -145,11 +159,15 @@ class UserFilters:
             self.q
             or self.location
             or self.group
-            or self.manager
+            or self.by_manager
             or self.training
             or self.course
             or self.course_state
         )
+
+    @property
+    def by_manager(self) -> bool:
+        return bool(self.manager or self.manager_email)
 
     @classmethod
     def from_args(cls, args: MultiDict, prefix: str = "") -> UserFilters:
@@ -170,6 +188,7 @@ class UserFilters:
         if sort.removeprefix("-") in SORT_KEYS:
             filters.sort = sort
         filters.manager = _ids(args.getlist(prefix + MANAGER))
+        filters.manager_email = _emails(args.getlist(prefix + MANAGER))
         training = args.get(prefix + TRAINING, "")
         filters.training = training if training in TRAINING_LABELS else ""
         course = _ids(args.getlist(prefix + COURSE))
@@ -197,7 +216,7 @@ class UserFilters:
             GROUP: self.group,
             STATUS: self.status,
             ROLE: self.role,
-            MANAGER: self.manager,
+            MANAGER: [*self.manager, *self.manager_email],
             TRAINING: self.training,
             COURSE: self.course,
             COURSE_STATE: self.course_state,
@@ -445,8 +464,14 @@ def filtered_users(
             query = query.where(members.exists())
         else:
             query = query.where(User.id.in_(members))
-    if filters.manager:
-        query = query.where(User.manager_id.in_(filters.manager))
+    if filters.by_manager:
+        managers = aliased(User)
+        by_email = select(managers.id).where(func.lower(managers.email).in_(filters.manager_email))
+        query = query.where(
+            or_(User.manager_id.in_(filters.manager), User.manager_id.in_(by_email))
+            if filters.manager and filters.manager_email
+            else User.manager_id.in_(filters.manager or by_email)
+        )
     if filters.training:
         query = query.where(training_condition(filters.training, date.today()))
     if filters.course or filters.course_state:
@@ -488,7 +513,7 @@ def _sqlite_index(filters: UserFilters) -> str | None:
     are columns of those indexes, and the statuses include the active users (the archived
     alone are a range worth walking)."""
     if "active" not in filters.status or (
-        filters.manager
+        filters.by_manager
         or filters.training
         or filters.course
         or filters.course_state
@@ -922,6 +947,38 @@ def training_counts(user_ids: list[int], today: date) -> dict[int, TrainingCount
         .group_by(a.user_id)
     )
     return {uid: TrainingCounts(int(o or 0), int(d or 0), int(c or 0)) for uid, o, d, c in rows}
+
+
+# The Users list's Manager field: how many managers it suggests as one types.
+MANAGER_SUGGESTIONS = 10
+
+
+def managers_condition(managers) -> ColumnElement[bool]:
+    """SQL: the user `managers` (an alias of User) may be named as a manager to the
+    request's administrator: someone in scope reports to them (tested row by row through
+    ix_users_manager_id), or they are in scope themselves."""
+    reports = select(User.id).where(User.manager_id == managers.id, scope.user_condition())
+    if scope.current_rule() is None:
+        return reports.exists()
+    return or_(reports.exists(), managers.id.in_(select(User.id).where(scope.user_condition())))
+
+
+def manager_suggestions(text: str) -> list[Any]:
+    """Up to MANAGER_SUGGESTIONS managers (users someone in scope reports to) by name, each
+    word of `text` starting their first name, last name or email: (id, first name, last
+    name, email) rows. Walks the name order testing each user for a report (none typed),
+    or reads the words' matches from the prefix indexes."""
+    managers = aliased(User)
+    query = select(managers.id, managers.first_name, managers.last_name, managers.email).where(
+        select(User.id).where(User.manager_id == managers.id, scope.user_condition()).exists()
+    )
+    for word in text.lower().split()[:MAX_SEARCH_WORDS]:
+        columns = (managers.first_name, managers.last_name, managers.email)
+        query = query.where(
+            or_(*(_starts_with(c, v) for v in _word_variants(word) for c in columns))
+        )
+    query = query.order_by(managers.last_name, managers.first_name, managers.id)
+    return db.session.execute(query.limit(MANAGER_SUGGESTIONS)).all()
 
 
 def get_user_or_404(user_id: int, *, with_groups: bool = False) -> User:

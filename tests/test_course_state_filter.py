@@ -105,16 +105,3 @@ def test_export_honours_the_course_state(admin_client, people):
     data = download(admin_client, f"?course={people['fire'].id}&course_state=started").data
     _, rows = rows_openpyxl(data)
     assert [r[0] for r in rows[1:]] == ["Stan"]
-
-
-def test_the_panel_offers_managers_as_a_select(admin_client, make):
-    boss = make.user(first_name="Bea", last_name="Boss")
-    make.user(first_name="Rita", last_name="Report", manager_id=boss.id)
-    make.user(first_name="Nobody", last_name="Else")
-    page = admin_client.get("/admin/users").text
-    assert '<label class="field__label" for="users-manager">Manager</label>' in page
-    assert f'<option value="{boss.id}">Boss, Bea</option>' in page
-    assert "Else, Nobody</option>" not in page  # nobody reports to them
-    chosen = admin_client.get(f"/admin/users?manager={boss.id}")
-    assert f'<option selected value="{boss.id}">Boss, Bea</option>' in chosen.text
-    assert "Report, Rita</a>" in chosen.text and "Else, Nobody</a>" not in chosen.text

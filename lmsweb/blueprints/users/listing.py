@@ -23,12 +23,14 @@ from sqlalchemy import (
     literal,
     literal_column,
     null,
+    or_,
     select,
     union_all,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, aggregate_order_by
+from sqlalchemy.orm import aliased
 from werkzeug.datastructures import MultiDict
-from wtforms import SearchField, SelectField
+from wtforms import SearchField, SelectField, StringField
 from wtforms.fields.choices import SelectChoice
 
 from ... import scope, user_counts
@@ -58,6 +60,8 @@ from ...user_queries import (
     UserFilters,
     counted_with_page,
     filtered_users,
+    manager_suggestions,
+    managers_condition,
     matches_sorted,
     matching_statuses,
     ordered,
@@ -104,15 +108,18 @@ class UserFilterForm(FlaskForm):
     # Not labelled "Course": the bulk bar's Course field is on the same page.
     course = SelectField("Enrolled in", choices=[])
     course_state = SelectField("Enrolment state", choices=[])
-    manager = SelectField("Manager", choices=[])
+    # Typed (an email), with suggestions as one types (`manager_options`): a select of every
+    # manager grew with the organisation, 8,000 options and 420 KB at 100,000 users.
+    manager = StringField("Manager")
 
 
 def _choices(pairs) -> list[SelectChoice]:
     return [SelectChoice(str(value), label) for value, label in pairs]
 
 
-def filter_form(filters: UserFilters, locations, groups, courses=(), managers=()) -> UserFilterForm:
-    """The form showing the (corrected) state, not the raw parameters."""
+def filter_form(filters: UserFilters, locations, groups, courses=(), manager="") -> UserFilterForm:
+    """The form showing the (corrected) state, not the raw parameters; `manager`: the email
+    of the one manager filtered on."""
     form = UserFilterForm(
         formdata=None,
         q=filters.q,
@@ -123,7 +130,7 @@ def filter_form(filters: UserFilters, locations, groups, courses=(), managers=()
         training=filters.training,
         course=str(filters.course or ""),
         course_state=filters.course_state,
-        manager=str(filters.manager[0]) if len(filters.manager) == 1 else "",
+        manager=manager,
     )
     form.location.choices = _choices((x.id, x.name) for x in locations)
     form.group.choices = _choices((g.id, g.name) for g in groups)
@@ -132,7 +139,6 @@ def filter_form(filters: UserFilters, locations, groups, courses=(), managers=()
     form.training.choices = _choices([("", "Any training state"), *TRAINING_LABELS.items()])
     form.course.choices = _choices([("", "Any course"), *((c.id, c.name) for c in courses)])
     form.course_state.choices = _choices([("", "Any state"), *COURSE_STATES.items()])
-    form.manager.choices = _choices([("", "Anyone’s reports"), *((m.id, m.name) for m in managers)])
     return form
 
 
@@ -167,11 +173,18 @@ def filter_chips(filters: UserFilters, names: dict[str, dict[int, str]]) -> list
         rest = [r for r in filters.role if r != role]
         url = list_url(filters, role=rest, **reset)
         chips.append({"label": ROLE_LABELS[role], "kind": "Role", "url": url})
+    managers = names.get("manager", {})
     for ident in filters.manager:
-        if ident in names.get("manager", {}):
+        if ident in managers:
             rest = [x for x in filters.manager if x != ident]
             url = list_url(filters, manager=rest, **reset)
-            chips.append({"label": names["manager"][ident], "kind": "Manager", "url": url})
+            chips.append({"label": managers[ident][0], "kind": "Manager", "url": url})
+    found = {email: name for name, email in managers.values()}
+    for email in filters.manager_email:
+        rest = [*filters.manager, *(x for x in filters.manager_email if x != email)]
+        url = list_url(filters, manager=rest, **reset)
+        label = found.get(email) or f"no user has the email “{email}”"
+        chips.append({"label": label, "kind": "Manager", "url": url})
     if filters.training:
         url = list_url(filters, training="", **reset)
         chips.append({"label": TRAINING_LABELS[filters.training], "kind": "Training", "url": url})
@@ -309,6 +322,7 @@ def list_context(filters: UserFilters) -> dict[str, Any]:
         "first": first,
         "last": first + len(users) - 1 if users else 0,
         "chips": filter_chips(filters, names),
+        "chip_names": names,
         "sorts": sort_links(filters),
         "per_page_choices": PER_PAGE_CHOICES,
         "page_url": lambda page, **changes: list_url(filters, page=page, **changes),
@@ -454,11 +468,23 @@ def _chip_names(filters: UserFilters) -> tuple[dict[str, dict[int, str]], dict[s
         return counted.scalar_subquery().label("size") if sized else no_size
 
     branches = []
-    if filters.manager:
+    if filters.by_manager:
+        # Named as the Manager field suggests them (`managers_condition`); "more" holds the
+        # email, which the field shows and a chip of a typed email is matched by.
+        managers = aliased(User)
+        given = []
+        if filters.manager:
+            given.append(managers.id.in_(filters.manager))
+        if filters.manager_email:
+            given.append(func.lower(managers.email).in_(filters.manager_email))
         branches.append(
-            select(literal("manager"), User.id, User.first_name, User.last_name, no_size).where(
-                User.id.in_(filters.manager), scope.user_condition()
-            )
+            select(
+                literal("manager"),
+                managers.id,
+                managers.first_name + " " + managers.last_name,
+                func.lower(managers.email),
+                no_size,
+            ).where(or_(*given), managers_condition(managers))
         )
     if filters.location:
         people = select(User.id).where(User.location_id.in_(filters.location))
@@ -486,7 +512,7 @@ def _chip_names(filters: UserFilters) -> tuple[dict[str, dict[int, str]], dict[s
     query = branches[0] if len(branches) == 1 else union_all(*branches)
     sizes = {"location": 0, "group": 0}
     for kind, ident, name, last_name, count in db.session.execute(query):
-        names[kind][ident] = f"{name} {last_name}".strip() if kind == "manager" else name
+        names[kind][ident] = (name, last_name) if kind == "manager" else name
         if count is not None:
             sizes[kind] = count
     return names, sizes if sized else {}
@@ -668,8 +694,8 @@ class BulkCourse(NamedTuple):
     seats_available: int
 
 
-def _filter_choices(bulk: bool = False) -> tuple[list, list, list, list, dict]:
-    """The panel's locations, groups, courses and managers (id, name), in one query; with
+def _filter_choices(bulk: bool = False) -> tuple[list, list, list, dict]:
+    """The panel's locations, groups and courses (id, name), in one query; with
     `bulk`, the bulk bar's options too (`bulk.bulk_options`: the groups the administrator
     may assign, every course with its free seats), from the same query."""
     kind = literal_column("kind")
@@ -690,16 +716,6 @@ def _filter_choices(bulk: bool = False) -> tuple[list, list, list, list, dict]:
             scope.visible(Group)
         ),
         course,
-        # Managers: the users someone (in scope) reports to (ix_users_manager_id).
-        select(
-            literal("manager"), User.id, User.last_name + ", " + User.first_name, no_text, no_number
-        ).where(
-            User.id.in_(
-                select(User.manager_id)
-                .where(User.manager_id.is_not(None), scope.user_condition())
-                .correlate(None)
-            )
-        ),
     ]
     if bulk:
         branches.append(
@@ -708,9 +724,7 @@ def _filter_choices(bulk: bool = False) -> tuple[list, list, list, list, dict]:
             )
         )
     rows = db.session.execute(union_all(*branches).order_by(kind, literal_column("name"))).all()
-    by_kind: dict[str, list] = {
-        k: [] for k in ("location", "group", "course", "manager", "bulk_group")
-    }
+    by_kind: dict[str, list] = {k: [] for k in ("location", "group", "course", "bulk_group")}
     for row in rows:
         by_kind[row.kind].append(row)
     options = {}
@@ -721,7 +735,26 @@ def _filter_choices(bulk: bool = False) -> tuple[list, list, list, list, dict]:
                 BulkCourse(c.id, c.name, c.title, max(int(c.free), 0)) for c in by_kind["course"]
             ],
         }
-    return by_kind["location"], by_kind["group"], by_kind["course"], by_kind["manager"], options
+    return by_kind["location"], by_kind["group"], by_kind["course"], options
+
+
+def _manager_email(filters: UserFilters, context: dict[str, Any]) -> str:
+    """What the Manager field shows: the one manager filtered on, as an email."""
+    if len(filters.manager) + len(filters.manager_email) != 1:
+        return ""
+    if filters.manager_email:
+        return filters.manager_email[0]
+    named = context["chip_names"].get("manager", {}).get(filters.manager[0])
+    return named[1] if named else ""
+
+
+@bp.route("/managers")
+@scoped
+def manager_options():
+    """The Manager field's suggestions as it is typed in (`manager`): options of its
+    datalist, each a manager's email labelled with their name."""
+    text = " ".join((request.args.get("manager") or "").split())[:100]
+    return render_template("users/_manager_options.html", managers=manager_suggestions(text))
 
 
 def _anyone() -> bool:
@@ -737,7 +770,7 @@ def index():
     form_sync = not wants_partial() or request.headers.get("HX-Trigger") not in FORM_TRIGGERS
     if form_sync:
         *choices, options = _filter_choices(bulk=not wants_partial())
-        context["form"] = filter_form(filters, *choices)
+        context["form"] = filter_form(filters, *choices, manager=_manager_email(filters, context))
         if options:
             # The bulk bar's options come with the filter panel's (one query, not three).
             context["bulk_options"] = lambda: options
