@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
 from flask import current_app, has_app_context
@@ -64,6 +64,9 @@ class Figures:
     courses: dict[int, list[int]]  # course id: [records, completed, overdue, due soon]
     cycle: dict[str, int]
     by: dict[str, list[compliance.Row]]
+    # How many groups, locations and managers have figures; `by` names the shortlist of them
+    # (compliance.shortlisted) where there are more.
+    totals: dict[str, int] = field(default_factory=dict)
     computed_at: datetime | None = None  # None: counted for this request
     seconds: float = 0.0
     requested_at: datetime | None = None
@@ -85,6 +88,7 @@ class Figures:
                 d: [[r.id, r.name, r.people, *map(r.counts.get, compliance.FIGURES)] for r in rows]
                 for d, rows in self.by.items()
             },
+            "totals": self.totals,
         }
 
     @classmethod
@@ -105,6 +109,7 @@ class Figures:
             courses={int(k): v for k, v in data["courses"].items()},
             cycle=data["cycle"],
             by=by,
+            totals=data.get("totals", {}),
             computed_at=row.computed_at,
             seconds=row.seconds,
             requested_at=row.requested_at,
@@ -237,29 +242,29 @@ def compute_all(rules: dict, day: date) -> dict:
                 else:
                     for i in range(4):
                         row[i] += counts[i]
+    totals = {key: {d: len(rows) for d, rows in by.items()} for key, by in tally.items()}
+    for by in tally.values():
+        for d, rows in by.items():
+            by[d] = {ident: rows[ident] for ident in compliance.shortlisted(rows)}
     names = _names(tally)
     result = {}
     for key, rule in rules.items():
         by = {
-            d: sorted(
-                (
-                    compliance.Row(
-                        d,
-                        ident,
-                        names[d][ident],
-                        n,
-                        dict(
-                            zip(
-                                compliance.FIGURES,
-                                (n - late, late, done, gone),
-                                strict=True,
-                            )
-                        ),
-                    )
-                    for ident, (n, late, done, gone) in rows.items()
-                ),
-                key=lambda row: (row.name, row.id),
-            )
+            d: [
+                compliance.Row(
+                    d,
+                    ident,
+                    names[d][ident],
+                    n,
+                    dict(zip(compliance.FIGURES, (n - late, late, done, gone), strict=True)),
+                )
+                # A shortlist stays in its order (who needs attention first), all by name.
+                for ident, (n, late, done, gone) in (
+                    rows.items()
+                    if totals[key][d] > len(rows)
+                    else sorted(rows.items(), key=lambda item, d=d: (names[d][item[0]], item[0]))
+                )
+            ]
             for d, rows in tally[key].items()
         }
         result[key] = Figures(
@@ -268,6 +273,7 @@ def compute_all(rules: dict, day: date) -> dict:
             courses=reports.course_counts(day, rule),
             cycle=cycle[key],
             by=by,
+            totals=totals[key],
         )
     for figures in result.values():
         figures.seconds = time.perf_counter() - started
@@ -328,11 +334,12 @@ def _key(scope_id: int | None):
 
 
 def latest(scope_id: int | None, rule: scope.ScopeRule | None) -> Figures | None:
-    """The newest snapshot of that audience, if it still has the same members."""
+    """The newest snapshot of that audience, if it still has the same members (and names a
+    shortlist: one from before `totals` may name thousands of managers, and counts again)."""
     row = db.session.execute(
         select(snapshots).where(_key(scope_id)).order_by(snapshots.c.id.desc()).limit(1)
     ).first()
-    if row is None or row.data.get("scope") != _members(rule):
+    if row is None or row.data.get("scope") != _members(rule) or "totals" not in row.data:
         return None
     return Figures.from_row(row)
 

@@ -348,3 +348,68 @@ def test_past_the_request_limit_refresh_asks_the_worker(large, app, admin_client
     assert (
         'id="figures-requested"' not in page and figure(page, "location", oslo.id, "overdue") == 2
     )
+
+
+# --- many managers: the figures name a shortlist (compliance.SHORTLIST) ----------------------
+
+
+def _teams(make, sizes: dict[str, tuple[int, int]], today: date | None = None) -> dict[str, User]:
+    """A manager per name, with (overdue, on time) reports who each have one record."""
+    course, today = make.course("TEAM"), today or date.today()
+    bosses = {}
+    for name, (late, fine) in sizes.items():
+        boss = bosses[name] = make.user(first_name=name, last_name="Lead")
+        for n in range(late + fine):
+            due = today + timedelta(days=-3 if n < late else 3)
+            make.assignment(make.user(manager_id=boss.id), course, due=due)
+    return bosses
+
+
+def _manager_rows(html: str) -> list[int]:
+    table = html[html.index('id="dash-compliance-manager"') :]
+    table = table[: table.index("</table>")]
+    return [int(i) for i in re.findall(r'<tr id="compliance-manager-(\d+)"', table)]
+
+
+@pytest.mark.parametrize("snapshot", [False, True], ids=["live", "snapshot"])
+def test_past_the_shortlist_the_figures_name_those_most_overdue(
+    app, admin_client, make, monkeypatch, snapshot
+):
+    from lmsweb import compliance
+
+    monkeypatch.setattr(compliance, "SHORTLIST", 3)
+    teams = _teams(make, {"Ann": (0, 2), "Bo": (2, 0), "Cy": (1, 1), "Di": (0, 1), "Ed": (3, 0)})
+    if snapshot:
+        app.config["FIGURES_LIVE_MAX_USERS"] = 0
+        assert admin_client.post("/admin/dashboard/figures").status_code == 303
+    page = admin_client.get("/admin/dashboard").text
+    assert _manager_rows(page) == [teams["Ed"].id, teams["Bo"].id, teams["Cy"].id]
+    assert "The 3 of 5 managers whose people are most overdue." in page
+    assert figure(page, "manager", teams["Ed"].id, "overdue") == 3
+    # Fewer than the shortlist: every one, by name, and nothing said.
+    monkeypatch.setattr(compliance, "SHORTLIST", 5)
+    if snapshot:
+        assert admin_client.post("/admin/dashboard/figures").status_code == 303
+    page = admin_client.get("/admin/dashboard").text
+    assert _manager_rows(page) == [teams[n].id for n in ("Ann", "Bo", "Cy", "Di", "Ed")]
+    assert "whose people are most overdue" not in page
+
+
+def test_the_digest_names_the_same_shortlist(app, admin, admin_client, make, runner, monkeypatch):
+    from lmsweb import compliance
+
+    monkeypatch.setattr(compliance, "SHORTLIST", 2)
+    _teams(make, {"Ann": (0, 2), "Bo": (2, 0), "Cy": (1, 1)}, today=date(2026, 3, 2))
+    assert admin_client.post("/admin/dashboard/digest", data={"digest": "on"}).status_code == 303
+    with at(date(2026, 3, 2)):
+        result = runner.invoke(args=["lms", "worker", "--once", "--now", "2026-03-02T07:00"])
+    assert result.exit_code == 0, result.output
+    with app.app_context():
+        text, html = db.session.execute(
+            sa.select(OutboundEmail.body_text, OutboundEmail.body_html).where(
+                OutboundEmail.kind == "digest"
+            )
+        ).one()
+    assert "By manager (the 2 of 3 managers whose people are most overdue):" in text
+    assert "Bo Lead (2)" in text and "Cy Lead (2)" in text and "Ann Lead" not in text
+    assert "The 2 of 3 managers whose people are most overdue." in html

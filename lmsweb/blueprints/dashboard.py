@@ -114,7 +114,12 @@ def index():
             training_labels=compliance.TRAINING_LABELS,
         )
         if shown is not None:
-            context.update(summary=shown.summary(), compliance=shown.by, cycle=shown.cycle)
+            context.update(
+                summary=shown.summary(),
+                compliance=shown.by,
+                compliance_totals=shown.totals,
+                cycle=shown.cycle,
+            )
     status = 200 if valid else 422
     return render("dashboard/index.html", "dashboard/_records.html", status, **context)
 
