@@ -124,3 +124,17 @@ def test_a_scoped_administrator_is_offered_managers_of_their_scope_only(app, wor
     assert "no user has the email “ada@example.com”" in by_ada and "Otto" not in by_ada
     by_otto = sam_client.get("/admin/users?manager=otto@example.com", headers=HX).text
     assert "lena@example.com" in by_otto and "Otto Outsider" in by_otto
+
+
+def test_each_manager_chip_removes_only_its_own(admin_client, make):
+    boss = _boss(make)
+    chief = make.user(first_name="Carl", last_name="Chief", email="carl@example.com")
+    make.user(first_name="Cora", last_name="Report", manager_id=chief.id)
+    page = admin_client.get(f"/admin/users?manager={boss.id}&manager=carl@example.com").text
+    assert "3 users match these filters" in page
+    chip = r'<a class="chip filter-chip" href="([^"]*)"[^>]*><span[^>]*>Manager:</span> ([^<]*) <'
+    chips = {label: url.replace("&amp;", "&") for url, label in re.findall(chip, page)}
+    assert chips == {
+        "Bea Boss": "/admin/users?manager=carl@example.com",
+        "Carl Chief": f"/admin/users?manager={boss.id}",
+    }

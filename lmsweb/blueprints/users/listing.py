@@ -176,7 +176,7 @@ def filter_chips(filters: UserFilters, names: dict[str, dict[int, str]]) -> list
     managers = names.get("manager", {})
     for ident in filters.manager:
         if ident in managers:
-            rest = [x for x in filters.manager if x != ident]
+            rest = [*(x for x in filters.manager if x != ident), *filters.manager_email]
             url = list_url(filters, manager=rest, **reset)
             chips.append({"label": managers[ident][0], "kind": "Manager", "url": url})
     found = {email: name for name, email in managers.values()}
