@@ -97,12 +97,15 @@ def test_suggestions_are_managers_matching_what_is_typed(app, admin_client, make
     stop()
     assert typed.status_code == 200
     assert typed.text == '<option value="bea.boss@example.com">Bea Boss</option>'
+
     # Every word starts a name or the email; a name that manages no one is never offered.
-    assert "Bea Boss" in admin_client.get("/admin/users/managers?manager=bea+bo").text
-    assert admin_client.get("/admin/users/managers?manager=else").text == ""
-    assert admin_client.get("/admin/users/managers?manager=%40example").text == ""
+    def offered(typed: str) -> str:
+        return admin_client.get(f"/admin/users/managers?manager={typed}", headers=HX).text
+
+    assert "Bea Boss" in offered("bea+bo")
+    assert offered("else") == "" and offered("%40example") == ""
     # Nothing typed (the field focused): the first ten by name.
-    first = admin_client.get("/admin/users/managers").text
+    first = offered("")
     assert first.count("<option") == 10
     assert first.startswith('<option value="bea.boss@example.com">Bea Boss</option>')
     assert "Mia08 Lead" in first and "Mia09" not in first
@@ -138,3 +141,14 @@ def test_each_manager_chip_removes_only_its_own(admin_client, make):
         "Bea Boss": "/admin/users?manager=carl@example.com",
         "Carl Chief": f"/admin/users?manager={boss.id}",
     }
+
+
+def test_without_javascript_the_suggestions_are_a_page_of_links(admin_client, make):
+    _boss(make)
+    panel = admin_client.get("/admin/users").text
+    assert 'type an email or <a href="/admin/users/managers">find a manager</a>' in panel
+    page = admin_client.get("/admin/users/managers?manager=boss").text
+    assert "<title>Find a manager" in page and 'value="boss"' in page
+    assert '<a href="/admin/users?manager=bea.boss@example.com">Bea Boss</a>' in page
+    none = admin_client.get("/admin/users/managers?manager=else").text
+    assert "No one named or emailed “else” manages anyone you can see." in none

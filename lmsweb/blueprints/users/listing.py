@@ -53,6 +53,7 @@ from ...security import scoped
 from ...user_forms import CheckboxList
 from ...user_queries import (
     COURSE_STATES,
+    MANAGER_SUGGESTIONS,
     OVERDUE,
     PER_PAGE_CHOICES,
     UNARCHIVED_TRAINING,
@@ -752,9 +753,16 @@ def _manager_email(filters: UserFilters, context: dict[str, Any]) -> str:
 @scoped
 def manager_options():
     """The Manager field's suggestions as it is typed in (`manager`): options of its
-    datalist, each a manager's email labelled with their name."""
+    datalist, each a manager's email labelled with their name (a page of links without
+    htmx)."""
     text = " ".join((request.args.get("manager") or "").split())[:100]
-    return render_template("users/_manager_options.html", managers=manager_suggestions(text))
+    return render(
+        "users/managers.html",
+        "users/_manager_options.html",
+        managers=manager_suggestions(text),
+        text=text,
+        limit=MANAGER_SUGGESTIONS,
+    )
 
 
 def _anyone() -> bool:
