@@ -134,11 +134,14 @@ def csrf_from(html: str) -> str:
 
 def combinations(app) -> dict[str, str]:
     from lmsweb.extensions import db
-    from lmsweb.models import Group, Location
+    from lmsweb.models import Group, Location, User
 
     with app.app_context():
         location = db.session.scalar(sa.select(Location.id).where(Location.name == "Berlin"))
         group = db.session.scalar(sa.select(Group.id).where(Group.name == "Sales"))
+        # The last user's manager (the demo's organisation chart, seed.TEAM), by email.
+        lead = sa.select(User.manager_id).order_by(User.id.desc()).limit(1).scalar_subquery()
+        manager = db.session.scalar(sa.select(User.email).where(User.id == lead))
     return {
         "none": "",
         "status+role": "status=active&role=learner",
@@ -160,6 +163,7 @@ def combinations(app) -> dict[str, str]:
         "sort location": "sort=location",
         "sort -created": "sort=-created",
         "sort status, 100/page": "sort=status&per_page=100",
+        **({"manager (email)": f"manager={manager}"} if manager else {}),
     }
 
 
