@@ -79,21 +79,20 @@ class Row:
         return {self.dimension: str(self.id), "training": figure}
 
 
-# Past this many groups, locations or managers, their figures name the SHORTLIST with the
-# most people overdue (then expired, then the most people), not every one: an organisation
-# chart of a manager per dozen people made 8,000 rows of the dashboard, and of the weekly
-# digest, at 100,000 users.
-SHORTLIST = 25
+# Past this many of a dimension, its figures name the SHORTLIST with the most people
+# overdue (then expired, then the most people), not every one. Groups and locations are the
+# organisation's own (a hundred shows every site of most); managers grow with it, a manager
+# per dozen people: 8,000 rows of the dashboard, and of the weekly digest, at 100,000 users.
+SHORTLIST = {"group": 100, "location": 100, "manager": 25}
 
 
-def shortlisted(rows: dict[int, list[int]]) -> list[int]:
+def shortlisted(dimension: str, rows: dict[int, list[int]]) -> list[int]:
     """The ids of {id: [people, overdue, completed, expired]} the figures name: all of them
-    up to SHORTLIST, else the SHORTLIST that need attention first."""
-    if len(rows) <= SHORTLIST:
+    up to the dimension's SHORTLIST, else those that need attention first."""
+    limit = SHORTLIST[dimension]
+    if len(rows) <= limit:
         return list(rows)
-    return heapq.nsmallest(
-        SHORTLIST, rows, key=lambda i: (-rows[i][1], -rows[i][3], -rows[i][0], i)
-    )
+    return heapq.nsmallest(limit, rows, key=lambda i: (-rows[i][1], -rows[i][3], -rows[i][0], i))
 
 
 # The request's scope (the default); a snapshot passes its audience's rule instead (None: the

@@ -245,7 +245,7 @@ def compute_all(rules: dict, day: date) -> dict:
     totals = {key: {d: len(rows) for d, rows in by.items()} for key, by in tally.items()}
     for by in tally.values():
         for d, rows in by.items():
-            by[d] = {ident: rows[ident] for ident in compliance.shortlisted(rows)}
+            by[d] = {ident: rows[ident] for ident in compliance.shortlisted(d, rows)}
     names = _names(tally)
     result = {}
     for key, rule in rules.items():

@@ -377,7 +377,7 @@ def test_past_the_shortlist_the_figures_name_those_most_overdue(
 ):
     from lmsweb import compliance
 
-    monkeypatch.setattr(compliance, "SHORTLIST", 3)
+    monkeypatch.setitem(compliance.SHORTLIST, "manager", 3)
     teams = _teams(make, {"Ann": (0, 2), "Bo": (2, 0), "Cy": (1, 1), "Di": (0, 1), "Ed": (3, 0)})
     if snapshot:
         app.config["FIGURES_LIVE_MAX_USERS"] = 0
@@ -387,7 +387,7 @@ def test_past_the_shortlist_the_figures_name_those_most_overdue(
     assert "The 3 of 5 managers whose people are most overdue." in page
     assert figure(page, "manager", teams["Ed"].id, "overdue") == 3
     # Fewer than the shortlist: every one, by name, and nothing said.
-    monkeypatch.setattr(compliance, "SHORTLIST", 5)
+    monkeypatch.setitem(compliance.SHORTLIST, "manager", 5)
     if snapshot:
         assert admin_client.post("/admin/dashboard/figures").status_code == 303
     page = admin_client.get("/admin/dashboard").text
@@ -398,7 +398,7 @@ def test_past_the_shortlist_the_figures_name_those_most_overdue(
 def test_the_digest_names_the_same_shortlist(app, admin, admin_client, make, runner, monkeypatch):
     from lmsweb import compliance
 
-    monkeypatch.setattr(compliance, "SHORTLIST", 2)
+    monkeypatch.setitem(compliance.SHORTLIST, "manager", 2)
     _teams(make, {"Ann": (0, 2), "Bo": (2, 0), "Cy": (1, 1)}, today=date(2026, 3, 2))
     assert admin_client.post("/admin/dashboard/digest", data={"digest": "on"}).status_code == 303
     with at(date(2026, 3, 2)):
