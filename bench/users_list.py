@@ -139,8 +139,14 @@ def combinations(app) -> dict[str, str]:
     with app.app_context():
         location = db.session.scalar(sa.select(Location.id).where(Location.name == "Berlin"))
         group = db.session.scalar(sa.select(Group.id).where(Group.name == "Sales"))
-        # The last user's manager (the demo's organisation chart, seed.TEAM), by email.
-        lead = sa.select(User.manager_id).order_by(User.id.desc()).limit(1).scalar_subquery()
+        # The last managed user's manager (the demo's organisation chart, seed.TEAM), by email.
+        lead = (
+            sa.select(User.manager_id)
+            .where(User.manager_id.is_not(None))
+            .order_by(User.id.desc())
+            .limit(1)
+            .scalar_subquery()
+        )
         manager = db.session.scalar(sa.select(User.email).where(User.id == lead))
     return {
         "none": "",
