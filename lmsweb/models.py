@@ -305,6 +305,13 @@ class CourseAssignment(db.Model):
         Index("ix_course_assignments_open_course", "archived_at", "course_id", "state", "due_date"),
         Index("ix_course_assignments_open_due", "archived_at", "state", "due_date", "course_id"),
         Index("ix_course_assignments_notified", "notified_at"),
+        # The records a rule made (migration 0018_rule_records).
+        Index(
+            "ix_course_assignments_rule",
+            "rule_id",
+            sqlite_where=text("rule_id IS NOT NULL"),
+            postgresql_where=text("rule_id IS NOT NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

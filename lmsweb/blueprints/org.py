@@ -13,7 +13,14 @@ from wtforms.validators import DataRequired, Length
 
 from .. import audit, scope
 from ..extensions import db
-from ..models import Course, EnrolmentRule, Group, Location, LocationAllocation, User, user_groups
+from ..models import (
+    Course,
+    EnrolmentRule,
+    Group,
+    Location,
+    LocationAllocation,
+    user_counts,
+)
 from ..navigation import app_path, refuse
 from ..rendering import render, see_other, toast
 
@@ -39,24 +46,22 @@ class Kind:
     filter_param: str  # the Users page's filter for members
 
     def member_counts(self) -> dict[int, int]:
-        if self.model is Group:
-            rows = db.session.execute(
-                select(user_groups.c.group_id, func.count()).group_by(user_groups.c.group_id)
-            )
-        else:
-            rows = db.session.execute(
-                select(User.location_id, func.count())
-                .where(User.location_id.is_not(None))
-                .group_by(User.location_id)
-            )
-        return dict(rows.all())
+        """Every group's (location's) members, of any status, from the kept counts
+        (`user_counts`): a few rows a group, where counting the members read every one (130
+        ms for the groups at a million users)."""
+        c = user_counts.c
+        rows = db.session.execute(
+            select(c.ref_id, func.sum(c.n))
+            .where(c.kind == self.filter_param)
+            .group_by(c.ref_id)
+            .having(func.sum(c.n) > 0)
+        )
+        return {ref: int(n) for ref, n in rows}
 
     def members(self, item) -> int:
-        if self.model is Group:
-            query = select(func.count()).where(user_groups.c.group_id == item.id)
-        else:
-            query = select(func.count()).select_from(User).where(User.location_id == item.id)
-        return db.session.scalar(query) or 0
+        c = user_counts.c
+        query = select(func.sum(c.n)).where(c.kind == self.filter_param, c.ref_id == item.id)
+        return int(db.session.scalar(query) or 0)
 
 
 GROUPS = Kind(Group, "groups", "group", "groups", "group")
