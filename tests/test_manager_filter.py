@@ -146,9 +146,29 @@ def test_each_manager_chip_removes_only_its_own(admin_client, make):
 def test_without_javascript_the_suggestions_are_a_page_of_links(admin_client, make):
     _boss(make)
     panel = admin_client.get("/admin/users").text
-    assert 'type an email or <a href="/admin/users/managers">find a manager</a>' in panel
+    assert 'Type a name or an email, or <a href="/admin/users/managers">find a manager</a>' in panel
     page = admin_client.get("/admin/users/managers?manager=boss").text
     assert "<title>Find a manager" in page and 'value="boss"' in page
     assert '<a href="/admin/users?manager=bea.boss@example.com">Bea Boss</a>' in page
     none = admin_client.get("/admin/users/managers?manager=else").text
     assert "No one named or emailed “else” manages anyone you can see." in none
+
+
+def test_a_typed_name_of_one_manager_is_that_manager(admin_client, make):
+    _boss(make)
+    chief = make.user(first_name="Carl", last_name="Chief", email="carl@example.com")
+    make.user(first_name="Cora", last_name="Report", manager_id=chief.id)
+    response = admin_client.get("/admin/users?manager=Bea+Boss", headers=HX)
+    assert "2 users match these filters" in response.text
+    assert "Bea Boss" in _chips(response.text)
+    assert response.headers["HX-Push-Url"] == "/admin/users?manager=bea.boss@example.com"
+    page = admin_client.get("/admin/users?manager=bea").text
+    assert 'value="bea.boss@example.com"' in _field(page) and "Report, Rita</a>" in page
+    # Several, or none: the chip says so, and no one is listed.
+    both = admin_client.get("/admin/users?manager=report", headers=HX).text
+    assert "no manager matches “report”" in _chips(both) and "Report, Rita</a>" not in both
+    make.user(first_name="Bella", last_name="Boss", email="bella@example.com")  # no reports
+    make.user(manager_id=make.user(first_name="Bert", last_name="Boss").id)
+    many = admin_client.get("/admin/users?manager=boss", headers=HX).text
+    assert "“boss” matches 2 managers: pick one" in _chips(many)
+    assert "Report, Rita</a>" not in many

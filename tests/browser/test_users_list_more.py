@@ -189,3 +189,10 @@ def test_filter_by_manager_from_the_panel(page, live_server, admin, make):
     page.goto(f"{live_server}/admin/users?manager={boss.id}")
     expect(page.locator("#users-count")).to_have_text("2 users match these filters")
     expect(page.get_by_label("Manager", exact=True)).to_have_value("bea.boss@example.com")
+    # A name typed in full, Enter: the one manager it matches.
+    page.get_by_text("Advanced filters").click()
+    page.get_by_label("Manager", exact=True).fill("Carl Chief")
+    page.get_by_label("Manager", exact=True).press("Enter")
+    expect(page.locator("#users-count")).to_have_text("1 user matches these filters")
+    expect(page.get_by_role("list", name="Active filters")).to_contain_text("Carl Chief")
+    assert page.url.endswith("/admin/users?manager=carl.chief@example.com")

@@ -184,7 +184,7 @@ def filter_chips(filters: UserFilters, names: dict[str, dict[int, str]]) -> list
     for email in filters.manager_email:
         rest = [*filters.manager, *(x for x in filters.manager_email if x != email)]
         url = list_url(filters, manager=rest, **reset)
-        label = found.get(email) or f"no user has the email “{email}”"
+        label = found.get(email) or _unmatched(email, names.get("typed", {}))
         chips.append({"label": label, "kind": "Manager", "url": url})
     if filters.training:
         url = list_url(filters, training="", **reset)
@@ -195,6 +195,32 @@ def filter_chips(filters: UserFilters, names: dict[str, dict[int, str]]) -> list
         url = list_url(filters, course=None, course_state="", **reset)
         chips.append({"label": f"{course} · {state}", "kind": "Course", "url": url})
     return chips
+
+
+def _unmatched(text: str, typed: dict[str, int]) -> str:
+    """A Manager chip's words for what found no manager."""
+    if text not in typed:
+        return f"no user has the email “{text}”"
+    if not typed[text]:
+        return f"no manager matches “{text}”"
+    many = "10 or more" if typed[text] >= MANAGER_SUGGESTIONS else str(typed[text])
+    return f"“{text}” matches {many} managers: pick one"
+
+
+def _typed_managers(filters: UserFilters) -> dict[str, int]:
+    """Names typed in the Manager field (not emails): one that matches a single manager
+    becomes that manager's email (the address bar shows it); what matches none or several
+    is returned, {text: how many it matched}."""
+    typed = {}
+    for i, text in enumerate(filters.manager_email):
+        if "@" in text:
+            continue
+        found = manager_suggestions(text)
+        if len(found) == 1:
+            filters.manager_email[i] = found[0].email.lower()
+        else:
+            typed[text] = len(found)
+    return typed
 
 
 def sort_links(filters: UserFilters) -> dict[str, dict[str, str]]:
@@ -213,7 +239,9 @@ def sort_links(filters: UserFilters) -> dict[str, dict[str, str]]:
 
 def list_context(filters: UserFilters) -> dict[str, Any]:
     """Everything the table partial shows; a fixed number of queries whatever per_page."""
+    typed = _typed_managers(filters)
     names, sizes = _chip_names(filters)
+    names["typed"] = typed
     if sizes:
         # SQLite: the count and the page read the smaller of a location and a group first.
         filters.first = "location" if sizes["location"] <= sizes["group"] else "group"
