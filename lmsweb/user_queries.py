@@ -465,13 +465,14 @@ def filtered_users(
         else:
             query = query.where(User.id.in_(members))
     if filters.by_manager:
-        managers = aliased(User)
-        by_email = select(managers.id).where(func.lower(managers.email).in_(filters.manager_email))
-        query = query.where(
-            or_(User.manager_id.in_(filters.manager), User.manager_id.in_(by_email))
-            if filters.manager and filters.manager_email
-            else User.manager_id.in_(filters.manager or by_email)
-        )
+        given = []
+        if filters.manager:
+            given.append(User.manager_id.in_(filters.manager))
+        if filters.manager_email:
+            managers = aliased(User)
+            by_email = func.lower(managers.email).in_(filters.manager_email)
+            given.append(User.manager_id.in_(select(managers.id).where(by_email)))
+        query = query.where(or_(*given))
     if filters.training:
         query = query.where(training_condition(filters.training, date.today()))
     if filters.course or filters.course_state:
@@ -953,14 +954,19 @@ def training_counts(user_ids: list[int], today: date) -> dict[int, TrainingCount
 MANAGER_SUGGESTIONS = 10
 
 
+def _managing(managers) -> ColumnElement[bool]:
+    """SQL: someone in scope reports to the user `managers` (an alias of User), tested row
+    by row through ix_users_manager_id."""
+    return select(User.id).where(User.manager_id == managers.id, scope.user_condition()).exists()
+
+
 def managers_condition(managers) -> ColumnElement[bool]:
     """SQL: the user `managers` (an alias of User) may be named as a manager to the
-    request's administrator: someone in scope reports to them (tested row by row through
-    ix_users_manager_id), or they are in scope themselves."""
-    reports = select(User.id).where(User.manager_id == managers.id, scope.user_condition())
+    request's administrator: someone in scope reports to them, or they are in scope
+    themselves."""
     if scope.current_rule() is None:
-        return reports.exists()
-    return or_(reports.exists(), managers.id.in_(select(User.id).where(scope.user_condition())))
+        return _managing(managers)
+    return or_(_managing(managers), managers.id.in_(select(User.id).where(scope.user_condition())))
 
 
 def manager_suggestions(text: str) -> list[Any]:
@@ -977,13 +983,10 @@ def manager_suggestions(text: str) -> list[Any]:
     shown = aliased(User)
     columns = ("first_name", "last_name", "email")
 
-    def managing(m) -> ColumnElement[bool]:
-        return select(User.id).where(User.manager_id == m.id, scope.user_condition()).exists()
-
     def starting(m, word: str) -> ColumnElement[bool]:
         return or_(*(_starts_with(getattr(m, c), v) for v in _word_variants(word) for c in columns))
 
-    condition = managing(shown)
+    condition = _managing(shown)
     if words:
         walks = []
         for name in columns:
@@ -991,7 +994,7 @@ def manager_suggestions(text: str) -> list[Any]:
                 m = aliased(User)
                 walk = (
                     select(m.id)
-                    .where(_starts_with(getattr(m, name), variant), managing(m))
+                    .where(_starts_with(getattr(m, name), variant), _managing(m))
                     .where(*(starting(m, word) for word in words[1:]))
                     .order_by(search_key(getattr(m, name)))
                     .limit(MANAGER_SUGGESTIONS)
