@@ -344,6 +344,19 @@ def test_list_count_and_filter_options_show_only_the_scope(world, sam_client):
     assert "Scope: Lisbon, Warehouse" in page
 
 
+def test_the_options_statement_kept_for_organisation_wide_admins_is_theirs_alone(
+    app, world, make, ada_client, sam_client
+):
+    # The organisation-wide statement is built once and kept (listing._filter_choices): a
+    # scoped administrator after one still gets their own, and a group made since shows.
+    assert "Madrid" in ada_client.get("/admin/users").text
+    page = sam_client.get("/admin/users").text
+    assert "Lisbon" in page and "Madrid" not in page and "Board" not in page
+    make.group("Night shift")
+    assert "Night shift" in ada_client.get("/admin/users").text
+    assert "Night shift" not in sam_client.get("/admin/users").text
+
+
 def test_a_filter_naming_an_out_of_scope_location_reveals_nothing(world, sam_client):
     response = sam_client.get(f"/admin/users?location={world.madrid.id}", headers=HX)
     assert response.status_code == 200
