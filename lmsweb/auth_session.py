@@ -56,6 +56,11 @@ def end_session() -> None:
     _fresh_session()
 
 
+# A request moves the idle clock on (and so writes the cookie) once a minute at most, not
+# on every request: an idle session may end up to a minute early.
+SEEN_EVERY = 60
+
+
 def enforce_timeouts():
     """before_request: end a session that was idle too long or is older than its lifetime."""
     if request.endpoint == "static" or not current_user.is_authenticated:
@@ -74,7 +79,7 @@ def enforce_timeouts():
     elif idle and now - seen_at > idle:
         end_session()
         flash("You were signed out after a period of inactivity.", "info")
-    else:
+    elif now - seen_at >= SEEN_EVERY:
         session["seen_at"] = now
 
 

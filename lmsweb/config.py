@@ -133,6 +133,9 @@ def from_environment(instance_path: str) -> dict:
         "REMEMBER_COOKIE_HTTPONLY": True,
         "PERMANENT_SESSION_LIFETIME": timedelta(minutes=_int("SESSION_MAX_AGE_MINUTES", 720)),
         "SESSION_IDLE_MINUTES": _int("SESSION_IDLE_MINUTES", 60),
+        # The cookie is written when the session changes (the idle clock: once a minute,
+        # auth_session.SEEN_EVERY), not signed again on every request.
+        "SESSION_REFRESH_EACH_REQUEST": False,
         # Uploads.
         "MAX_CONTENT_LENGTH": _int("MAX_UPLOAD_MB", 10) * 1024 * 1024,
         "IMPORT_MAX_ROWS": _int("IMPORT_MAX_ROWS", 100_000),

@@ -111,6 +111,20 @@ def test_idle_timeout(app, learner):
     assert "inactivity" in client.get("/login").text
 
 
+def test_the_cookie_is_written_when_the_idle_clock_moves_not_on_every_request(app, learner):
+    client = app.test_client()
+    login(client, learner.email)
+    client.get("/my/training")  # the first page after sign-in may still set the cookie
+    r = client.get("/my/training")
+    assert r.status_code == 200 and "Set-Cookie" not in r.headers
+    with client.session_transaction() as session:
+        session["seen_at"] = int(time.time()) - 61
+    r = client.get("/my/training")
+    assert r.status_code == 200 and "lmsweb_session=" in r.headers["Set-Cookie"]
+    with client.session_transaction() as session:
+        assert session["seen_at"] >= int(time.time()) - 5
+
+
 def test_absolute_timeout_even_when_active(app, learner):
     client = app.test_client()
     login(client, learner.email)
