@@ -147,8 +147,11 @@ def list_url(filters: UserFilters, **changes: Any) -> str:
     return url_for("users.index", **filters.to_args(**changes).to_dict(flat=False))
 
 
-def filter_chips(filters: UserFilters, names: dict[str, dict[int, str]]) -> list[dict]:
-    """One removable chip per active filter value, each with the URL that removes it."""
+def filter_chips(
+    filters: UserFilters, names: dict[str, dict[int, str]], typed: dict[str, int] | None = None
+) -> list[dict]:
+    """One removable chip per active filter value, each with the URL that removes it;
+    `typed`: the names typed as a manager that matched none or several (`_typed_managers`)."""
     chips = []
     reset = {"page": 1}
     if filters.q:
@@ -184,7 +187,7 @@ def filter_chips(filters: UserFilters, names: dict[str, dict[int, str]]) -> list
     for email in filters.manager_email:
         rest = [*filters.manager, *(x for x in filters.manager_email if x != email)]
         url = list_url(filters, manager=rest, **reset)
-        label = found.get(email) or _unmatched(email, names.get("typed", {}))
+        label = found.get(email) or _unmatched(email, typed or {})
         chips.append({"label": label, "kind": "Manager", "url": url})
     if filters.training:
         url = list_url(filters, training="", **reset)
@@ -241,7 +244,6 @@ def list_context(filters: UserFilters) -> dict[str, Any]:
     """Everything the table partial shows; a fixed number of queries whatever per_page."""
     typed = _typed_managers(filters)
     names, sizes = _chip_names(filters)
-    names["typed"] = typed
     if sizes:
         # SQLite: the count and the page read the smaller of a location and a group first.
         filters.first = "location" if sizes["location"] <= sizes["group"] else "group"
@@ -350,7 +352,7 @@ def list_context(filters: UserFilters) -> dict[str, Any]:
         "pages": pages,
         "first": first,
         "last": first + len(users) - 1 if users else 0,
-        "chips": filter_chips(filters, names),
+        "chips": filter_chips(filters, names, typed),
         "chip_names": names,
         "sorts": sort_links(filters),
         "per_page_choices": PER_PAGE_CHOICES,
