@@ -139,11 +139,13 @@ def combinations(app) -> dict[str, str]:
     with app.app_context():
         location = db.session.scalar(sa.select(Location.id).where(Location.name == "Berlin"))
         group = db.session.scalar(sa.select(Group.id).where(Group.name == "Sales"))
-        # The last managed user's manager (the demo's organisation chart, seed.TEAM), by email.
+        # The first managed user's manager (the demo's organisation chart, seed.TEAM), by
+        # email: the head of the first twelve teams, with 22 reports (the last managed
+        # user's, the seed's last team, may have a few).
         lead = (
             sa.select(User.manager_id)
             .where(User.manager_id.is_not(None))
-            .order_by(User.id.desc())
+            .order_by(User.id)
             .limit(1)
             .scalar_subquery()
         )
