@@ -14,7 +14,7 @@ from sqlalchemy.orm import aliased, joinedload
 
 from . import compliance, scope, user_counts
 from .extensions import db
-from .models import STATUSES, Course, CourseAssignment, Location, User, utcnow
+from .models import STATUSES, Course, CourseAssignment, Location, User, user_groups, utcnow
 from .user_queries import UserFilters, filtered_users, search_condition
 from .xlsx import excel_day, excel_time, stream_rows
 
@@ -194,6 +194,17 @@ def records_query(filters: RecordFilters) -> Select[tuple[CourseAssignment]]:
         searched = search_condition(filters.q, CourseAssignment.user_id)
         if searched is not None:
             query = query.where(searched)
+    elif filters.location and filters.group and not filters.q:
+        # The location's people, each looked up in the group (a join): SQLite listed every
+        # member of the group first and looked each up at the location (Sales at a million
+        # users: 84,000 members for Berlin's 3,468; the count 90 → 25 ms, the page 75 → 25).
+        # The administrator's scope is the records' own condition above.
+        people = (
+            select(User.id)
+            .join(user_groups, user_groups.c.user_id == User.id)
+            .where(User.location_id == filters.location, user_groups.c.group_id == filters.group)
+        )
+        query = query.where(CourseAssignment.user_id.in_(people))
     elif filters.q or filters.location or filters.group:
         # Who the records belong to: the Users list's own filter function decides.
         people = filtered_users(
