@@ -166,6 +166,8 @@ def measure(app) -> None:
             f"/admin/dashboard?course={course}&state=not_started",
             hx,
         ),
+        ("records: a location", f"/admin/dashboard?location={location}", hx),
+        ("records: a group", f"/admin/dashboard?group={group}", hx),
         ("records: location + group", f"/admin/dashboard?location={location}&group={group}", hx),
         ("records: search 'son'", "/admin/dashboard?q=son", hx),
         ("records: page 2000", "/admin/dashboard?page=2000", hx),
