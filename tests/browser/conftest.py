@@ -9,6 +9,7 @@ import os
 import re
 import shutil
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -55,6 +56,14 @@ def live_server(app):
     yield f"http://127.0.0.1:{server.server_port}"
     server.shutdown()
     thread.join(timeout=5)
+    server.server_close()
+    # Requests still being answered (a poll, a fetch the page made as it closed) finish
+    # before the app's engine is disposed: a connection they held would otherwise be left
+    # open, and its garbage collection fail a later test (ResourceWarning).
+    deadline = time.monotonic() + 2  # an idle keep-alive connection holds none: not awaited
+    for handler in threading.enumerate():
+        if "process_request_thread" in handler.name:  # socketserver's thread per request
+            handler.join(timeout=max(deadline - time.monotonic(), 0))
 
 
 def screenshot(page, name: str) -> None:
