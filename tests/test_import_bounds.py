@@ -10,7 +10,7 @@ import zipfile
 
 import pytest
 
-from lmsweb import roster_import
+from lmsweb import roster_import, sheet_reader
 from lmsweb.models import ImportJob, User
 from tests.conftest import count
 from tests.import_support import upload, xlsx_bytes
@@ -186,10 +186,25 @@ def test_a_declared_range_beyond_the_limits_is_refused(app, admin_client):
     assert "The sheet reaches column XFD" in refused(app, admin_client, "dim.xlsx", data)
 
 
-def test_cells_without_positions_are_read_by_the_streaming_reader_within_bounds(app, admin_client):
-    # 16,384 cells without `r` in one row: calamine would place them up to column XFD.
-    wide = "<row>" + '<c t="inlineStr"><is><t>x</t></is></c>' * 16_384 + "</row>"
+@pytest.mark.parametrize(
+    "cell",
+    [
+        '<c t="inlineStr"><is><t>x</t></is></c>',
+        '<c\tt="inlineStr"><is><t>x</t></is></c>',
+        f'<x:c xmlns:x="{MAIN}" t="inlineStr"><x:is><x:t>x</x:t></x:is></x:c>',
+    ],
+    ids=["plain", "a tab after the name", "a namespace prefix"],
+)
+def test_cells_without_positions_are_read_by_the_streaming_reader_within_bounds(
+    app, admin_client, cell
+):
+    # 16,384 cells without `r` in one row: calamine would place them up to column XFD. The
+    # pre-check counts cell starts however they are spelled, so none passes as placed: the
+    # streaming reader, not calamine, reads the sheet and refuses it.
+    wide = '<row r="2">' + cell * 16_384 + "</row>"
     data = workbook((HEADER_ROW + wide).encode())
+    with pytest.raises(sheet_reader.SheetError, match="reaches column AY / row 2"):
+        sheet_reader.check_xlsx(io.BytesIO(data), sheet_reader.Limits())
     text = refused(app, admin_client, "unplaced.xlsx", data)
     assert "The sheet reaches column AY / row 2: only the first 50 columns" in text
 
