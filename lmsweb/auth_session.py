@@ -14,6 +14,7 @@ from flask_login import current_user, login_user, logout_user
 from sqlalchemy import event, inspect
 from sqlalchemy.orm import Session
 
+from .database import PREPARED
 from .extensions import db, login_manager
 from .models import User, utcnow
 
@@ -27,7 +28,7 @@ def load_user(session_id: str) -> User | None:
     user_id, _, version = session_id.partition(":")
     if not user_id.isdigit() or not version.isdigit():
         return None
-    user = db.session.get(User, int(user_id))
+    user = db.session.get(User, int(user_id), execution_options=PREPARED)
     if user is None or user.session_version != int(version) or not user.is_active:
         return None
     return user

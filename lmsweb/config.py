@@ -62,6 +62,17 @@ def normalise_database_url(url: str) -> str:
     return url
 
 
+def engine_options(database_url: str) -> dict:
+    """SQLAlchemy's engine options. On PostgreSQL the statements marked to be prepared
+    (lmsweb.database.PREPARED) are prepared on the server; DATABASE_PREPARED_STATEMENTS=0
+    prepares none (a PgBouncer in transaction pooling mode before 1.21 hands each
+    transaction any server connection, where a statement prepared on another is unknown)."""
+    options: dict = {"pool_pre_ping": True}
+    if database_url.startswith("postgres") and not _bool("DATABASE_PREPARED_STATEMENTS", True):
+        options["connect_args"] = {"prepare_threshold": None}
+    return options
+
+
 def from_environment(instance_path: str) -> dict:
     """The configuration mapping for `app.config`."""
     database_url = os.environ.get("DATABASE_URL", "").strip() or (
@@ -73,7 +84,7 @@ def from_environment(instance_path: str) -> dict:
     return {
         "SECRET_KEY": load_secret_key(instance_path),
         "SQLALCHEMY_DATABASE_URI": normalise_database_url(database_url),
-        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
+        "SQLALCHEMY_ENGINE_OPTIONS": engine_options(database_url),
         "ORG_NAME": os.environ.get("ORG_NAME", "Example Organisation"),
         "PUBLIC_BASE_URL": os.environ.get("PUBLIC_BASE_URL", "").strip().rstrip("/"),
         # Mail: with no MAIL_SERVER the outbox worker writes messages to the log.

@@ -8,6 +8,7 @@ from __future__ import annotations
 from sqlalchemy import func, literal, select, text, union_all
 
 from . import scope
+from .database import PREPARED
 from .extensions import db
 from .models import STATUSES, User, user_counts, user_groups
 from .user_queries import UserFilters
@@ -41,7 +42,7 @@ def kept(filters: UserFilters) -> dict[str, int] | None:
         query = query.where(c.status.in_(sorted(statuses)))
     if filters.role:
         query = query.where(c.role.in_(filters.role))
-    counted = query.group_by(c.status).having(func.sum(c.n) > 0)
+    counted = query.group_by(c.status).having(func.sum(c.n) > 0).execution_options(**PREPARED)
     return {status: int(n) for status, n in db.session.execute(counted)}
 
 

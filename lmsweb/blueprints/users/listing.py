@@ -35,6 +35,7 @@ from wtforms.fields.choices import SelectChoice
 
 from ... import scope, user_counts
 from ...compliance import TRAINING_LABELS
+from ...database import PREPARED
 from ...extensions import db
 from ...models import (
     ROLE_LABELS,
@@ -446,6 +447,7 @@ def _page_statement(dialect: str) -> Select:
         )
         .outerjoin(Location, Location.id == User.location_id)
         .where(in_page)
+        .execution_options(**PREPARED)
     )
 
 
