@@ -781,13 +781,35 @@ def _index_matches(word: str) -> int:
     return sum(db.session.execute(select(*counts)).one())
 
 
-def sqlite_capped_by_email(filters: UserFilters, limit: int) -> dict[str, int] | None:
-    """SQLite, a one-word prefix search (fewer than three characters): the users whose email
-    starts with the word, per status, counted no further than `limit` + 1 rows of
+def _one_word_by_status_and_role(filters: UserFilters) -> str | None:
+    """An organisation-wide administrator's search of one word, among the users of statuses
+    that include the active ones, filtered by no more than status and role: the word; else
+    None."""
+    words = filters.q.split()
+    if (
+        len(words) != 1
+        or "active" not in filters.status
+        or filters.location
+        or filters.group
+        or filters.by_manager
+        or filters.training
+        or filters.course
+        or filters.course_state
+        or scope.current_rule() is not None
+    ):
+        return None
+    return words[0]
+
+
+def capped_by_email(filters: UserFilters, limit: int) -> dict[str, int] | None:
+    """A one-word prefix search (fewer than three characters): the users whose email starts
+    with the word, per status, counted no further than `limit` + 1 rows of
     ix_users_search_email (which holds status and role). They are some of the matches: past
     `limit` the list is past its cap without the union of the four fields' matches listed
-    and each looked up ("ma" at a million users: 28.7 → 2.6 ms). Else None: count them."""
-    word = _sqlite_one_word(filters)
+    and each looked up. At a million users, "ma": SQLite 28.7 → 2.6 ms; PostgreSQL, whose
+    count read 10,001 users' rows from a bitmap of 102,000 entries, 25 → 3 ms. Else None:
+    count them."""
+    word = _one_word_by_status_and_role(filters)
     if word is None or len(word) >= SUBSTRING_MIN:
         return None
     emails = or_(*(_starts_with(User.email, v) for v in _word_variants(word)))

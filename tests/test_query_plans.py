@@ -346,7 +346,8 @@ def test_prefix_words_are_ored_ranges_where_postgresql_reads_their_matches(app, 
     def found(q: str) -> tuple[set[int], list[str]]:
         with app.app_context():
             seen = captured(app, lambda: admin_client.get(f"/admin/users?q={q}", headers=HX))
-        counts = [s for s, _ in seen if "count(*)" in s]
+        # The matches' count (a short word's emails may be counted first, alone).
+        counts = [s for s, _ in seen if "count(*)" in s and "first_name" in s]
         return set(listed(admin_client, f"q={q}")) & set(ids), counts
 
     expected = {

@@ -60,6 +60,7 @@ from ...user_queries import (
     UNARCHIVED_TRAINING,
     TrainingCounts,
     UserFilters,
+    capped_by_email,
     counted_with_page,
     filtered_users,
     manager_suggestions,
@@ -69,7 +70,6 @@ from ...user_queries import (
     ordered,
     search_walks,
     searched_page,
-    sqlite_capped_by_email,
     sqlite_walked_page,
     training_counts,
     training_sums,
@@ -264,10 +264,12 @@ def list_context(filters: UserFilters) -> dict[str, Any]:
     counted_page = None  # PostgreSQL, a search: its page, read with the count
     if kept is not None:
         by_status = kept
+    elif by_email := capped_by_email(filters, limit):
+        by_status = by_email
     elif filters.q and db.session.get_bind().dialect.name == "postgresql":
         by_status, counted_page = _count_with_page(filters, limit, asked)
     else:
-        by_status = sqlite_capped_by_email(filters, limit) or _count_by_status(filters, limit)
+        by_status = _count_by_status(filters, limit)
     # The page's ids first (from an index alone where one covers the filters), then
     # those rows with what they show: a deep page never reads the rows it skips.
     capped = kept is None and sum(by_status.values()) > limit
