@@ -667,7 +667,9 @@ def _by_keys(subquery, keys: list[tuple[str, bool]]) -> list:
     return [subquery.c[name].desc() if desc else subquery.c[name] for name, desc in keys]
 
 
-def counted_with_page(filters: UserFilters, limit: int, offset: int, rows: int) -> Select:
+def counted_with_page(
+    filters: UserFilters, limit: int, offset: int, rows: int, query: Select | None = None
+) -> Select:
     """PostgreSQL, a search: its matches counted by status as far as `limit` + 1 (rows of
     status, count, None), read once from the trigram or prefix index with their sort keys;
     and in the same statement, where they are no more than `limit`, the page of their ids
@@ -677,8 +679,9 @@ def counted_with_page(filters: UserFilters, limit: int, offset: int, rows: int) 
     the users there are (for the walk's choice), then a walk of the order or the matches
     read again and sorted ("everything" at a million users, 101 matches: 53.4 / 47.7 →
     36.0 / 37.5 ms p50). Carrying the keys costs a capped count ("ma" at a million users,
-    psql: 27-31 → 29-33 ms)."""
-    inner, keys = _keyed(filtered_users(filters).order_by(None), filters.sort)
+    psql: 27-31 → 29-33 ms). `query`: `filtered_users(filters)`, where the caller has it."""
+    query = filtered_users(filters) if query is None else query
+    inner, keys = _keyed(query.order_by(None), filters.sort)
     matches = inner.add_columns(User.status.label("status")).limit(limit + 1).cte("matches")
     counts = select(matches.c.status, func.count(), literal_column("NULL::integer")).group_by(
         matches.c.status

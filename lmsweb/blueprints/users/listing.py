@@ -267,7 +267,7 @@ def list_context(filters: UserFilters) -> dict[str, Any]:
     elif by_email := capped_by_email(filters, limit):
         by_status = by_email
     elif filters.q and db.session.get_bind().dialect.name == "postgresql":
-        by_status, counted_page = _count_with_page(filters, limit, asked)
+        by_status, counted_page = _count_with_page(filters, query, limit, asked)
     else:
         by_status = _count_by_status(filters, limit)
     # The page's ids first (from an index alone where one covers the filters), then
@@ -554,13 +554,13 @@ def _chip_names(filters: UserFilters) -> tuple[dict[str, dict[int, str]], dict[s
 
 
 def _count_with_page(
-    filters: UserFilters, limit: int, offset: int
+    filters: UserFilters, query: Select, limit: int, offset: int
 ) -> tuple[dict[str, int], tuple[int, list[int]] | None]:
     """The users matching a search per status (as `_count_by_status`), and the page at
     `offset` with the next one's first, (offset, ids), where `counted_with_page` read it."""
     by_status: dict[str, int] = {}
     page: list[tuple[int, int]] = []
-    statement = counted_with_page(filters, limit, offset, filters.per_page + 1)
+    statement = counted_with_page(filters, limit, offset, filters.per_page + 1, query)
     for status, n, found in db.session.execute(statement):
         if status is None:
             page.append((n, found))
