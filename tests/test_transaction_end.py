@@ -49,7 +49,7 @@ def test_only_the_statements_that_ask_are_prepared(app):
         assert not [s for s in _prepared(connection) if "FROM users" in s]
 
 
-def test_requests_leave_the_users_page_rows_statement_prepared(app, admin_client):
+def test_requests_leave_the_users_page_statements_prepared(app, admin_client):
     _postgresql_only(app)
     for _ in range(3):
         assert admin_client.get("/admin/users").status_code == 200
@@ -59,6 +59,8 @@ def test_requests_leave_the_users_page_rows_statement_prepared(app, admin_client
         with db.engine.connect() as connection:
             prepared = _prepared(connection)
     assert [s for s in prepared if "users.id = ANY" in s], prepared
+    # The filter panel's choices (an organisation-wide administrator's: one statement).
+    assert [s for s in prepared if "AS kind" in s], prepared
 
 
 def test_a_transaction_that_wrote_is_rolled_back(app):
