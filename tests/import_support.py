@@ -61,6 +61,20 @@ def upload(client, name: str, data: bytes, headers=None, **fields):
     )
 
 
+def loaded_job(app, ident: int):
+    """A fresh, detached copy of an import job with its documents (data, preview and
+    result are loaded only when used: ImportJob)."""
+    from sqlalchemy.orm import undefer
+
+    from lmsweb.extensions import db
+    from lmsweb.models import ImportJob
+
+    with app.app_context():
+        job = db.session.get(ImportJob, ident, options=[undefer("*")])
+        db.session.expunge(job)
+        return job
+
+
 def job_id(response) -> int:
     match = re.search(r"/admin/users/import/(\d+)", response.text)
     assert match, response.text

@@ -29,6 +29,7 @@ from tests.import_support import (
     HEADERS,
     csv_bytes,
     job_id,
+    loaded_job,
     many_members,
     upload,
     xlsx_bytes,
@@ -475,7 +476,7 @@ def test_a_user_added_after_the_preview_with_a_rows_email_is_updated_not_refused
     assert confirm(admin_client, preview).status_code == 303
     assert get(app, User, late.id).first_name == "Late"
     assert count(app, User) == 3
-    job = get(app, ImportJob, job_id(preview))
+    job = loaded_job(app, job_id(preview))
     assert job.result["created"] == 1 and job.result["updated"] == 1
 
 
@@ -525,7 +526,7 @@ def test_a_user_archived_after_the_preview_gets_no_course_at_the_commit(app, adm
     assert confirm(admin_client, preview).status_code == 303
     assert count(app, CourseAssignment) == 0
     assert get(app, Course, course.id).seats_reserved == 0
-    job = get(app, ImportJob, job_id(preview))
+    job = loaded_job(app, job_id(preview))
     assert job.result["skipped"] == 1 and job.preview["totals"]["error"] == 1
 
 
@@ -556,7 +557,7 @@ def _commit_statements(app, client, rows: int, tag: str) -> int:
         assert confirm(client, preview).status_code == 303
     finally:
         event.remove(engine, "before_cursor_execute", counted)
-    job = get(app, ImportJob, job_id(preview))
+    job = loaded_job(app, job_id(preview))
     assert job.result["created"] == job.result["updated"] == rows
     return len(seen)
 

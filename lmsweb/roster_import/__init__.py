@@ -14,6 +14,7 @@ from .jobs import (
     error_texts,
     new_job,
     preview_job,
+    preview_view,
 )
 from .planning import Plan, plan_import
 from .reading import (
@@ -42,6 +43,7 @@ __all__ = [
     "new_job",
     "plan_import",
     "preview_job",
+    "preview_view",
     "read_table",
     "sniff_delimiter",
 ]

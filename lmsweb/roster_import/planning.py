@@ -61,13 +61,14 @@ class Plan:
         return [c for c in self.licenses if c["needed"] > c["available"]]
 
     def preview(self) -> dict[str, Any]:
+        # The rows last, as in the job's data (Table.as_data).
         return {
-            "rows": self.rows,
             "totals": self.totals,
             "licenses": self.licenses,
             "new_locations": sorted(self.new_locations.values(), key=str.lower),
             "new_groups": sorted(self.new_groups.values(), key=str.lower),
             "basis": self.basis,
+            "rows": self.rows,
         }
 
 

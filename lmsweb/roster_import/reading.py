@@ -213,11 +213,13 @@ class Table:
     ignored: list[str] = field(default_factory=list)
 
     def as_data(self) -> dict[str, Any]:
+        # The rows last: a reader of the stored text finds the other members without
+        # stepping over them (jobs.error_texts).
         return {
             "fields": self.fields,
-            "rows": self.rows,
             "lines": self.lines,
             "ignored": self.ignored,
+            "rows": self.rows,
         }
 
 

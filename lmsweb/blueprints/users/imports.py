@@ -70,30 +70,19 @@ def load_job(job_id: int, *options) -> ImportJob:
     return job
 
 
-def _shown_rows(job: ImportJob) -> list[tuple]:
-    """The first rows worth a look (errors, creates, updates), for the preview table."""
-    shown = []
-    if not job.preview:
-        return shown
-    fields = job.data["fields"]
-    for line, cells, result in zip(
-        job.data["lines"], job.data["rows"], job.preview["rows"], strict=False
-    ):
-        if result[0] != "unchanged":
-            shown.append((line, dict(zip(fields, cells, strict=False)), result))
-            if len(shown) == PREVIEW_ROWS:
-                break
-    return shown
-
-
 def _render_job(job: ImportJob, status: int = 200):
+    # Only a job waiting for confirmation shows its preview; a running one is polled every
+    # second and reads no more than its progress.
+    view = roster_import.preview_view(job.id, PREVIEW_ROWS) if job.status == "ready" else None
+    preview, shown = view or ({}, [])
     return render(
         "users/import_job.html",
         "users/_import_job.html",
         status=status,
         job=job,
+        preview=preview,
         labels=LABELS,
-        shown=_shown_rows(job),
+        shown=shown,
         preview_rows=PREVIEW_ROWS,
     )
 
