@@ -245,6 +245,47 @@ def test_unknown_location_and_group_are_errors_or_created_on_request(app, admin_
     assert count(app, Location) == 1 and count(app, Group) == 2
 
 
+def test_rows_repeating_a_location_and_groups_each_get_their_verdict(app, admin_client, make):
+    """A pair of location and groups cells is worked out once per plan: every row that
+    repeats an unknown one is still an error with its reason, every row that repeats a
+    known one gets the same keys, and a new one is created once for all of them."""
+    make.location("Lisbon")
+    make.group("Nurses")
+    rows = [
+        ["a@example.com", "A", "One", "", "Porto", "Pilots"],
+        ["b@example.com", "B", "Two", "", "Lisbon", "Nurses"],
+        ["c@example.com", "C", "Three", "", "Porto", "Pilots"],
+        ["d@example.com", "D", "Four", "", "Lisbon", "Nurses"],
+    ]
+    preview = upload(admin_client, "r.csv", csv_bytes(rows))
+    assert preview.text.count("Unknown location “Porto”.") == 2
+    assert preview.text.count("Unknown group “Pilots”.") == 2
+    assert "<strong>2</strong> to add" in preview.text
+    preview = upload(admin_client, "r.csv", csv_bytes(rows), create_missing="y")
+    assert "<strong>4</strong> to add" in preview.text
+    confirm(admin_client, preview)
+    with app.app_context():
+        placed = dict(
+            db.session.execute(
+                select(User.email, Location.name).join(Location, User.location_id == Location.id)
+            ).all()
+        )
+        grouped = dict(db.session.execute(select(User.email, Group.name).join(User.groups)).all())
+    assert placed == {
+        "a@example.com": "Porto",
+        "b@example.com": "Lisbon",
+        "c@example.com": "Porto",
+        "d@example.com": "Lisbon",
+    }
+    assert grouped == {
+        "a@example.com": "Pilots",
+        "b@example.com": "Nurses",
+        "c@example.com": "Pilots",
+        "d@example.com": "Nurses",
+    }
+    assert count(app, Location) == 2 and count(app, Group) == 2
+
+
 def test_courses_column_shows_license_impact_and_assigns(app, admin_client, make):
     course = make.course("SAFE-1", seats=3, title="Safety")
     rows = [[f"u{n}@example.com", "A", "B", "SAFE-1"] for n in range(2)]

@@ -418,6 +418,22 @@ def _licenses(basis: _Basis, seats: Counter) -> list[dict[str, Any]]:
     ]
 
 
+def _keys_once(basis: _Basis, plan: Plan, create_missing: bool):
+    """`_keys` for one plan, each pair of location and groups cells worked out once (a
+    roster repeats a few pairs on most of its rows): the keys, with the reasons they give."""
+    known: dict[tuple[str, str], tuple] = {}
+
+    def keys(cells: Cells, reasons: list[str]):
+        pair = (cells.location, cells.groups)
+        if (found := known.get(pair)) is None:
+            found = known[pair] = (*_keys(cells, basis, plan, create_missing, given := []), given)
+        location_key, group_keys, given = found
+        reasons += given
+        return location_key, None if group_keys is None else list(group_keys)
+
+    return keys
+
+
 def _keys(cells: Cells, basis: _Basis, plan: Plan, create_missing: bool, reasons: list[str]):
     """The row's location key and group keys (None: no groups given); unknown ones are
     collected as new (create_missing) or are row errors."""
@@ -515,6 +531,7 @@ def plan_import(
     # groups (#17).
     rule = basis.rule
     create_missing = create_missing and rule is None
+    keys = _keys_once(basis, plan, create_missing)
 
     for index, cells in enumerate(cells_of):
         if progress and index and index % CHUNK == 0:
@@ -546,7 +563,7 @@ def plan_import(
                 )
             seen_target.setdefault(target.id, line)
 
-        location_key, group_keys = _keys(cells, basis, plan, create_missing, reasons)
+        location_key, group_keys = keys(cells, reasons)
         course_ids = _course_ids(cells, basis, reasons)
         manager_email = cells.manager
         if manager_email and manager_email not in managers and manager_email not in file_emails:
@@ -593,7 +610,8 @@ def plan_import(
 
         if target is None:
             plan.creates.append(_create(cells, role, location_key, group_keys, course_ids))
-            seats.update(course_ids)
+            if course_ids:
+                seats.update(course_ids)
             plan.rows.append(["create", [], None, []])
             continue
 
@@ -656,15 +674,17 @@ def replan(data: dict[str, Any], preview: dict[str, Any], create_missing: bool, 
         return None
     plan = Plan(rows=rows, basis=preview["basis"])
     seats: Counter[int] = Counter()
+    keys = _keys_once(basis, plan, create_missing)
     for cells, (action, _reasons, user_id, changed) in zip(cells_of, rows, strict=True):
         if not create_missing and action not in ("create", "update"):
             continue
         # As the plan did for every row: unknown names are collected as new.
-        location_key, group_keys = _keys(cells, basis, plan, create_missing, [])
+        location_key, group_keys = keys(cells, [])
         if action == "create":
             course_ids = _course_ids(cells, basis, [])
             plan.creates.append(_create(cells, _role(cells), location_key, group_keys, course_ids))
-            seats.update(course_ids)
+            if course_ids:
+                seats.update(course_ids)
         elif action == "update":
             values = _changed(cells, _role(cells), location_key, group_keys)
             op = {"kind": "update", "id": user_id}
