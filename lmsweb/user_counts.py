@@ -46,6 +46,16 @@ def kept(filters: UserFilters) -> dict[str, int] | None:
     return {status: int(n) for status, n in db.session.execute(counted)}
 
 
+def held(kind: str, refs: list[int]):
+    """How many users these locations or groups (`kind`) hold together, of every status and
+    role, as a scalar subquery: one index range of the kept counts."""
+    return (
+        select(func.coalesce(func.sum(c.n), 0))
+        .where(c.kind == kind, c.ref_id.in_(refs))
+        .scalar_subquery()
+    )
+
+
 def everyone() -> int:
     """How many users there are, of every status and role."""
     return int(db.session.scalar(select(func.sum(c.n)).where(c.kind == "all")) or 0)

@@ -666,8 +666,9 @@ def _steps(plan: str) -> list[str]:
 
 @sqlite_only
 def test_a_location_and_a_group_are_read_from_the_smaller(app, admin_client, make):
-    """SQLite, a location and a group: the filter chips' statement counts both (from their
-    indexes), and the count and the page read the smaller first: the location's people
+    """SQLite, a location and a group: the filter chips' statement reads how many people
+    both hold from the kept counts (counting them from their indexes cost 8 ms at a million
+    users), and the count and the page read the smaller first: the location's people
     from ix_users_location_name, each tested against the group's members, or the group's
     members looked up in ix_users_id_cover. Given statistics SQLite's planner read every
     member's whole row (Berlin + Sales at a million users: the count 83 → 23 ms). The same
@@ -695,6 +696,9 @@ def test_a_location_and_a_group_are_read_from_the_smaller(app, admin_client, mak
             seen = captured(app, lambda q=query: admin_client.get(f"/admin/users?{q}", headers=HX))
         (count,) = [s for s, _ in seen if s.startswith("SELECT anon_1.status, count(*)")]
         assert f"INDEXED BY {index}" in count, count
+        (chips,) = [s for s, _ in seen if "FROM locations" in s and " AS size" in s]
+        assert "FROM user_counts" in chips, chips
+        assert "FROM users" not in chips and "FROM user_groups" not in chips, chips
         assert listed(admin_client, query) == _forward(app, query)
     # With a search, the location read first: only the people the search finds are looked
     # up in the group (its key, per row), not every member listed first.

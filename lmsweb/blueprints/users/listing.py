@@ -482,25 +482,20 @@ def listed_users(page_ids: list[int]) -> list[ListedUser]:
     return [by_id[ident] for ident in page_ids if ident in by_id]
 
 
-# How far the chips' statement counts a location's people and a group's members.
-SIZE_CAP = 100_000
-
-
 def _chip_names(filters: UserFilters) -> tuple[dict[str, dict[int, str]], dict[str, int]]:
     """The names the filter chips show (the locations, groups and managers filtered on, as
     far as the administrator may see them, and the course), in one statement. On SQLite,
-    with a location and a group, the same statement counts their people (each up to
-    SIZE_CAP, from an index alone: every row of a kind carries its total), returned as the
-    second item ({} elsewhere)."""
+    with a location and a group, the same statement reads how many people they hold from
+    the kept counts (counting them, each up to 100,000 from an index, cost 8 ms of the list
+    at a million users), returned as the second item ({} elsewhere)."""
     names: dict[str, dict[int, str]] = {"location": {}, "group": {}, "manager": {}}
     no_text, no_size = cast(null(), String).label("more"), cast(null(), Integer).label("size")
     sized = bool(filters.location and filters.group) and (
         db.session.get_bind().dialect.name == "sqlite"
     )
 
-    def size(members):
-        counted = select(func.count()).select_from(members.limit(SIZE_CAP).subquery())
-        return counted.scalar_subquery().label("size") if sized else no_size
+    def size(kind: str, refs: list[int]):
+        return user_counts.held(kind, refs).label("size") if sized else no_size
 
     branches = []
     if filters.by_manager:
@@ -522,18 +517,20 @@ def _chip_names(filters: UserFilters) -> tuple[dict[str, dict[int, str]], dict[s
             ).where(or_(*given), managers_condition(managers))
         )
     if filters.location:
-        people = select(User.id).where(User.location_id.in_(filters.location))
         branches.append(
-            select(literal("location"), Location.id, Location.name, no_text, size(people)).where(
-                Location.id.in_(filters.location), scope.visible(Location)
-            )
+            select(
+                literal("location"),
+                Location.id,
+                Location.name,
+                no_text,
+                size("location", filters.location),
+            ).where(Location.id.in_(filters.location), scope.visible(Location))
         )
     if filters.group:
-        members = select(user_groups.c.user_id).where(user_groups.c.group_id.in_(filters.group))
         branches.append(
-            select(literal("group"), Group.id, Group.name, no_text, size(members)).where(
-                Group.id.in_(filters.group), scope.visible(Group)
-            )
+            select(
+                literal("group"), Group.id, Group.name, no_text, size("group", filters.group)
+            ).where(Group.id.in_(filters.group), scope.visible(Group))
         )
     if filters.course:
         names["course"] = {filters.course: "a deleted course"}
