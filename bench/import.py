@@ -20,6 +20,7 @@ import sqlalchemy as sa
 
 DATA = Path(__file__).parent / ".data"
 SIZES = (10_000, 100_000)
+PAGE_PASSWORD = "bench-import-password"  # noqa: S105 - a throwaway local database
 
 
 def roster(rows: int) -> Path:
@@ -104,9 +105,6 @@ def _seed(app, rows: int) -> int:
         )
         db.session.commit()
         return admin.id
-
-
-PAGE_PASSWORD = "bench-import-password"  # noqa: S105 - a throwaway local database
 
 
 def _signed_in(app):

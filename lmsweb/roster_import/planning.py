@@ -425,10 +425,13 @@ def _keys_once(basis: _Basis, plan: Plan, create_missing: bool):
 
     def keys(cells: Cells, reasons: list[str]):
         pair = (cells.location, cells.groups)
-        if (found := known.get(pair)) is None:
-            found = known[pair] = (*_keys(cells, basis, plan, create_missing, given := []), given)
-        location_key, group_keys, given = found
+        if pair not in known:
+            given: list[str] = []
+            location_key, group_keys = _keys(cells, basis, plan, create_missing, given)
+            known[pair] = (location_key, group_keys, given)
+        location_key, group_keys, given = known[pair]
         reasons += given
+        # A list of its own for each row: the plan's operations hold it.
         return location_key, None if group_keys is None else list(group_keys)
 
     return keys
